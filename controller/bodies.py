@@ -1,0 +1,128 @@
+"""Raw JSON shapes, as TypedDicts: receiver manifests, Alertmanager payloads, Cattle resources.
+
+They describe what arrives from outside before it is checked; code past the edges works with the
+frozen values in ``controller.model`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+
+class ObjectMeta(TypedDict, total=False):
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    annotations: dict[str, str]
+    labels: dict[str, str]
+
+
+class ScaleServiceConfig(TypedDict):
+    projectId: str
+    serviceId: str
+    action: Literal["up", "down"]
+    amount: int
+    min: int
+    max: int
+
+
+class RateLimitSpec(TypedDict):
+    requests: int
+    perSeconds: int
+
+
+class ReceiverSpec(TypedDict, total=False):
+    driver: str
+    scaleServiceConfig: ScaleServiceConfig
+    fireOn: list[str]
+    cooldownSeconds: int
+    dedupeWindowSeconds: int
+    rateLimit: RateLimitSpec
+    suspend: bool
+
+
+class ReceiverBody(TypedDict, total=False):
+    apiVersion: str
+    kind: str
+    metadata: ObjectMeta
+    spec: ReceiverSpec
+    status: dict[str, Any]
+
+
+class AlertmanagerAlert(TypedDict, total=False):
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: str
+    endsAt: str
+    generatorURL: str
+    fingerprint: str
+
+
+class AlertmanagerPayload(TypedDict, total=False):
+    """Alertmanager's webhook body, version "4" (Alertmanager 0.x)."""
+
+    version: str
+    groupKey: str
+    truncatedAlerts: int
+    status: Literal["firing", "resolved"]
+    receiver: str
+    groupLabels: dict[str, str]
+    commonLabels: dict[str, str]
+    commonAnnotations: dict[str, str]
+    externalURL: str
+    alerts: list[AlertmanagerAlert]
+
+
+class CattleLaunchConfig(TypedDict, total=False):
+    imageUuid: str
+    labels: dict[str, str]
+    version: str
+
+
+class CattleService(TypedDict, total=False):
+    id: str
+    type: str
+    baseType: str
+    kind: str
+    name: str
+    stackId: str
+    accountId: str
+    state: str
+    healthState: str
+    transitioning: Literal["yes", "no", "error"]
+    transitioningMessage: str | None
+    scale: int
+    currentScale: int
+    launchConfig: CattleLaunchConfig
+    secondaryLaunchConfigs: list[CattleLaunchConfig]
+    links: dict[str, str]
+    actions: dict[str, str]
+
+
+class CattlePagination(TypedDict, total=False):
+    first: str | None
+    previous: str | None
+    next: str | None
+    limit: int
+    total: int | None
+    partial: bool
+
+
+class CattleCollection(TypedDict, total=False):
+    type: Literal["collection"]
+    resourceType: str
+    data: list[dict[str, Any]]
+    pagination: CattlePagination
+    links: dict[str, str]
+
+
+class CattleErrorBody(TypedDict, total=False):
+    id: str
+    type: Literal["error"]
+    status: int
+    code: str
+    message: str
+    detail: str | None
+    fieldName: str | None

@@ -1,0 +1,1 @@
+"""Client for Cattle, the API of Rancher 1.x."""

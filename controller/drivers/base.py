@@ -1,0 +1,48 @@
+"""What a driver is: the one place that knows a kind of target.
+
+The listener, the store and the reconciler are driver-agnostic. A scale driver tells them:
+
+- ``check``  – the spec's meaning beyond the schema (e.g. max >= min), as ``Problem`` s;
+- ``target`` – what the receiver acts on, and what goes into its token;
+- ``intent`` – the step one accepted hit asks for (with the bounds in force at that moment);
+- ``observe`` / ``apply`` – read the target's current scale; set it and wait until it shows.
+
+The reconciler folds intents between ``observe`` and ``apply``, so drivers never see concurrency.
+``observe`` and ``apply`` raise ``CattleError`` s (retried by the reconciler when retryable) or
+``TargetRefused`` (the target can never be scaled; the intents fail with its message).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.bodies import ReceiverSpec
+from controller.cattle.client import CattleClient
+from controller.model import Problem, ScaleIntent, Target
+
+
+class TargetRefused(Exception):
+    """The target exists but can't be acted on (e.g. a global service has no scale)."""
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    cattle: CattleClient
+    confirm_timeout: float = 60.0
+    poll_interval: float = 0.2
+
+
+class ScaleDriver(Protocol):
+    name: str  # the value of spec.driver, e.g. "scaleService"
+    config_field: str  # the spec field holding its config, e.g. "scaleServiceConfig"
+
+    def check(self, spec: ReceiverSpec) -> list[Problem]: ...
+
+    def target(self, spec: ReceiverSpec) -> Target: ...
+
+    def intent(self, spec: ReceiverSpec) -> ScaleIntent: ...
+
+    async def observe(self, target: Target, ctx: DriverContext) -> int: ...
+
+    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int: ...

@@ -1,0 +1,84 @@
+"""``scaleService``: scale a Cattle service (Rancher 1.x) up or down.
+
+Like Rancher's own driver it refuses services that have no meaningful scale: kinds other than
+``service`` / ``loadBalancerService``, global services (label ``io.rancher.scheduler.global``), and
+the placeholder image ``docker:rancher/none``. Those are permanent refusals (``TargetRefused``), so
+the reconciler fails the intents instead of retrying forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from controller.bodies import CattleService, ReceiverSpec
+from controller.drivers.base import DriverContext, TargetRefused
+from controller.model import Problem, ScaleIntent, Target
+
+SCALABLE_KINDS = frozenset({"service", "loadBalancerService"})
+GLOBAL_LABEL = "io.rancher.scheduler.global"
+NONE_IMAGE = "docker:rancher/none"
+
+
+class ScaleServiceDriver:
+    name = "scaleService"
+    config_field = "scaleServiceConfig"
+
+    def check(self, spec: ReceiverSpec) -> list[Problem]:
+        config = spec["scaleServiceConfig"]
+        if config["max"] < config["min"]:
+            return [Problem("spec.scaleServiceConfig.max", f"max ({config['max']}) must be >= min ({config['min']})")]
+        return []
+
+    def target(self, spec: ReceiverSpec) -> Target:
+        config = spec["scaleServiceConfig"]
+        project_id, service_id = config["projectId"], config["serviceId"]
+        return Target(
+            driver=self.name,
+            key=f"{project_id}/{service_id}",
+            project_id=project_id,
+            claims={"projectId": project_id, "serviceId": service_id},
+        )
+
+    def intent(self, spec: ReceiverSpec) -> ScaleIntent:
+        config = spec["scaleServiceConfig"]
+        return ScaleIntent(action=config["action"], amount=config["amount"], min=config["min"], max=config["max"])
+
+    async def observe(self, target: Target, ctx: DriverContext) -> int:
+        service = await ctx.cattle.get_service(target.claims["projectId"], target.claims["serviceId"])
+        refuse_unscalable(service)
+        return int(service.get("scale", 0))
+
+    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
+        """PUT the absolute scale, then wait until Cattle shows it settled. Returns the scale seen."""
+        project_id, service_id = target.claims["projectId"], target.claims["serviceId"]
+        service = await ctx.cattle.set_service_scale(project_id, service_id, desired)
+        deadline = time.monotonic() + ctx.confirm_timeout
+        while not settled(service, desired):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"service {service_id} did not settle at scale {desired} within {ctx.confirm_timeout:g}s "
+                    f"(state {service.get('state')}, scale {service.get('scale')})"
+                )
+            await asyncio.sleep(ctx.poll_interval)
+            service = await ctx.cattle.get_service(project_id, service_id)
+        return int(service.get("scale", 0))
+
+
+def settled(service: CattleService, desired: int) -> bool:
+    # A PUT while upgrading is accepted and applied later: the scale field is what we set, so it counts.
+    return service.get("scale") == desired and service.get("transitioning") != "yes"
+
+
+def refuse_unscalable(service: CattleService) -> None:
+    kind = service.get("type", "service")
+    if kind not in SCALABLE_KINDS:
+        raise TargetRefused(f"service {service.get('id')} is a {kind}, which has no scale")
+    launch = service.get("launchConfig") or {}
+    if (launch.get("labels") or {}).get(GLOBAL_LABEL) == "true":
+        raise TargetRefused(f"service {service.get('id')} is global ({GLOBAL_LABEL}=true) and has no scale")
+    if launch.get("imageUuid") == NONE_IMAGE:
+        raise TargetRefused(f"service {service.get('id')} runs {NONE_IMAGE} and can't be scaled")
+
+
+DRIVER = ScaleServiceDriver()

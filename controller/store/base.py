@@ -1,0 +1,179 @@
+"""The store interface: everything that must survive a restart, behind one Protocol.
+
+Standalone mode implements it with SQLite (``controller.store.sqlite``); the Kubernetes mode will
+implement it with API objects. The listener and the reconciler see only this interface.
+
+Design points every implementation keeps:
+
+- ``record_hit`` is the only write on the hot path. It decides the hit's outcome (idempotency key
+  repeat, Alertmanager retry, cooldown) *in the same transaction* that records it, so two
+  concurrent hits can never both pass a check that only one should pass. It returns only after the
+  hit is durable: the listener answers 200 on its return.
+- Intents are folded in arrival order (``PendingIntent.seq``). ``commit_fold`` records the new
+  absolute desired value and marks the folded intents in one transaction, so a crash after it
+  repeats an idempotent "set to N", never a step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from controller.model import Disposition, Outcome, Problem
+
+IntentState = Literal["pending", "folded", "failed"]
+
+
+class StoreError(Exception):
+    """Base of the store's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot record or read right now (disk full, locked, closed). The listener answers 503."""
+
+
+@dataclass(frozen=True)
+class HitRequest:
+    """A verified hit, with the receiver's settings that decide its outcome."""
+
+    receiver: str  # "namespace/name"
+    receiver_uid: str
+    target_id: str
+    disposition: Disposition  # decided by the listener from the body and the receiver's spec
+    reason: str | None  # why a hit is ignored or suspended
+    intent: dict[str, Any] | None  # the driver's intent (JSON object); set when disposition is "act"
+    idempotency_key: str | None  # Idempotency-Key or webhook-id header; a repeat within 24 h is a duplicate
+    dedupe_key: str | None  # Alertmanager notification identity; a repeat within dedupe_window is a duplicate
+    dedupe_window: float  # seconds
+    cooldown: float  # seconds between two accepted hits of this receiver
+    received_at: float  # epoch seconds
+
+
+@dataclass(frozen=True)
+class HitResult:
+    hit_id: str
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class PendingIntent:
+    seq: int  # arrival order, increasing across all targets
+    hit_id: str
+    receiver: str
+    intent: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FoldStep:
+    """What folding one intent did: recorded on its hit for ``status`` and the logs."""
+
+    seq: int
+    hit_id: str
+    before: int
+    after: int
+    clamped: bool
+
+
+@dataclass(frozen=True)
+class TargetState:
+    target_id: str
+    desired: int | None  # last folded absolute value; None before the first fold
+    observed: int | None  # last value read from the target
+    converged: bool  # the target was confirmed at ``desired``
+    last_error: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """A receiver's current token. Kept so trigger URLs survive restarts."""
+
+    namespace: str
+    name: str
+    uid: str
+    jti: str
+    kid: str
+    token: str
+    driver: str
+    target_id: str
+    token_generation: str
+    issued_at: float
+
+    @property
+    def receiver(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class HitRecord:
+    """A hit as ``status`` shows it."""
+
+    hit_id: str
+    receiver: str
+    outcome: Outcome
+    received_at: float
+    reason: str | None
+    intent_state: IntentState | None  # None for hits that carry no intent
+    before: int | None
+    after: int | None
+    clamped: bool | None
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def is_open(self) -> bool: ...
+
+    # -- receivers' tokens
+    async def get_token(self, namespace: str, name: str) -> StoredToken | None: ...
+
+    async def put_token(self, token: StoredToken) -> None: ...
+
+    async def delete_token(self, namespace: str, name: str) -> None: ...
+
+    async def list_tokens(self) -> list[StoredToken]: ...
+
+    # -- hits and intents
+    async def record_hit(self, request: HitRequest) -> HitResult: ...
+
+    async def targets_with_work(self) -> list[str]:
+        """Targets with pending intents, or whose desired value is not yet confirmed."""
+        ...
+
+    async def pending_intents(self, target_id: str) -> list[PendingIntent]:
+        """Pending intents of the target in arrival order."""
+        ...
+
+    async def commit_fold(self, target_id: str, desired: int, steps: Sequence[FoldStep]) -> None:
+        """Record ``desired`` (not yet converged) and mark the steps' intents folded, atomically."""
+        ...
+
+    async def fail_intents(self, target_id: str, reason: str) -> int:
+        """Mark every pending intent of the target failed; mark the target converged with the error."""
+        ...
+
+    async def get_target(self, target_id: str) -> TargetState | None: ...
+
+    async def set_observed(
+        self, target_id: str, observed: int | None, *, converged: bool, error: str | None
+    ) -> None: ...
+
+    # -- status
+    async def list_targets(self) -> list[TargetState]: ...
+
+    async def last_hits(self) -> dict[str, HitRecord]:
+        """The latest hit of every receiver, keyed "namespace/name"."""
+        ...
+
+    async def set_problems(self, problems: Sequence[Problem]) -> None:
+        """Replace the recorded manifest problems (shown by ``status``)."""
+        ...
+
+    async def list_problems(self) -> list[Problem]: ...
+
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    async def get_meta(self, key: str) -> str | None: ...
