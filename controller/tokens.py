@@ -1,0 +1,260 @@
+"""Trigger tokens: JWTs signed with Ed25519 keys kept in the state directory.
+
+Why JWTs and not random strings: a token names its receiver and target, so the listener can verify
+it without a database read (a bounded cache makes repeat hits cheap), and Rancher users know the
+shape. Why that is still safe to revoke: a valid signature is necessary, not sufficient —
+``check_current`` compares the claims with the receiver's *current* token (``jti``) in the
+in-memory registry on every hit, so removing or re-minting a receiver rejects its old token at once.
+
+Keys: one PEM file per key in ``<state>/keys`` (0600). File names start with a UTC timestamp, so
+sorting by name sorts by age; the newest signs, all verify. Rotation is "add a key, re-mint,
+remove the old key" (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from controller.model import ActiveReceiver, Receiver, TokenClaims
+
+ALGORITHM = "EdDSA"
+ISSUER = "webhook-service"
+KEY_SUFFIX = ".pem"
+REQUIRED_CLAIMS = ("ns", "name", "uid", "jti", "driver", "target", "iat")
+
+
+class TokenError(Exception):
+    """Base of the token errors. ``code`` is machine-readable; the message never holds the token."""
+
+    code = "token_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TokenInvalid(TokenError):
+    """The request does not prove anything (401)."""
+
+
+class TokenMissing(TokenInvalid):
+    code = "token_missing"
+
+
+class TokenMalformed(TokenInvalid):
+    code = "token_malformed"
+
+
+class UnknownKey(TokenInvalid):
+    code = "unknown_key"
+
+
+class BadAlgorithm(TokenInvalid):
+    code = "bad_algorithm"
+
+
+class BadSignature(TokenInvalid):
+    code = "bad_signature"
+
+
+class TokenRejected(TokenError):
+    """A genuine token that no longer grants anything (403)."""
+
+
+class TokenRevoked(TokenRejected):
+    code = "token_revoked"
+
+
+class TokenSuperseded(TokenRejected):
+    code = "token_superseded"
+
+
+class ProjectMismatch(TokenRejected):
+    code = "project_mismatch"
+
+
+class KeyRing:
+    """The signing keys found in one folder, newest last."""
+
+    def __init__(self, keys: Mapping[str, Ed25519PrivateKey]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least one key")
+        self._keys = dict(sorted(keys.items()))
+        self._public = {kid: key.public_key() for kid, key in self._keys.items()}
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path, *, clock: Callable[[], float] = time.time) -> KeyRing:
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not any(keys_dir.glob(f"*{KEY_SUFFIX}")):
+            cls.create_key(keys_dir, clock=clock)
+        return cls.load(keys_dir)
+
+    @classmethod
+    def load(cls, keys_dir: Path) -> KeyRing:
+        keys: dict[str, Ed25519PrivateKey] = {}
+        for path in sorted(keys_dir.glob(f"*{KEY_SUFFIX}")):
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{path} is not an Ed25519 private key")
+            keys[path.name.removesuffix(KEY_SUFFIX)] = key
+        return cls(keys)
+
+    @staticmethod
+    def create_key(keys_dir: Path, *, clock: Callable[[], float] = time.time) -> str:
+        """Write a new key file (0600) and return its kid. The newest key signs from the next load on."""
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stamp = datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+        kid = f"{stamp}-{secrets.token_hex(4)}"
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        path = keys_dir / f"{kid}{KEY_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        return kid
+
+    @property
+    def newest_kid(self) -> str:
+        return next(reversed(self._keys))
+
+    @property
+    def kids(self) -> list[str]:
+        return list(self._keys)
+
+    def public_key(self, kid: str) -> Ed25519PublicKey | None:
+        return self._public.get(kid)
+
+    def sign(self, payload: Mapping[str, Any]) -> tuple[str, str]:
+        kid = self.newest_kid
+        token = jwt.encode(
+            dict(payload), self._keys[kid], algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"}
+        )
+        return token, kid
+
+
+def mint_token(keyring: KeyRing, *, receiver: Receiver, uid: str, jti: str, now: float) -> tuple[str, str]:
+    """A new token for the receiver: (token, kid)."""
+    payload = {
+        "iss": ISSUER,
+        "sub": receiver.key,
+        "ns": receiver.namespace,
+        "name": receiver.name,
+        "uid": uid,
+        "jti": jti,
+        "iat": int(now),
+        "driver": receiver.driver,
+        "target": dict(receiver.target.claims),
+    }
+    return keyring.sign(payload)
+
+
+class TokenVerifier:
+    """Checks signatures, with a bounded LRU cache of tokens already verified.
+
+    The cache holds only "this signature is good"; whether the token still grants anything is
+    ``check_current``'s job on every hit, so a cached entry never outlives a revocation.
+    """
+
+    def __init__(self, keyring: KeyRing, *, cache_size: int = 4096) -> None:
+        self._keyring = keyring
+        self._cache: OrderedDict[str, TokenClaims] = OrderedDict()
+        self._cache_size = cache_size
+
+    def verify(self, token: str) -> TokenClaims:
+        cached = self._cache.get(token)
+        if cached is not None:
+            self._cache.move_to_end(token)
+            return cached
+        claims = self._verify(token)
+        self._cache[token] = claims
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return claims
+
+    def cache_len(self) -> int:
+        return len(self._cache)
+
+    def _verify(self, token: str) -> TokenClaims:
+        if not token:
+            raise TokenMissing("no token was given")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as e:
+            raise TokenMalformed("the token is not a well-formed JWT") from e
+        if header.get("alg") != ALGORITHM:
+            raise BadAlgorithm(f"tokens must be signed with {ALGORITHM}; this one says {header.get('alg')!r}")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise TokenMalformed("the token has no key id (kid)")
+        key = self._keyring.public_key(kid)
+        if key is None:
+            raise UnknownKey("the token was signed with a key this service does not have")
+        try:
+            payload = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                options={"require": list(REQUIRED_CLAIMS), "verify_iat": False},
+                issuer=ISSUER,
+            )
+        except jwt.InvalidSignatureError as e:
+            raise BadSignature("the token's signature does not verify") from e
+        except jwt.PyJWTError as e:
+            raise TokenMalformed(f"the token's claims are not valid: {e}") from e
+        return claims_from_payload(payload, kid)
+
+
+def claims_from_payload(payload: Mapping[str, Any], kid: str) -> TokenClaims:
+    target = payload["target"]
+    text_fields = (payload["ns"], payload["name"], payload["uid"], payload["jti"], payload["driver"])
+    if not (
+        all(isinstance(v, str) for v in text_fields)
+        and isinstance(target, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in target.items())
+        and isinstance(payload["iat"], int)
+    ):
+        raise TokenMalformed("the token's claims have the wrong types")
+    return TokenClaims(
+        namespace=payload["ns"],
+        name=payload["name"],
+        uid=payload["uid"],
+        jti=payload["jti"],
+        driver=payload["driver"],
+        target=dict(target),
+        iat=payload["iat"],
+        kid=kid,
+    )
+
+
+def check_current(claims: TokenClaims, active: ActiveReceiver | None, project_id: str | None) -> None:
+    """Raise unless the token is its receiver's current one and the query's projectId matches."""
+    if active is None or active.uid != claims.uid:
+        raise TokenRevoked(
+            f"the token of receiver {claims.receiver_key} was revoked: the receiver no longer exists"
+        )
+    receiver = active.receiver
+    if (
+        active.jti != claims.jti
+        or receiver.driver != claims.driver
+        or dict(receiver.target.claims) != dict(claims.target)
+    ):
+        raise TokenSuperseded(
+            f"the token of receiver {claims.receiver_key} was superseded by a newer one; "
+            "use the receiver's current trigger URL"
+        )
+    if project_id is not None and project_id != claims.target.get("projectId"):
+        raise ProjectMismatch("the projectId in the URL does not match the token's project")

@@ -1,0 +1,230 @@
+"""Trigger tokens: signing keys on disk, minting, verifying, and revocation checks."""
+
+from __future__ import annotations
+
+import base64
+import json
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given
+from hypothesis import strategies as st
+
+from controller.bodies import ReceiverSpec
+from controller.drivers import load_drivers
+from controller.model import ActiveReceiver, Receiver
+from controller.tokens import (
+    KeyRing,
+    ProjectMismatch,
+    TokenInvalid,
+    TokenRevoked,
+    TokenSuperseded,
+    TokenVerifier,
+    check_current,
+    mint_token,
+)
+
+NOW = 1_800_000_000.0
+# A fixed key for property tests: hypothesis runs many examples, and key generation is not what they test.
+FIXED_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+def make_receiver(service_id: str = "1s7") -> Receiver:
+    spec: ReceiverSpec = {
+        "driver": "scaleService",
+        "scaleServiceConfig": {
+            "projectId": "1a5",
+            "serviceId": service_id,
+            "action": "up",
+            "amount": 1,
+            "min": 1,
+            "max": 10,
+        },
+    }
+    driver = load_drivers()["scaleService"]
+    return Receiver(
+        namespace="default",
+        name="web-up",
+        driver="scaleService",
+        spec=spec,
+        target=driver.target(spec),
+    )
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def keyring(keys_dir: Path) -> KeyRing:
+    return KeyRing.load_or_create(keys_dir, clock=lambda: NOW)
+
+
+def active_for(keyring: KeyRing, receiver: Receiver, jti: str = "j1") -> ActiveReceiver:
+    token, kid = mint_token(keyring, receiver=receiver, uid="u1", jti=jti, now=NOW)
+    return ActiveReceiver(receiver=receiver, uid="u1", jti=jti, token=token, kid=kid)
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_minted_token_verifies_and_carries_receiver_and_target(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    claims = TokenVerifier(keyring).verify(active.token)
+    assert (claims.namespace, claims.name, claims.uid, claims.jti) == ("default", "web-up", "u1", "j1")
+    assert claims.target == {"projectId": "1a5", "serviceId": "1s7"}
+    assert claims.driver == "scaleService" and claims.iat == int(NOW) and claims.kid == keyring.newest_kid
+
+
+def test_key_files_are_private(keys_dir: Path, keyring: KeyRing) -> None:
+    files = list(keys_dir.glob("*.pem"))
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+
+
+def test_reloaded_key_ring_verifies_earlier_tokens(keys_dir: Path, keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    reloaded = KeyRing.load_or_create(keys_dir)
+    assert reloaded.kids == keyring.kids
+    assert TokenVerifier(reloaded).verify(active.token).jti == "j1"
+
+
+def test_newest_key_signs_and_older_keys_still_verify(keys_dir: Path, keyring: KeyRing) -> None:
+    old = active_for(keyring, make_receiver())
+    new_kid = KeyRing.create_key(keys_dir, clock=lambda: NOW + 60)
+    rotated = KeyRing.load(keys_dir)
+    new = active_for(rotated, make_receiver(), jti="j2")
+    assert new.kid == new_kid != old.kid
+    verifier = TokenVerifier(rotated)
+    assert verifier.verify(old.token).kid == old.kid
+    assert verifier.verify(new.token).kid == new_kid
+
+
+def test_removed_key_makes_its_tokens_unknown(keys_dir: Path, keyring: KeyRing) -> None:
+    old = active_for(keyring, make_receiver())
+    KeyRing.create_key(keys_dir, clock=lambda: NOW + 60)
+    (keys_dir / f"{old.kid}.pem").unlink()
+    with pytest.raises(TokenInvalid) as e:
+        TokenVerifier(KeyRing.load(keys_dir)).verify(old.token)
+    assert e.value.code == "unknown_key"
+
+
+def test_alg_none_is_refused(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    _, payload, _ = active.token.split(".")
+    forged = f"{b64({'alg': 'none', 'kid': keyring.newest_kid})}.{payload}."
+    with pytest.raises(TokenInvalid) as e:
+        TokenVerifier(keyring).verify(forged)
+    assert e.value.code == "bad_algorithm"
+
+
+def test_hs256_forged_with_a_known_secret_is_refused(keyring: KeyRing) -> None:
+    forged = jwt.encode(
+        {"ns": "default"},
+        "a-shared-secret-long-enough-for-hs256!",
+        algorithm="HS256",
+        headers={"kid": keyring.newest_kid},
+    )
+    with pytest.raises(TokenInvalid) as e:
+        TokenVerifier(keyring).verify(forged)
+    assert e.value.code == "bad_algorithm"
+
+
+def test_tampered_payload_fails_the_signature(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    header, payload, signature = active.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["target"]["serviceId"] = "1s99"
+    with pytest.raises(TokenInvalid) as e:
+        TokenVerifier(keyring).verify(f"{header}.{b64(claims)}.{signature}")
+    assert e.value.code == "bad_signature"
+
+
+def test_token_without_kid_is_malformed(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    _, payload, signature = active.token.split(".")
+    with pytest.raises(TokenInvalid) as e:
+        TokenVerifier(keyring).verify(f"{b64({'alg': 'EdDSA'})}.{payload}.{signature}")
+    assert e.value.code == "token_malformed"
+
+
+def test_garbage_is_malformed_and_empty_is_missing(keyring: KeyRing) -> None:
+    verifier = TokenVerifier(keyring)
+    with pytest.raises(TokenInvalid) as e:
+        verifier.verify("not-a-jwt")
+    assert e.value.code == "token_malformed"
+    with pytest.raises(TokenInvalid) as e:
+        verifier.verify("")
+    assert e.value.code == "token_missing"
+
+
+def test_verified_cache_is_bounded(keyring: KeyRing) -> None:
+    verifier = TokenVerifier(keyring, cache_size=3)
+    for i in range(10):
+        verifier.verify(active_for(keyring, make_receiver(), jti=f"j{i}").token)
+    assert verifier.cache_len() == 3
+
+
+def test_current_token_passes(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    check_current(TokenVerifier(keyring).verify(active.token), active, "1a5")
+
+
+def test_token_of_a_removed_receiver_is_revoked(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    with pytest.raises(TokenRevoked):
+        check_current(TokenVerifier(keyring).verify(active.token), None, None)
+
+
+def test_token_of_a_recreated_receiver_is_revoked(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    with pytest.raises(TokenRevoked):
+        check_current(TokenVerifier(keyring).verify(active.token), replace(active, uid="u2"), None)
+
+
+def test_token_with_an_old_jti_is_superseded(keyring: KeyRing) -> None:
+    old = active_for(keyring, make_receiver())
+    new = active_for(keyring, make_receiver(), jti="j2")
+    with pytest.raises(TokenSuperseded):
+        check_current(TokenVerifier(keyring).verify(old.token), new, None)
+
+
+def test_token_for_another_target_is_superseded(keyring: KeyRing) -> None:
+    old = active_for(keyring, make_receiver())
+    moved = replace(old, receiver=make_receiver(service_id="1s8"))
+    with pytest.raises(TokenSuperseded):
+        check_current(TokenVerifier(keyring).verify(old.token), moved, None)
+
+
+def test_project_id_must_match_the_token(keyring: KeyRing) -> None:
+    active = active_for(keyring, make_receiver())
+    with pytest.raises(ProjectMismatch):
+        check_current(TokenVerifier(keyring).verify(active.token), active, "1a6")
+
+
+@given(st.text(max_size=300))
+def test_random_strings_only_raise_token_invalid(text: str) -> None:
+    keyring = KeyRing({"k1": FIXED_KEY})
+    with pytest.raises(TokenInvalid):
+        TokenVerifier(keyring).verify(text)
+
+
+@given(st.integers(min_value=0), st.characters(codec="ascii"))
+def test_mutated_tokens_only_raise_token_invalid(position: int, char: str) -> None:
+    keyring = KeyRing({"k1": FIXED_KEY})
+    token, _ = mint_token(keyring, receiver=make_receiver(), uid="u1", jti="j1", now=NOW)
+    i = position % len(token)
+    mutated = token[:i] + char + token[i + 1 :]
+    verifier = TokenVerifier(keyring)
+    try:
+        claims = verifier.verify(mutated)
+    except TokenInvalid:
+        return
+    # A mutation that still verifies can only be one that decodes to the same bytes (base64 slack).
+    assert claims == verifier.verify(token)
