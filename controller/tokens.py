@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -258,3 +259,12 @@ def check_current(claims: TokenClaims, active: ActiveReceiver | None, project_id
         )
     if project_id is not None and project_id != claims.target.get("projectId"):
         raise ProjectMismatch("the projectId in the URL does not match the token's project")
+
+
+ENDPOINT_PATH = "/v1-webhooks/endpoint"
+
+
+def trigger_url(base_url: str, token: str, project_id: str | None) -> str:
+    """Rancher's trigger URL shape: ``{base}/v1-webhooks/endpoint?key=<token>&projectId=<projectId>``."""
+    query = {"key": token} if project_id is None else {"key": token, "projectId": project_id}
+    return f"{base_url.rstrip('/')}{ENDPOINT_PATH}?{urlencode(query)}"

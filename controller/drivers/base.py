@@ -3,7 +3,8 @@
 The listener, the store and the reconciler are driver-agnostic. A scale driver tells them:
 
 - ``check``  – the spec's meaning beyond the schema (e.g. max >= min), as ``Problem`` s;
-- ``target`` – what the receiver acts on, and what goes into its token;
+- ``target`` – what the receiver acts on, and what goes into its token; ``target_from_key`` rebuilds
+  it from its key, since pending intents must still be applied after their receiver is removed;
 - ``intent`` – the step one accepted hit asks for (with the bounds in force at that moment);
 - ``observe`` / ``apply`` – read the target's current scale; set it and wait until it shows.
 
@@ -40,6 +41,10 @@ class ScaleDriver(Protocol):
     def check(self, spec: ReceiverSpec) -> list[Problem]: ...
 
     def target(self, spec: ReceiverSpec) -> Target: ...
+
+    def target_from_key(self, key: str) -> Target:
+        """Rebuild a target from ``Target.key``: intents outlive the receiver that accepted them."""
+        ...
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent: ...
 

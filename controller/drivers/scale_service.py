@@ -27,12 +27,22 @@ class ScaleServiceDriver:
     def check(self, spec: ReceiverSpec) -> list[Problem]:
         config = spec["scaleServiceConfig"]
         if config["max"] < config["min"]:
-            return [Problem("spec.scaleServiceConfig.max", f"max ({config['max']}) must be >= min ({config['min']})")]
+            return [
+                Problem(
+                    "spec.scaleServiceConfig.max", f"max ({config['max']}) must be >= min ({config['min']})"
+                )
+            ]
         return []
 
     def target(self, spec: ReceiverSpec) -> Target:
         config = spec["scaleServiceConfig"]
-        project_id, service_id = config["projectId"], config["serviceId"]
+        return self._target(config["projectId"], config["serviceId"])
+
+    def target_from_key(self, key: str) -> Target:
+        project_id, _, service_id = key.partition("/")
+        return self._target(project_id, service_id)
+
+    def _target(self, project_id: str, service_id: str) -> Target:
         return Target(
             driver=self.name,
             key=f"{project_id}/{service_id}",
@@ -42,7 +52,9 @@ class ScaleServiceDriver:
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
         config = spec["scaleServiceConfig"]
-        return ScaleIntent(action=config["action"], amount=config["amount"], min=config["min"], max=config["max"])
+        return ScaleIntent(
+            action=config["action"], amount=config["amount"], min=config["min"], max=config["max"]
+        )
 
     async def observe(self, target: Target, ctx: DriverContext) -> int:
         service = await ctx.cattle.get_service(target.claims["projectId"], target.claims["serviceId"])

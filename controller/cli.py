@@ -1,0 +1,210 @@
+"""The ``webhook-service`` command: argparse only, every flag also read from an environment variable.
+
+This module turns flags into a ``Settings`` (or a few paths for the read-only commands) and calls
+into the package; it holds no logic of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from controller.settings import SANDBOX, Settings
+
+logger = logging.getLogger(__name__)
+
+
+def env_default(name: str, default: str | None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def add_flag(
+    parser: argparse.ArgumentParser, flag: str, env: str, default: str | None, help: str, **kwargs: object
+) -> None:
+    parser.add_argument(flag, default=env_default(env, default), help=f"{help} (env {env})", **kwargs)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webhook-service",
+        description="Turns webhook hits (Alertmanager, curl) into scaling actions on Rancher's Cattle API.",
+    )
+    add_flag(parser, "--log-level", "WEBHOOK_LOG_LEVEL", "INFO", "logging level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service (listener + reconcile loop) in standalone mode")
+    add_flag(run, "--receivers", "WEBHOOK_RECEIVERS", "./receivers", "folder of receiver manifests (watched)")
+    add_flag(
+        run, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder: SQLite store and signing keys"
+    )
+    add_flag(run, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
+    add_flag(run, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs (default http://<listen>)")
+    add_flag(
+        run,
+        "--cattle-url",
+        "CATTLE_URL",
+        SANDBOX,
+        "Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' starts the embedded sandbox",
+    )
+    add_flag(run, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
+    add_flag(run, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
+    add_flag(
+        run, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", "seconds between full reconcile passes"
+    )
+    run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
+
+    validate = sub.add_parser("validate", help="check receiver manifests; exit 1 with one line per problem")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
+
+    trigger = sub.add_parser("trigger-url", help="print a receiver's current trigger URL")
+    trigger.add_argument("name")
+    trigger.add_argument("-n", "--namespace", default="default")
+    add_flag(trigger, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+    add_flag(
+        trigger, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base URL (default: the one the service uses)"
+    )
+
+    status = sub.add_parser("status", help="show receivers and targets")
+    add_flag(status, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+
+    keys = sub.add_parser("keys", help="manage signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (("rotate", "add a new signing key (newest signs)"), ("list", "list key ids")):
+        p = keys_sub.add_parser(name, help=text)
+        add_flag(p, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+
+    sandbox = sub.add_parser("cattle-sandbox", help="run the Cattle API sandbox (an emulation, not Rancher)")
+    add_flag(sandbox, "--listen", "SANDBOX_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on")
+    add_flag(sandbox, "--seed", "SANDBOX_SEED", None, "seed YAML (projects and services)", required=False)
+    add_flag(sandbox, "--access-key", "CATTLE_ACCESS_KEY", None, "require this access key (basic auth user)")
+    add_flag(
+        sandbox, "--secret-key", "CATTLE_SECRET_KEY", None, "require this secret key (basic auth password)"
+    )
+    add_flag(sandbox, "--latency-ms", "SANDBOX_LATENCY_MS", "0", "delay added to every answer")
+    add_flag(sandbox, "--fail-rate", "SANDBOX_FAIL_RATE", "0", "share of requests answered 503")
+    add_flag(
+        sandbox, "--transition-ms", "SANDBOX_TRANSITION_MS", "100", "how long an update stays updating-active"
+    )
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    host, port = parse_listen(args.listen)
+    return Settings(
+        receivers_dir=Path(args.receivers),
+        state_dir=Path(args.state),
+        listen_host=host,
+        listen_port=port,
+        public_url=args.public_url or "",
+        cattle_url=args.cattle_url,
+        cattle_access_key=os.environ.get("CATTLE_ACCESS_KEY") or None,
+        cattle_secret_key=os.environ.get("CATTLE_SECRET_KEY") or None,
+        sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
+        max_body_bytes=int(args.max_body_bytes),
+        resync_interval=float(args.resync_interval),
+        log_level=args.log_level,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controller.service import run_service
+
+    settings = settings_from(args)
+    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
+    asyncio.run(run_service(settings, print_urls=args.print_urls))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from controller.drivers import load_drivers
+    from controller.receivers.loader import load_paths
+
+    receivers, problems = load_paths(args.paths, load_drivers())
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) in receiver manifests", file=sys.stderr)
+        return 1
+    print(f"{len(receivers)} receiver(s) valid")
+    return 0
+
+
+def cmd_trigger_url(args: argparse.Namespace) -> int:
+    from controller.status import trigger_url_from_state
+
+    url = trigger_url_from_state(Path(args.state), args.namespace, args.name, args.public_url or None)
+    if url is None:
+        print(f"no receiver {args.namespace}/{args.name} in {args.state}", file=sys.stderr)
+        return 1
+    print(url)
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.status import render_status
+
+    print(render_status(Path(args.state)))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from controller.tokens import KeyRing
+
+    keys_dir = Path(args.state) / "keys"
+    if args.keys_command == "rotate":
+        print(KeyRing.create_key(keys_dir))
+        return 0
+    for kid in KeyRing.load(keys_dir).kids:
+        print(kid)
+    return 0
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from controller.sandbox.app import SandboxOptions, load_seed, serve_forever
+
+    host, port = parse_listen(args.listen)
+    options = SandboxOptions(
+        access_key=args.access_key,
+        secret_key=args.secret_key,
+        latency_ms=int(args.latency_ms),
+        fail_rate=float(args.fail_rate),
+        transition_ms=int(args.transition_ms),
+    )
+    seed = load_seed(Path(args.seed)) if args.seed else None
+    asyncio.run(serve_forever(host, port, seed, options))
+    return 0
+
+
+COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "trigger-url": cmd_trigger_url,
+    "status": cmd_status,
+    "keys": cmd_keys,
+    "cattle-sandbox": cmd_sandbox,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,194 @@
+"""The reconcile loop: pending intents -> recorded desired scale -> the target converged to it.
+
+Why it is shaped this way:
+
+- **One worker per target, at most.** ``wake(target_id)`` starts a worker for the target or marks
+  the running one dirty, so intents of one target are folded strictly in order while different
+  targets proceed in parallel. The listener calls ``wake`` right after recording an intent, so
+  there is no polling delay; a periodic resync and a pass at start pick up anything else (intents
+  left pending by an earlier run, a desired value never confirmed).
+- **Record, then act.** A pass first finishes what an earlier pass recorded (a desired value not
+  yet confirmed on the target), then reads the current scale, folds the pending intents, records
+  the new absolute desired value and marks the intents folded in one store transaction, and only
+  then sets the target. A crash anywhere repeats an idempotent "set scale to N", never a step.
+- **Retries live here and only here.** Drivers and the Cattle client raise typed errors; this loop
+  retries the retryable ones with capped exponential backoff and jitter (honouring Retry-After),
+  forever, so nothing accepted is dropped while Cattle is down. Permanent errors (the service is
+  gone, can't be scaled, the request is wrong) fail the pending intents with a reason instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from controller.backoff import Backoff
+from controller.cattle.errors import CattleError, CattleUnauthorized
+from controller.drivers.base import DriverContext, ScaleDriver, TargetRefused
+from controller.fold import fold
+from controller.metrics import Metrics
+from controller.model import Target
+from controller.store.base import Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Reconciler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        drivers: Mapping[str, ScaleDriver],
+        ctx: DriverContext,
+        metrics: Metrics,
+        backoff: Backoff,
+        resync_interval: float,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._store = store
+        self._drivers = drivers
+        self._ctx = ctx
+        self._metrics = metrics
+        self._backoff = backoff
+        self._resync_interval = resync_interval
+        self._sleep = sleep
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+
+    def wake(self, target_id: str) -> None:
+        """Reconcile the target soon: now if idle, right after the current pass if busy."""
+        self._dirty.add(target_id)
+        if target_id not in self._workers:
+            self._workers[target_id] = asyncio.create_task(
+                self._worker(target_id), name=f"reconcile {target_id}"
+            )
+
+    async def run(self) -> None:
+        """Pick up work left by an earlier run, then resync periodically. Runs until cancelled."""
+        try:
+            while True:
+                try:
+                    for target_id in await self._store.targets_with_work():
+                        self.wake(target_id)
+                except StoreError:
+                    logger.exception("resync could not read the store")
+                await self._sleep(self._resync_interval)
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        workers = list(self._workers.values())
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        self._workers.clear()
+
+    async def idle(self) -> None:
+        """Wait until no worker is running (for tests and orderly shutdown)."""
+        while self._workers:
+            await asyncio.gather(*list(self._workers.values()), return_exceptions=True)
+
+    async def _worker(self, target_id: str) -> None:
+        try:
+            while target_id in self._dirty:
+                self._dirty.discard(target_id)
+                await self._reconcile_with_retry(target_id)
+        finally:
+            # No await between the loop's last check and this: a wake() can't slip in between.
+            self._workers.pop(target_id, None)
+
+    async def _reconcile_with_retry(self, target_id: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = await self.reconcile_once(target_id)
+            except (CattleError, TimeoutError, StoreError) as e:
+                if isinstance(e, CattleError) and not e.retryable:
+                    await self._fail(target_id, f"{type(e).__name__}: {e}")
+                    return
+                attempt += 1
+                retry_after = e.retry_after if isinstance(e, CattleError) else None
+                delay = self._backoff.delay(attempt, retry_after)
+                await self._note_error(target_id, e, attempt, delay)
+                await self._sleep(delay)
+                continue
+            except TargetRefused as e:
+                await self._fail(target_id, str(e))
+                return
+            self._metrics.reconciles.labels(target_id, result).inc()
+            return
+
+    async def reconcile_once(self, target_id: str) -> str:
+        """One pass over the target. Returns what it did: "converged", "applied" or "idle"."""
+        driver, target = self._resolve(target_id)
+        result = "idle"
+        state = await self._store.get_target(target_id)
+        if state is not None and state.desired is not None and not state.converged:
+            await self._converge(driver, target, state.desired)
+            result = "converged"
+        pending = await self._store.pending_intents(target_id)
+        self._metrics.pending_intents.labels(target_id).set(len(pending))
+        if not pending:
+            return result
+        current = await driver.observe(target, self._ctx)
+        desired, steps = fold(current, pending)
+        await self._store.commit_fold(target_id, desired, steps)
+        self._metrics.desired_scale.labels(target_id).set(desired)
+        self._metrics.pending_intents.labels(target_id).set(0)
+        clamped = sum(1 for s in steps if s.clamped)
+        logger.info(
+            "[%s] folded %d intent(s): scale %d -> %d (%d clamped); hits %s",
+            target_id,
+            len(steps),
+            current,
+            desired,
+            clamped,
+            ",".join(s.hit_id for s in steps),
+        )
+        if desired == current:
+            await self._store.set_observed(target_id, current, converged=True, error=None)
+            self._metrics.observed_scale.labels(target_id).set(current)
+        else:
+            await self._converge(driver, target, desired)
+        return "applied"
+
+    async def _converge(self, driver: ScaleDriver, target: Target, desired: int) -> None:
+        observed = await driver.apply(target, desired, self._ctx)
+        await self._store.set_observed(target.id, observed, converged=True, error=None)
+        self._metrics.observed_scale.labels(target.id).set(observed)
+        logger.info("[%s] converged at scale %d", target.id, observed)
+
+    def _resolve(self, target_id: str) -> tuple[ScaleDriver, Target]:
+        driver_name, _, key = target_id.partition(":")
+        driver = self._drivers.get(driver_name)
+        if driver is None:
+            raise TargetRefused(f"no driver {driver_name!r} is installed for target {target_id}")
+        return driver, driver.target_from_key(key)
+
+    async def _fail(self, target_id: str, reason: str) -> None:
+        count = await self._store.fail_intents(target_id, reason)
+        self._metrics.reconciles.labels(target_id, "failed").inc()
+        self._metrics.pending_intents.labels(target_id).set(0)
+        logger.error("[%s] gave up on %d pending intent(s): %s", target_id, count, reason)
+
+    async def _note_error(self, target_id: str, error: Exception, attempt: int, delay: float) -> None:
+        if isinstance(error, CattleUnauthorized):
+            message = (
+                f"credentials rejected by Cattle ({error.status}): check CATTLE_ACCESS_KEY/CATTLE_SECRET_KEY"
+            )
+            result = "credentials_error"
+        else:
+            message = f"{type(error).__name__}: {error}"
+            result = "retry"
+        self._metrics.reconciles.labels(target_id, result).inc()
+        logger.warning("[%s] attempt %d failed, retrying in %.1fs: %s", target_id, attempt, delay, message)
+        try:
+            state = await self._store.get_target(target_id)
+            observed = state.observed if state is not None else None
+            converged = state.converged if state is not None else True
+            await self._store.set_observed(target_id, observed, converged=converged, error=message)
+        except StoreError:
+            logger.warning("[%s] could not record the error in the store", target_id)

@@ -1,0 +1,178 @@
+"""``webhook-service run``: builds the parts once, wires them explicitly, runs until SIGTERM/SIGINT.
+
+Start-up order matters: the store opens and the receivers folder is loaded *before* the listener
+accepts anything, so the first hit already sees every receiver; the reconciler then picks up
+intents an earlier run left pending. Shutdown is the reverse: stop accepting, finish or cancel the
+reconcile passes (what they recorded stays recorded), close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from controller.backoff import Backoff
+from controller.cattle.client import CattleClient
+from controller.drivers import load_drivers
+from controller.drivers.base import DriverContext
+from controller.listener.accesslog import RedactingAccessLogger
+from controller.listener.app import ListenerDeps, build_app
+from controller.metrics import Metrics
+from controller.receivers.sync import ReceiverSync
+from controller.receivers.watcher import ReceiverWatcher
+from controller.reconciler import Reconciler
+from controller.registry import ReceiverRegistry
+from controller.sandbox.app import SandboxOptions, load_seed, run_sandbox
+from controller.settings import Settings
+from controller.store.sqlite import SqliteStore
+from controller.tokens import KeyRing, TokenVerifier, trigger_url
+
+logger = logging.getLogger(__name__)
+
+DB_NAME = "webhook.db"
+
+
+@dataclass(frozen=True)
+class CattleEndpoint:
+    url: str
+    access_key: str | None
+    secret_key: str | None
+
+
+@contextlib.asynccontextmanager
+async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
+    """The Cattle API to talk to: the configured one, or an embedded sandbox on a loopback port."""
+    if not settings.uses_sandbox:
+        yield CattleEndpoint(
+            settings.cattle_url.rstrip("/"), settings.cattle_access_key, settings.cattle_secret_key
+        )
+        return
+    seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else None
+    runner = await run_sandbox("127.0.0.1", 0, seed, SandboxOptions())
+    try:
+        port = runner.addresses[0][1]
+        logger.warning(
+            "SANDBOX: Cattle is emulated in-process at http://127.0.0.1:%d/v2-beta, not Rancher", port
+        )
+        yield CattleEndpoint(f"http://127.0.0.1:{port}/v2-beta", None, None)
+    finally:
+        await runner.cleanup()
+
+
+async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
+    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    metrics = Metrics()
+    keyring = KeyRing.load_or_create(settings.state_dir / "keys")
+    store = SqliteStore(settings.state_dir / DB_NAME)
+    await store.open()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await store.set_meta("public_url", settings.base_url)
+        async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
+            await serve(settings, store, keyring, metrics, endpoint, session, stop, print_urls)
+    finally:
+        await store.close()
+        logger.info("stopped")
+
+
+async def serve(
+    settings: Settings,
+    store: SqliteStore,
+    keyring: KeyRing,
+    metrics: Metrics,
+    endpoint: CattleEndpoint,
+    session: aiohttp.ClientSession,
+    stop: asyncio.Event,
+    print_urls: bool,
+) -> None:
+    drivers = load_drivers()
+    registry = ReceiverRegistry()
+    sync = ReceiverSync(store=store, keyring=keyring, registry=registry, metrics=metrics)
+    watcher = ReceiverWatcher(
+        directory=settings.receivers_dir,
+        drivers=drivers,
+        sync=sync,
+        store=store,
+        metrics=metrics,
+        interval=settings.watch_interval,
+    )
+    await watcher.scan_once()
+    cattle = CattleClient(
+        session,
+        base_url=endpoint.url,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        timeout=settings.cattle_timeout,
+        metrics=metrics,
+    )
+    reconciler = Reconciler(
+        store=store,
+        drivers=drivers,
+        ctx=DriverContext(cattle=cattle, confirm_timeout=settings.confirm_timeout),
+        metrics=metrics,
+        backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
+        resync_interval=settings.resync_interval,
+    )
+    app = build_app(
+        ListenerDeps(
+            settings=settings,
+            registry=registry,
+            verifier=TokenVerifier(keyring, cache_size=settings.token_cache_size),
+            store=store,
+            drivers=drivers,
+            metrics=metrics,
+            wake=reconciler.wake,
+            ready=lambda: store.is_open() and registry.loaded,
+        )
+    )
+    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
+    await site.start()
+    logger.info(
+        "listening on %s:%d; trigger URLs start with %s",
+        settings.listen_host,
+        settings.listen_port,
+        settings.base_url,
+    )
+    if print_urls:
+        print_trigger_urls(settings, registry)
+    tasks = [
+        asyncio.create_task(watcher.run(), name="watcher"),
+        asyncio.create_task(reconciler.run(), name="reconciler"),
+    ]
+    try:
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await runner.cleanup()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def print_trigger_urls(settings: Settings, registry: ReceiverRegistry) -> None:
+    """For ``make run``: the URLs go to stdout for the person at the terminal, never into the logs."""
+    lines = []
+    for active in sorted(registry, key=lambda a: a.key):
+        url = trigger_url(settings.base_url, active.token, active.receiver.target.project_id)
+        lines.append(f"  {active.key}  ({active.receiver.driver} {active.receiver.target.key})\n    {url}")
+    if not lines:
+        print(f"No receivers in {settings.receivers_dir} yet.", flush=True)
+        return
+    first = sorted(registry, key=lambda a: a.key)[0]
+    first_url = trigger_url(settings.base_url, first.token, first.receiver.target.project_id)
+    print("Trigger URLs:\n" + "\n".join(lines), flush=True)
+    print(f"\nTry it:\n  curl -X POST '{first_url}'\n", flush=True)
+    sys.stdout.flush()

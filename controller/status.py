@@ -1,0 +1,90 @@
+"""``status`` and ``trigger-url``: read a (possibly running) service's state folder, never write it.
+
+They read the SQLite store read-only from another process, so they work while the service runs and
+can't disturb it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from controller.drivers import load_drivers
+from controller.store.sqlite import Snapshot, read_snapshot
+from controller.tokens import trigger_url
+
+DB_NAME = "webhook.db"
+
+
+def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_url: str | None) -> str | None:
+    snapshot = read_snapshot(state_dir / DB_NAME)
+    for token in snapshot.tokens:
+        if (token.namespace, token.name) == (namespace, name):
+            base = public_url or snapshot.meta.get("public_url") or "http://127.0.0.1:8085"
+            target = load_drivers()[token.driver].target_from_key(token.target_id.partition(":")[2])
+            return trigger_url(base, token.token, target.project_id)
+    return None
+
+
+def render_status(state_dir: Path) -> str:
+    return format_snapshot(read_snapshot(state_dir / DB_NAME))
+
+
+def format_snapshot(snapshot: Snapshot) -> str:
+    receiver_rows = []
+    for token in sorted(snapshot.tokens, key=lambda t: t.receiver):
+        hit = snapshot.last_hits.get(token.receiver)
+        if hit is None:
+            last, outcome = "-", "-"
+        else:
+            last = when(hit.received_at)
+            outcome = hit.outcome
+            if hit.intent_state is not None:
+                outcome += f" ({hit.intent_state}"
+                if hit.before is not None and hit.after is not None:
+                    outcome += f" {hit.before}->{hit.after}" + (" clamped" if hit.clamped else "")
+                outcome += ")"
+            if hit.reason:
+                outcome += f": {hit.reason}"
+        receiver_rows.append([token.receiver, token.driver, token.target_id.partition(":")[2], last, outcome])
+    target_rows = []
+    for target in sorted(snapshot.targets, key=lambda t: t.target_id):
+        target_rows.append(
+            [
+                target.target_id,
+                dash(target.desired),
+                dash(target.observed),
+                str(snapshot.pending.get(target.target_id, 0)),
+                "yes" if target.converged else "no",
+                target.last_error or "-",
+            ]
+        )
+    parts = [
+        "RECEIVERS",
+        table(["RECEIVER", "DRIVER", "TARGET", "LAST HIT", "OUTCOME"], receiver_rows),
+        "",
+        "TARGETS",
+        table(["TARGET", "DESIRED", "OBSERVED", "PENDING", "CONVERGED", "LAST ERROR"], target_rows),
+    ]
+    if snapshot.problems:
+        parts += ["", "MANIFEST PROBLEMS", *(f"  {p}" for p in snapshot.problems)]
+    return "\n".join(parts)
+
+
+def dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    if not rows:
+        return "  (none)"
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    )
