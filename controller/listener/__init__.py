@@ -1,0 +1,12 @@
+"""The aiohttp listener: the trigger endpoint, error answers, rate limits, Alertmanager payloads.
+
+``app`` builds the application from explicit dependencies; ``handlers`` are its views; ``errors`` is
+the only place that shapes error answers; ``alertmanager`` and ``ratelimit`` are pure helpers the
+trigger view uses; ``accesslog`` keeps tokens out of the access log.
+"""
+
+from controller.listener.accesslog import RedactingAccessLogger
+from controller.listener.app import LISTENER_DEPS, TRIGGER_PATH, ListenerDeps, build_app
+from controller.listener.errors import ApiError
+
+__all__ = ["LISTENER_DEPS", "TRIGGER_PATH", "ApiError", "ListenerDeps", "RedactingAccessLogger", "build_app"]

@@ -1,0 +1,226 @@
+"""The listener's views: the trigger endpoint, health, readiness and metrics.
+
+The trigger endpoint checks a hit in a fixed order, cheapest and most telling first: where the
+token is, whether it verifies, whether it is the receiver's current token, the receiver's rate
+limit, the headers, and only then the body. It never decides a hit's outcome itself beyond what the
+receiver's spec says (suspended, or an Alertmanager status outside ``fireOn``): idempotency,
+Alertmanager retries and cooldown are decided by ``store.record_hit`` in the same transaction that
+records the hit, so it answers 200 only once the hit is durable.
+
+Views are methods of ``Handlers``, which holds the listener's dependencies explicitly (built by
+``controller.listener.app.build_app``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controller.bodies import AlertmanagerPayload
+from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
+from controller.listener.errors import ApiError
+from controller.listener.ratelimit import RateLimiter, retry_after_header
+from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
+from controller.store.base import HitRequest, StoreUnavailable
+from controller.tokens import TokenError, TokenRejected, check_current
+
+if TYPE_CHECKING:
+    from controller.listener.app import ListenerDeps
+
+logger = logging.getLogger(__name__)
+
+MAX_IDEMPOTENCY_KEY = 255
+IDEMPOTENCY_HEADERS = ("Idempotency-Key", "webhook-id")
+SINGLE_QUERY_PARAMS = ("key", "token", "projectId")
+
+
+@dataclass(frozen=True)
+class Body:
+    """What the body says: an Alertmanager payload, or nothing the listener needs to read."""
+
+    alertmanager: AlertmanagerPayload | None
+
+
+class Handlers:
+    def __init__(self, deps: ListenerDeps, limiter: RateLimiter) -> None:
+        self.deps = deps
+        self.limiter = limiter
+
+    async def trigger(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            return await self._trigger(request)
+        except ApiError as e:
+            self.deps.metrics.hit_errors.labels(str(e.status), e.code).inc()
+            raise
+        except Exception:
+            self.deps.metrics.hit_errors.labels("500", "internal_error").inc()
+            raise
+        finally:
+            self.deps.metrics.hit_latency.observe(time.perf_counter() - started)
+
+    async def _trigger(self, request: web.Request) -> web.Response:
+        active = self._authenticate(request)
+        receiver = active.receiver
+        self._check_rate_limit(receiver)
+        idempotency_key = _idempotency_key(request)
+        body = await self._read_body(request)
+        disposition, reason = _disposition(receiver, body)
+        intent = None
+        if disposition == "act":
+            intent = self.deps.drivers[receiver.driver].intent(receiver.spec).to_json()
+        hit = HitRequest(
+            receiver=receiver.key,
+            receiver_uid=active.uid,
+            target_id=receiver.target.id,
+            disposition=disposition,
+            reason=reason,
+            intent=intent,
+            idempotency_key=idempotency_key,
+            dedupe_key=dedupe_key(body.alertmanager) if body.alertmanager is not None else None,
+            dedupe_window=receiver.dedupe_window_seconds,
+            cooldown=receiver.cooldown_seconds,
+            received_at=self.deps.clock(),
+        )
+        try:
+            result = await self.deps.store.record_hit(hit)
+        except StoreUnavailable as e:
+            logger.error("cannot record a hit of %s: %s", receiver.key, e)
+            raise ApiError(
+                503,
+                "store_unavailable",
+                "The hit could not be recorded; retry shortly.",
+                {"Retry-After": "1"},
+            ) from e
+        logger.info(
+            "hit %s of %s: %s%s",
+            result.hit_id,
+            receiver.key,
+            result.outcome,
+            f" ({reason})" if reason else "",
+        )
+        self.deps.metrics.hits.labels(receiver.key, result.outcome).inc()
+        if result.outcome == "accepted":
+            self.deps.wake(receiver.target.id)
+        return web.json_response({"receiver": receiver.key, "outcome": result.outcome, "hit": result.hit_id})
+
+    def _authenticate(self, request: web.Request) -> ActiveReceiver:
+        token = _find_token(request)
+        try:
+            claims: TokenClaims = self.deps.verifier.verify(token)
+            active = self.deps.registry.get(claims.receiver_key)
+            check_current(claims, active, request.query.get("projectId"))
+        except TokenError as e:
+            status = 403 if isinstance(e, TokenRejected) else 401
+            logger.warning("rejected a trigger token: %s (%s)", e.code, e)
+            raise ApiError(status, e.code, str(e)) from e
+        if active is None:  # check_current refuses this already; kept so the type is narrowed
+            raise ApiError(403, "token_revoked", "This token's receiver no longer exists.")
+        return active
+
+    def _check_rate_limit(self, receiver: Receiver) -> None:
+        if receiver.rate_limit is None:
+            return
+        wait = self.limiter.acquire(receiver.key, receiver.rate_limit)
+        if wait is not None:
+            limit = receiver.rate_limit
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"Receiver {receiver.key} allows {limit.requests} hits per {limit.per_seconds:g}s; "
+                "retry later.",
+                {"Retry-After": retry_after_header(wait)},
+            )
+
+    async def _read_body(self, request: web.Request) -> Body:
+        limit = self.deps.settings.max_body_bytes
+        too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as e:
+            raise too_large from e
+        if not raw or not _is_json(request.content_type):
+            return Body(alertmanager=None)
+        try:
+            data: Any = json.loads(raw)
+        except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested arrays
+            raise ApiError(400, "malformed_body", "The body is declared JSON but does not parse.") from e
+        try:
+            return Body(alertmanager=parse_payload(data))
+        except MalformedPayload as e:
+            raise ApiError(400, "malformed_body", f"{e}.") from e
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        checks = {
+            "store": self.deps.store.is_open(),
+            "receivers": self.deps.registry.loaded,
+            "service": self.deps.ready(),
+        }
+        failing = sorted(name for name, ok in checks.items() if not ok)
+        status = 503 if failing else 200
+        body = {"status": "unavailable" if failing else "ok", "checks": checks, "failing": failing}
+        return web.json_response(body, status=status)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body = generate_latest(self.deps.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _find_token(request: web.Request) -> str:
+    """The one token the request carries; the header wins only when it agrees with the query."""
+    for name in SINGLE_QUERY_PARAMS:
+        if len(request.query.getall(name, [])) > 1:
+            raise ApiError(400, "malformed_query", f"The query names '{name}' more than once.")
+    candidates: list[str] = []
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    # Other schemes (e.g. Basic added by a proxy or Alertmanager's http_config) are not ours to judge.
+    if scheme.lower() == "bearer" and credentials.strip():
+        candidates.append(credentials.strip())
+    candidates.extend(value for name in ("key", "token") if (value := request.query.get(name, "")))
+    if not candidates:
+        raise ApiError(
+            401, "token_missing", "No token: use the trigger URL's key= or an Authorization header."
+        )
+    if len(set(candidates)) > 1:
+        raise ApiError(400, "ambiguous_token", "The request carries several different tokens.")
+    return candidates[0]
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    for header in IDEMPOTENCY_HEADERS:
+        value = request.headers.get(header)
+        if value is None:
+            continue
+        if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
+            raise ApiError(
+                400,
+                "malformed_header",
+                f"{header} must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
+            )
+        return value
+    return None
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _disposition(receiver: Receiver, body: Body) -> tuple[Disposition, str | None]:
+    if receiver.suspend:
+        return "suspended", "receiver is suspended"
+    payload = body.alertmanager
+    if payload is not None and payload["status"] not in receiver.fire_on:
+        fire_on = ", ".join(sorted(receiver.fire_on))
+        return "ignored", f"Alertmanager status {payload['status']!r} is not in fireOn [{fire_on}]"
+    return "act", None
