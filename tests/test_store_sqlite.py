@@ -1,0 +1,469 @@
+"""The SQLite store: record_hit's five outcome rules, group commit, intents and targets, the CLI's snapshot.
+
+Time windows are driven by ``HitRequest.received_at`` values, never by sleeping. Tests about batching
+hold the writer thread inside a transaction with a gate job, so which jobs share a commit is certain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.model import Disposition, Problem
+from controller.store.base import FoldStep, HitRequest, HitResult, StoredToken, StoreError, StoreUnavailable
+from controller.store.sqlite import SqliteStore, read_snapshot
+
+T0 = 1_700_000_000.0
+DAY = 24 * 3600.0
+TARGET = "scaleService:1a5/1s7"
+UP = {"action": "up", "amount": 1, "min": 1, "max": 10}
+
+
+def hit(
+    *,
+    at: float = T0,
+    receiver: str = "default/up",
+    target: str = TARGET,
+    disposition: Disposition = "act",
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+    dedupe_key: str | None = None,
+    dedupe_window: float = 60.0,
+    cooldown: float = 0.0,
+) -> HitRequest:
+    return HitRequest(
+        receiver=receiver,
+        receiver_uid="uid-1",
+        target_id=target,
+        disposition=disposition,
+        reason=reason,
+        intent=dict(UP) if disposition == "act" else None,
+        idempotency_key=idempotency_key,
+        dedupe_key=dedupe_key,
+        dedupe_window=dedupe_window,
+        cooldown=cooldown,
+        received_at=at,
+    )
+
+
+def token(name: str = "up", jti: str = "j1") -> StoredToken:
+    return StoredToken(
+        namespace="default",
+        name=name,
+        uid="uid-1",
+        jti=jti,
+        kid="k1",
+        token="eyJ.secret",
+        driver="scaleService",
+        target_id=TARGET,
+        token_generation="1",
+        issued_at=T0,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "webhook.db"
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(db_path, clock=lambda: T0)
+    await s.open()
+    yield s
+    await s.close()
+
+
+class Gate:
+    """A job that holds the writer thread inside its transaction until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def job(self, conn: sqlite3.Connection) -> None:
+        self.entered.set()
+        self.release.wait(10)
+
+
+async def hold_writer(store: SqliteStore) -> tuple[Gate, asyncio.Task[None]]:
+    gate = Gate()
+    held = asyncio.create_task(store._submit(gate.job))
+    assert await asyncio.to_thread(gate.entered.wait, 10)
+    return gate, held
+
+
+async def submitted(*coros: Any) -> list[asyncio.Task[Any]]:
+    """Start the coroutines; after one yield each has put its job on the writer's queue."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    await asyncio.sleep(0)
+    return tasks
+
+
+async def pending_hit_ids(store: SqliteStore, target: str = TARGET) -> list[str]:
+    return [p.hit_id for p in await store.pending_intents(target)]
+
+
+# -- rule 5: accepted
+
+
+async def test_a_hit_to_act_on_is_accepted_with_a_pending_intent(store: SqliteStore) -> None:
+    result = await store.record_hit(hit())
+    assert result.outcome == "accepted"
+    [pending] = await store.pending_intents(TARGET)
+    assert (pending.hit_id, pending.receiver, pending.intent) == (result.hit_id, "default/up", UP)
+
+
+# -- rule 1: idempotency key
+
+
+async def test_an_idempotency_key_repeat_within_24h_is_a_duplicate_of_the_first_hit(
+    store: SqliteStore,
+) -> None:
+    first = await store.record_hit(hit(idempotency_key="k"))
+    again = await store.record_hit(hit(at=T0 + DAY - 0.001, idempotency_key="k"))
+    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
+    assert await pending_hit_ids(store) == [first.hit_id]
+
+
+async def test_an_idempotency_key_repeat_24h_later_is_a_new_hit(store: SqliteStore) -> None:
+    await store.record_hit(hit(idempotency_key="k"))
+    again = await store.record_hit(hit(at=T0 + DAY, idempotency_key="k"))
+    assert again.outcome == "accepted"
+
+
+async def test_an_idempotency_key_repeat_of_an_ignored_hit_is_a_duplicate(store: SqliteStore) -> None:
+    first = await store.record_hit(hit(disposition="ignored", reason="resolved", idempotency_key="k"))
+    again = await store.record_hit(hit(at=T0 + 1, idempotency_key="k"))
+    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
+
+
+async def test_idempotency_keys_are_per_receiver(store: SqliteStore) -> None:
+    await store.record_hit(hit(idempotency_key="k"))
+    other = await store.record_hit(hit(receiver="default/down", idempotency_key="k"))
+    assert other.outcome == "accepted"
+
+
+async def test_idempotency_survives_close_and_reopen(db_path: Path) -> None:
+    first_store = SqliteStore(db_path)
+    await first_store.open()
+    first = await first_store.record_hit(hit(idempotency_key="k"))
+    await first_store.close()
+    reopened = SqliteStore(db_path)
+    await reopened.open()
+    again = await reopened.record_hit(hit(at=T0 + 60, idempotency_key="k"))
+    await reopened.close()
+    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
+
+
+async def test_expired_idempotency_keys_are_pruned(store: SqliteStore, db_path: Path) -> None:
+    await store.record_hit(hit(idempotency_key="old"))
+    await store.record_hit(hit(at=T0 + DAY + 3600, idempotency_key="new"))
+    conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)
+    keys = [r[0] for r in conn.execute("SELECT key FROM idempotency")]
+    conn.close()
+    assert keys == ["new"]
+
+
+# -- rule 2: ignored / suspended
+
+
+@pytest.mark.parametrize("disposition", ["ignored", "suspended"])
+async def test_an_ignored_or_suspended_hit_is_recorded_with_its_reason_and_no_intent(
+    store: SqliteStore, disposition: Disposition
+) -> None:
+    result = await store.record_hit(hit(disposition=disposition, reason="because"))
+    assert result.outcome == disposition
+    assert await store.pending_intents(TARGET) == []
+    last = (await store.last_hits())["default/up"]
+    assert (last.hit_id, last.outcome, last.reason, last.intent_state) == (
+        result.hit_id,
+        disposition,
+        "because",
+        None,
+    )
+
+
+# -- rule 3: dedupe key (Alertmanager retries)
+
+
+async def test_a_dedupe_key_repeat_within_the_window_is_a_duplicate(store: SqliteStore) -> None:
+    first = await store.record_hit(hit(dedupe_key="n1"))
+    again = await store.record_hit(hit(at=T0 + 59.999, dedupe_key="n1"))
+    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
+    assert await pending_hit_ids(store) == [first.hit_id]
+
+
+async def test_a_dedupe_key_repeat_at_the_end_of_the_window_is_accepted(store: SqliteStore) -> None:
+    await store.record_hit(hit(dedupe_key="n1"))
+    again = await store.record_hit(hit(at=T0 + 60, dedupe_key="n1"))
+    assert again.outcome == "accepted"
+
+
+async def test_a_different_dedupe_key_is_accepted(store: SqliteStore) -> None:
+    await store.record_hit(hit(dedupe_key="n1"))
+    assert (await store.record_hit(hit(at=T0 + 1, dedupe_key="n2"))).outcome == "accepted"
+
+
+async def test_dedupe_counts_only_accepted_hits(store: SqliteStore) -> None:
+    await store.record_hit(hit(disposition="ignored", reason="resolved", dedupe_key="n1"))
+    assert (await store.record_hit(hit(at=T0 + 1, dedupe_key="n1"))).outcome == "accepted"
+
+
+# -- rule 4: cooldown
+
+
+async def test_a_hit_within_the_cooldown_is_recorded_as_cooldown_without_intent(store: SqliteStore) -> None:
+    first = await store.record_hit(hit(cooldown=30))
+    second = await store.record_hit(hit(at=T0 + 29.999, cooldown=30))
+    assert second.outcome == "cooldown"
+    assert await pending_hit_ids(store) == [first.hit_id]
+    assert (await store.last_hits())["default/up"].hit_id == second.hit_id
+
+
+async def test_a_hit_at_the_end_of_the_cooldown_is_accepted(store: SqliteStore) -> None:
+    await store.record_hit(hit(cooldown=30))
+    assert (await store.record_hit(hit(at=T0 + 30, cooldown=30))).outcome == "accepted"
+
+
+async def test_cooldown_counts_from_the_last_accepted_hit_only(store: SqliteStore) -> None:
+    await store.record_hit(hit(cooldown=30))
+    await store.record_hit(hit(at=T0 + 20, cooldown=30))  # cooldown: does not restart it
+    assert (await store.record_hit(hit(at=T0 + 30, cooldown=30))).outcome == "accepted"
+
+
+# -- group commit
+
+
+async def test_concurrent_hits_are_all_recorded_in_arrival_order_with_fewer_commits(
+    store: SqliteStore,
+) -> None:
+    before = store.commits
+    results = await asyncio.gather(*(store.record_hit(hit(at=T0 + i)) for i in range(200)))
+    pending = await store.pending_intents(TARGET)
+    assert [p.hit_id for p in pending] == [r.hit_id for r in results]
+    assert all(a.seq < b.seq for a, b in itertools.pairwise(pending))
+    assert store.commits - before < 200
+
+
+async def test_jobs_waiting_while_the_writer_is_busy_share_one_commit(store: SqliteStore) -> None:
+    gate, held = await hold_writer(store)
+    tasks = await submitted(*(store.record_hit(hit(at=T0 + i)) for i in range(50)))
+    before = store.commits
+    gate.release.set()
+    await held
+    await asyncio.gather(*tasks)
+    assert store.commits - before == 2  # the gate's transaction, then all 50 hits in one
+
+
+async def test_max_batch_caps_the_jobs_of_one_transaction(db_path: Path) -> None:
+    store = SqliteStore(db_path, max_batch=3)
+    await store.open()
+    gate, held = await hold_writer(store)
+    tasks = await submitted(*(store.record_hit(hit(at=T0 + i)) for i in range(7)))
+    before = store.commits
+    gate.release.set()
+    await asyncio.gather(held, *tasks)
+    await store.close()
+    assert store.commits - before == 4  # the gate, then 3 + 3 + 1
+
+
+async def test_a_failing_job_rolls_back_alone(store: SqliteStore) -> None:
+    gate, held = await hold_writer(store)
+    bogus = FoldStep(seq=999, hit_id="nope", before=1, after=2, clamped=False)
+    tasks = await submitted(
+        store.record_hit(hit(at=T0)),
+        store.commit_fold("scaleService:other", 5, [bogus]),
+        store.record_hit(hit(at=T0 + 1)),
+    )
+    gate.release.set()
+    await held
+    first, failed, last = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(failed, StoreError)
+    assert isinstance(first, HitResult) and isinstance(last, HitResult)
+    assert await store.get_target("scaleService:other") is None
+    assert await pending_hit_ids(store) == [first.hit_id, last.hit_id]
+
+
+async def test_a_failed_commit_fails_every_job_of_its_batch(store: SqliteStore) -> None:
+    def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
+        # A deferred foreign key is checked only at COMMIT, so the job itself succeeds.
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        conn.execute("INSERT INTO last_hits (receiver, hit_id) VALUES ('default/ghost', 'no-such-hit')")
+
+    gate, held = await hold_writer(store)
+    tasks = await submitted(store.record_hit(hit()), store._submit(violates_a_deferred_constraint))
+    gate.release.set()
+    await held
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [StoreUnavailable, StoreUnavailable]
+    assert isinstance(outcomes[0].__cause__, sqlite3.IntegrityError)
+    assert await store.last_hits() == {}
+    assert (await store.record_hit(hit(at=T0 + 1))).outcome == "accepted"  # the store keeps working
+
+
+# -- intents and targets
+
+
+async def test_commit_fold_records_desired_and_marks_the_steps_folded(store: SqliteStore) -> None:
+    a = await store.record_hit(hit())
+    b = await store.record_hit(hit(at=T0 + 1))
+    [pa, _] = await store.pending_intents(TARGET)
+    await store.commit_fold(TARGET, 4, [FoldStep(pa.seq, a.hit_id, before=3, after=4, clamped=False)])
+    state = await store.get_target(TARGET)
+    assert state is not None
+    assert (state.desired, state.converged, state.updated_at) == (4, False, T0)
+    assert await pending_hit_ids(store) == [b.hit_id]
+    assert (await store.last_hits())["default/up"].intent_state == "pending"
+
+
+async def test_folded_steps_show_in_last_hits(store: SqliteStore) -> None:
+    a = await store.record_hit(hit())
+    [p] = await store.pending_intents(TARGET)
+    await store.commit_fold(TARGET, 10, [FoldStep(p.seq, a.hit_id, before=10, after=10, clamped=True)])
+    last = (await store.last_hits())["default/up"]
+    assert (last.intent_state, last.before, last.after, last.clamped) == ("folded", 10, 10, True)
+
+
+async def test_commit_fold_with_a_step_already_folded_records_nothing(store: SqliteStore) -> None:
+    a = await store.record_hit(hit())
+    [p] = await store.pending_intents(TARGET)
+    step = FoldStep(p.seq, a.hit_id, before=1, after=2, clamped=False)
+    await store.commit_fold(TARGET, 2, [step])
+    b = await store.record_hit(hit(at=T0 + 1))
+    [pb] = await store.pending_intents(TARGET)
+    with pytest.raises(StoreError):
+        await store.commit_fold(TARGET, 9, [FoldStep(pb.seq, b.hit_id, 2, 3, False), step])
+    state = await store.get_target(TARGET)
+    assert state is not None and state.desired == 2
+    assert await pending_hit_ids(store) == [b.hit_id]
+
+
+async def test_fail_intents_fails_the_pending_intents_and_records_the_error(store: SqliteStore) -> None:
+    await store.record_hit(hit())
+    await store.record_hit(hit(at=T0 + 1))
+    await store.record_hit(hit(at=T0 + 2, target="scaleService:1a5/1s8"))
+    assert await store.fail_intents(TARGET, "service is global") == 2
+    assert await store.pending_intents(TARGET) == []
+    state = await store.get_target(TARGET)
+    assert state is not None
+    assert (state.converged, state.last_error, state.desired) == (True, "service is global", None)
+    assert len(await store.pending_intents("scaleService:1a5/1s8")) == 1
+
+
+async def test_last_hits_shows_a_failed_intent_with_its_reason(store: SqliteStore) -> None:
+    await store.record_hit(hit())
+    await store.fail_intents(TARGET, "service not found")
+    last = (await store.last_hits())["default/up"]
+    assert (last.outcome, last.intent_state, last.reason) == ("accepted", "failed", "service not found")
+
+
+async def test_targets_with_work_are_those_with_pending_intents_or_not_converged(store: SqliteStore) -> None:
+    await store.record_hit(hit(target="t:pending"))
+    await store.set_observed("t:unconverged", 3, converged=False, error=None)
+    await store.set_observed("t:done", 3, converged=True, error=None)
+    assert await store.targets_with_work() == ["t:pending", "t:unconverged"]
+
+
+async def test_set_observed_keeps_desired_and_replaces_the_rest(store: SqliteStore) -> None:
+    await store.commit_fold(TARGET, 5, [])
+    await store.set_observed(TARGET, 4, converged=False, error="busy")
+    await store.set_observed(TARGET, 5, converged=True, error=None)
+    state = await store.get_target(TARGET)
+    assert state is not None
+    assert (state.desired, state.observed, state.converged, state.last_error) == (5, 5, True, None)
+    assert [t.target_id for t in await store.list_targets()] == [TARGET]
+
+
+# -- tokens, problems, meta
+
+
+async def test_tokens_can_be_put_replaced_listed_and_deleted(store: SqliteStore) -> None:
+    await store.put_token(token("up", "j1"))
+    await store.put_token(token("down", "j2"))
+    await store.put_token(token("up", "j3"))
+    assert await store.get_token("default", "up") == token("up", "j3")
+    assert [t.receiver for t in await store.list_tokens()] == ["default/down", "default/up"]
+    await store.delete_token("default", "up")
+    assert await store.get_token("default", "up") is None
+
+
+async def test_set_problems_replaces_the_recorded_problems(store: SqliteStore) -> None:
+    await store.set_problems([Problem("spec", "old", "a.yaml", 0)])
+    new = [
+        Problem("spec.scaleServiceConfig.max", "below min", "b.yaml", 1),
+        Problem("", "not YAML", "c.yaml"),
+    ]
+    await store.set_problems(new)
+    assert await store.list_problems() == new
+
+
+async def test_meta_values_are_upserted(store: SqliteStore) -> None:
+    await store.set_meta("started_at", "1")
+    await store.set_meta("started_at", "2")
+    assert (await store.get_meta("started_at"), await store.get_meta("missing")) == ("2", None)
+
+
+# -- the CLI's snapshot
+
+
+async def test_read_snapshot_sees_committed_state_while_the_store_is_open(
+    store: SqliteStore, db_path: Path
+) -> None:
+    await store.put_token(token())
+    result = await store.record_hit(hit())
+    await store.set_problems([Problem("spec", "bad")])
+    await store.set_meta("pid", "42")
+    snapshot = await asyncio.to_thread(read_snapshot, db_path)
+    assert snapshot.tokens == [token()]
+    assert snapshot.last_hits["default/up"].hit_id == result.hit_id
+    assert snapshot.pending == {TARGET: 1}
+    assert (snapshot.problems, snapshot.meta) == ([Problem("spec", "bad")], {"pid": "42"})
+
+
+async def test_read_snapshot_works_after_the_store_closed(store: SqliteStore, db_path: Path) -> None:
+    await store.set_observed(TARGET, 2, converged=True, error=None)
+    await store.close()
+    assert [t.observed for t in read_snapshot(db_path).targets] == [2]
+
+
+def test_read_snapshot_of_a_missing_file_is_unavailable_and_creates_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        read_snapshot(tmp_path / "nothing.db")
+    assert not (tmp_path / "nothing.db").exists()
+
+
+# -- lifecycle and durability settings
+
+
+async def test_calls_after_close_are_unavailable(store: SqliteStore) -> None:
+    await store.close()
+    assert not store.is_open()
+    with pytest.raises(StoreUnavailable):
+        await store.record_hit(hit())
+
+
+async def test_calls_before_open_are_unavailable(db_path: Path) -> None:
+    with pytest.raises(StoreUnavailable):
+        await SqliteStore(db_path).get_meta("x")
+
+
+async def test_the_writer_connection_uses_wal_and_full_sync(store: SqliteStore) -> None:
+    pragmas = await store.pragmas()
+    assert (pragmas["journal_mode"], pragmas["synchronous"], pragmas["foreign_keys"]) == ("wal", 2, 1)
+
+
+async def test_a_store_with_a_newer_schema_does_not_open(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await SqliteStore(db_path).open()
