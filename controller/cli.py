@@ -10,11 +10,17 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller.settings import SANDBOX, Settings
+
+if TYPE_CHECKING:
+    from controller.sandbox.app import SandboxOptions
+    from controller.sandbox.seed import SandboxSeed
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +178,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
-    from controller.sandbox.app import SandboxOptions, load_seed, serve_forever
+    from controller.sandbox.app import SandboxOptions
+    from controller.sandbox.seed import SandboxSeed, load_seed
 
     host, port = parse_listen(args.listen)
     options = SandboxOptions(
@@ -182,9 +189,23 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         fail_rate=float(args.fail_rate),
         transition_ms=int(args.transition_ms),
     )
-    seed = load_seed(Path(args.seed)) if args.seed else None
-    asyncio.run(serve_forever(host, port, seed, options))
+    seed = load_seed(Path(args.seed)) if args.seed else SandboxSeed()
+    asyncio.run(serve_sandbox(host, port, seed, options))
     return 0
+
+
+async def serve_sandbox(host: str, port: int, seed: SandboxSeed, options: SandboxOptions) -> None:
+    from controller.sandbox.app import run_sandbox
+
+    runner = await run_sandbox(host, port, seed, options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {

@@ -30,7 +30,8 @@ from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.reconciler import Reconciler
 from controller.registry import ReceiverRegistry
-from controller.sandbox.app import SandboxOptions, load_seed, run_sandbox
+from controller.sandbox.app import SandboxOptions, run_sandbox
+from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
@@ -55,7 +56,7 @@ async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
             settings.cattle_url.rstrip("/"), settings.cattle_access_key, settings.cattle_secret_key
         )
         return
-    seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else None
+    seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else SandboxSeed()
     runner = await run_sandbox("127.0.0.1", 0, seed, SandboxOptions())
     try:
         port = runner.addresses[0][1]
