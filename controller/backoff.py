@@ -17,7 +17,7 @@ class Backoff:
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Delay before retry number ``attempt`` (1-based). A Retry-After wins when it is longer."""
-        ceiling = min(self.cap, self.base * (2 ** max(0, attempt - 1)))
+        ceiling = min(self.cap, self.base * 2.0 ** max(0, attempt - 1))
         jittered = ceiling / 2 + self.rng.uniform(0, ceiling / 2)
         if retry_after is not None:
             return max(jittered, min(retry_after, self.cap))

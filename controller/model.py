@@ -49,7 +49,7 @@ class Target:
     driver: str
     key: str  # unique within the driver, e.g. "1a5/1s7"
     project_id: str | None
-    claims: Mapping[str, str]  # the target as written into the token, e.g. {"projectId": ..., "serviceId": ...}
+    claims: Mapping[str, str]  # the target as written into the token: {"projectId": ..., "serviceId": ...}
 
     @property
     def id(self) -> str:

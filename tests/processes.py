@@ -7,6 +7,8 @@ when a test fails), and stops it with SIGTERM — or SIGKILL, for crash tests.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 BIN_DIR = Path(sys.executable).parent
@@ -44,7 +46,9 @@ def http_status(url: str, timeout: float = 1.0) -> int | None:
 class Process:
     """A child process with its output in ``log_path``."""
 
-    def __init__(self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -65,7 +69,9 @@ class Process:
             if http_status(url) == expect:
                 return
             time.sleep(0.05)
-        raise TimeoutError(f"{self.name} did not answer {expect} at {url} within {timeout}s:\n{self.output()}")
+        raise TimeoutError(
+            f"{self.name} did not answer {expect} at {url} within {timeout}s:\n{self.output()}"
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -94,7 +100,15 @@ class Sandbox(Process):
         self.port = free_port()
         super().__init__(
             "cattle-sandbox",
-            [WEBHOOK_SERVICE, "cattle-sandbox", "--listen", f"127.0.0.1:{self.port}", "--seed", str(seed), *extra],
+            [
+                WEBHOOK_SERVICE,
+                "cattle-sandbox",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--seed",
+                str(seed),
+                *extra,
+            ],
             tmp / f"sandbox-{self.port}.log",
         )
 
@@ -109,18 +123,33 @@ class Sandbox(Process):
 
 
 class Service(Process):
-    def __init__(self, tmp: Path, *, receivers: Path, state: Path, cattle_url: str, port: int | None = None,
-                 extra: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        receivers: Path,
+        state: Path,
+        cattle_url: str,
+        port: int | None = None,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.port = port or free_port()
         super().__init__(
             "webhook-service",
             [
-                WEBHOOK_SERVICE, "run",
-                "--receivers", str(receivers),
-                "--state", str(state),
-                "--listen", f"127.0.0.1:{self.port}",
-                "--cattle-url", cattle_url,
-                "--resync-interval", "1",
+                WEBHOOK_SERVICE,
+                "run",
+                "--receivers",
+                str(receivers),
+                "--state",
+                str(state),
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--cattle-url",
+                cattle_url,
+                "--resync-interval",
+                "1",
                 *extra,
             ],
             tmp / f"service-{self.port}.log",
@@ -140,10 +169,64 @@ class Service(Process):
     def trigger_url(self, name: str, namespace: str = "default") -> str:
         out = subprocess.run(
             [WEBHOOK_SERVICE, "trigger-url", name, "-n", namespace, "--state", str(self.state)],
-            check=True, capture_output=True, text=True, cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
         )
         return out.stdout.strip()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([WEBHOOK_SERVICE, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
+
+
+def write_seed(path: Path, scale: int = 1) -> Path:
+    path.write_text(
+        "projects:\n"
+        "  - id: 1a5\n"
+        "    name: Default\n"
+        "    services:\n"
+        f"      - {{id: 1s7, name: web, stackId: 1st1, scale: {scale}}}\n"
+        "      - {id: 1s8, name: worker, stackId: 1st1, scale: 2}\n"
+    )
+    return path
+
+
+def write_receiver(
+    folder: Path,
+    name: str,
+    *,
+    action: str = "up",
+    service: str = "1s7",
+    amount: int = 1,
+    low: int = 0,
+    high: int = 1000,
+    extra: str = "",
+) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        "apiVersion: webhook-service.dev/v1\n"
+        "kind: Receiver\n"
+        f"metadata: {{name: {name}}}\n"
+        "spec:\n"
+        "  driver: scaleService\n"
+        f"  scaleServiceConfig: {{projectId: 1a5, serviceId: {service}, action: {action}, amount: {amount}, "
+        f"min: {low}, max: {high}}}\n" + extra
+    )
+    return path
+
+
+def sandbox_scale(sandbox: Sandbox, service: str = "1s7") -> int:
+    with urllib.request.urlopen(f"{sandbox.url}/projects/1a5/services/{service}", timeout=2) as answer:
+        scale: int = json.load(answer)["scale"]
+        return scale
+
+
+async def eventually(check: Callable[[], bool], within: float = 15.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {within}s")

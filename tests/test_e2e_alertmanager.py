@@ -8,17 +8,26 @@ the receiver (``fireOn: [firing]``) answers "ignored": the scale stays.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from tests.processes import Process, Sandbox, Service, free_port, http_status
-from tests.test_e2e_service import eventually, sandbox_scale, write_receiver, write_seed
+from tests.processes import (
+    Process,
+    Sandbox,
+    Service,
+    eventually,
+    free_port,
+    http_status,
+    sandbox_scale,
+    write_receiver,
+    write_seed,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -92,10 +101,17 @@ def start_alertmanager(tmp_path: Path, trigger_url: str) -> tuple[Process, int]:
         f"      - url: '{trigger_url}'\n"
         "        send_resolved: true\n"
     )
-    process = Process("alertmanager", [
-        ALERTMANAGER, f"--config.file={config}", f"--storage.path={tmp_path / 'am-data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-    ], tmp_path / "alertmanager.log").start()
+    process = Process(
+        "alertmanager",
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        tmp_path / "alertmanager.log",
+    ).start()
     process.wait_http(f"http://127.0.0.1:{port}/-/ready")
     return process, port
 
@@ -120,10 +136,17 @@ def start_prometheus(tmp_path: Path, metrics_port: int, alertmanager_port: int) 
         "scrape_configs:\n"
         f"  - {{job_name: demo, static_configs: [{{targets: ['127.0.0.1:{metrics_port}']}}]}}\n"
     )
-    process = Process("prometheus", [
-        PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-        f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s",
-    ], tmp_path / "prometheus.log").start()
+    process = Process(
+        "prometheus",
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--rules.alert.resend-delay=1s",
+        ],
+        tmp_path / "prometheus.log",
+    ).start()
     process.wait_http(f"http://127.0.0.1:{port}/-/ready")
     return process
 
@@ -150,10 +173,13 @@ async def test_alertmanager_firing_scales_up_and_resolved_changes_nothing(
     try:
         assert http_status(f"http://127.0.0.1:{am_port}/-/ready") == 200
         state.value = 95.0
-        eventually(lambda: sandbox_scale(sandbox) == 1 + AMOUNT, timeout=60, what="scale up by amount")
+        await eventually(lambda: sandbox_scale(sandbox) == 1 + AMOUNT, within=60, what="scale up by amount")
         state.value = 10.0
-        eventually(lambda: hits_with_outcome(service, "ignored") >= 1, timeout=60, what="resolved notification")
-        time.sleep(2)  # resyncs run every second; a wrong step from the resolved hit would show by now
+        await eventually(
+            lambda: hits_with_outcome(service, "ignored") >= 1, within=60, what="resolved notification"
+        )
+        # resyncs run every second; a wrong step from the resolved hit would show by now
+        await asyncio.sleep(2)
         assert sandbox_scale(sandbox) == 1 + AMOUNT
         assert hits_with_outcome(service, "accepted") == 1
     finally:

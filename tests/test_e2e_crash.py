@@ -18,8 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import Sandbox, Service
-from tests.test_e2e_service import eventually, sandbox_scale, write_receiver, write_seed
+from tests.processes import Sandbox, Service, eventually, sandbox_scale, write_receiver, write_seed
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +35,7 @@ async def send_until_2xx(session: aiohttp.ClientSession, url: str, key: str, ans
                     outcome: str = (await answer.json())["outcome"]
                     answered.append(key)
                     return outcome
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"hit {key} never got a 2xx")
@@ -53,33 +52,35 @@ async def test_every_distinct_hit_is_applied_exactly_once_across_sigkills(tmp_pa
         url = service.trigger_url("web-up")
         answered: list[str] = []
         kills: list[int] = []
+        kill_at = {HITS // 4, HITS // 2}
+        crashes: list[asyncio.Task[None]] = []
         keys = [uuid.uuid4().hex for _ in range(HITS)]
         limit = asyncio.Semaphore(CONCURRENCY)
         timeout = aiohttp.ClientTimeout(total=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
+            async def crash() -> None:
+                service.kill()
+                assert service.proc is not None and service.proc.returncode == -signal.SIGKILL
+                kills.append(len(answered))
+                await asyncio.sleep(0.3)
+                service.start()
+
             async def one(key: str) -> str:
                 async with limit:
-                    return await send_until_2xx(session, url, key, answered)
+                    outcome = await send_until_2xx(session, url, key, answered)
+                if len(answered) in kill_at:
+                    kill_at.discard(len(answered))
+                    crashes.append(asyncio.create_task(crash()))
+                return outcome
 
-            async def crash_twice() -> None:
-                for threshold in (HITS // 4, HITS // 2):
-                    while len(answered) < threshold:
-                        await asyncio.sleep(0.005)
-                    service.kill()
-                    assert service.proc is not None and service.proc.returncode == -signal.SIGKILL
-                    kills.append(len(answered))
-                    await asyncio.sleep(0.3)
-                    service.start()
-
-            crasher = asyncio.create_task(crash_twice())
             outcomes = await asyncio.gather(*(one(k) for k in keys))
-            await crasher
+            await asyncio.gather(*crashes)
         assert set(outcomes) <= {"accepted", "duplicate"}
         assert len(kills) == 2 and kills[-1] < HITS  # both kills happened while hits were still coming
         service.wait_http(f"{service.base}/readyz")
-        eventually(lambda: sandbox_scale(sandbox) == 1 + HITS, timeout=60, what=f"scale {1 + HITS}")
-        time.sleep(1.5)  # a resync runs every second: an extra step would show now
+        await eventually(lambda: sandbox_scale(sandbox) == 1 + HITS, within=60, what=f"scale {1 + HITS}")
+        await asyncio.sleep(1.5)  # a resync runs every second: an extra step would show now
         assert sandbox_scale(sandbox) == 1 + HITS
     finally:
         service.stop()

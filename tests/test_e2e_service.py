@@ -8,63 +8,27 @@ API — the same way a person would check it.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.processes import REPO, Sandbox, Service, run_cli
+from tests.processes import (
+    REPO,
+    Sandbox,
+    Service,
+    eventually,
+    run_cli,
+    sandbox_scale,
+    write_receiver,
+    write_seed,
+)
 
 pytestmark = pytest.mark.e2e
 
 FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def write_seed(path: Path, scale: int = 1) -> Path:
-    path.write_text(
-        "projects:\n"
-        "  - id: 1a5\n"
-        "    name: Default\n"
-        "    services:\n"
-        f"      - {{id: 1s7, name: web, stackId: 1st1, scale: {scale}}}\n"
-        "      - {id: 1s8, name: worker, stackId: 1st1, scale: 2}\n"
-    )
-    return path
-
-
-def write_receiver(folder: Path, name: str, *, action: str = "up", service: str = "1s7", amount: int = 1,
-                   low: int = 0, high: int = 1000, extra: str = "") -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(
-        "apiVersion: webhook-service.dev/v1\n"
-        "kind: Receiver\n"
-        f"metadata: {{name: {name}}}\n"
-        "spec:\n"
-        "  driver: scaleService\n"
-        f"  scaleServiceConfig: {{projectId: 1a5, serviceId: {service}, action: {action}, amount: {amount}, "
-        f"min: {low}, max: {high}}}\n" + extra
-    )
-    return path
-
-
-def sandbox_scale(sandbox: Sandbox, service: str = "1s7") -> int:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{sandbox.url}/projects/1a5/services/{service}", timeout=2) as answer:
-        scale: int = json.load(answer)["scale"]
-        return scale
-
-
-def eventually(check: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {timeout}s")
 
 
 async def post(url: str, **kwargs: object) -> tuple[int, dict[str, object]]:
@@ -90,7 +54,9 @@ def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def service(tmp_path: Path, receivers: Path, sandbox: Sandbox) -> Iterator[Service]:
-    svc = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url).start_and_wait()
+    svc = Service(
+        tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url
+    ).start_and_wait()
     yield svc
     svc.stop()
 
@@ -98,17 +64,21 @@ def service(tmp_path: Path, receivers: Path, sandbox: Sandbox) -> Iterator[Servi
 async def test_a_hit_scales_the_service_up_by_amount(service: Service, sandbox: Sandbox) -> None:
     status, body = await post(service.trigger_url("web-up"))
     assert (status, body["outcome"], body["receiver"]) == (200, "accepted", "default/web-up")
-    eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
 
 
-async def test_the_token_works_as_bearer_and_as_legacy_token_query(service: Service, sandbox: Sandbox) -> None:
+async def test_the_token_works_as_bearer_and_as_legacy_token_query(
+    service: Service, sandbox: Sandbox
+) -> None:
     url = service.trigger_url("web-up")
     token = url.split("key=")[1].split("&")[0]
-    status, _ = await post(f"{service.base}/v1-webhooks/endpoint", headers={"Authorization": f"Bearer {token}"})
+    status, _ = await post(
+        f"{service.base}/v1-webhooks/endpoint", headers={"Authorization": f"Bearer {token}"}
+    )
     assert status == 200
     status, _ = await post(f"{service.base}/v1-webhooks/endpoint?token={token}")
     assert status == 200
-    eventually(lambda: sandbox_scale(sandbox) == 3, what="scale 3")
+    await eventually(lambda: sandbox_scale(sandbox) == 3, what="scale 3")
 
 
 async def test_resolved_notification_after_firing_changes_nothing(service: Service, sandbox: Sandbox) -> None:
@@ -118,8 +88,10 @@ async def test_resolved_notification_after_firing_changes_nothing(service: Servi
     headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
     assert (await post(url, data=firing, headers=headers))[1]["outcome"] == "accepted"
     assert (await post(url, data=resolved, headers=headers))[1]["outcome"] == "ignored"
-    eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
-    time.sleep(1.5)  # a resync pass runs every second here: give a wrong extra step the chance to show
+    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await asyncio.sleep(
+        1.5
+    )  # a resync pass runs every second here: give a wrong extra step the chance to show
     assert sandbox_scale(sandbox) == 2
 
 
@@ -140,7 +112,7 @@ async def test_concurrent_up_and_down_hits_lose_no_increment(tmp_path: Path, rec
 
             outcomes = await asyncio.gather(*([hit(up)] * 200 + [hit(down)] * 100))
         assert set(outcomes) == {"accepted"}
-        eventually(lambda: sandbox_scale(sandbox) == 600, timeout=30, what="scale 600")
+        await eventually(lambda: sandbox_scale(sandbox) == 600, within=30, what="scale 600")
     finally:
         service.stop()
         sandbox.stop()
@@ -150,8 +122,11 @@ async def test_added_and_removed_receiver_files_take_effect_within_two_seconds(
     service: Service, receivers: Path
 ) -> None:
     path = write_receiver(receivers, "worker-up", service="1s8")
-    eventually(lambda: run_cli("trigger-url", "worker-up", "--state", str(service.state)).returncode == 0,
-               timeout=2.0, what="new receiver loaded")
+    await eventually(
+        lambda: run_cli("trigger-url", "worker-up", "--state", str(service.state)).returncode == 0,
+        timeout=2.0,
+        what="new receiver loaded",
+    )
     url = service.trigger_url("worker-up")
     assert (await post(url))[0] == 200
     path.unlink()
@@ -176,12 +151,12 @@ async def test_intents_wait_while_cattle_is_down_and_apply_when_it_returns(
         sandbox.stop()
         for _ in range(3):
             assert (await post(url))[1]["outcome"] == "accepted"
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
         status = run_cli("status", "--state", str(service.state)).stdout
         assert "Unavailable" in status, status
         sandbox.start()
         sandbox.wait_http(sandbox.url)
-        eventually(lambda: sandbox_scale(sandbox) == 4, timeout=40, what="scale 4 after Cattle returned")
+        await eventually(lambda: sandbox_scale(sandbox) == 4, within=40, what="scale 4 after Cattle returned")
     finally:
         service.stop()
         sandbox.stop()
@@ -203,8 +178,10 @@ async def test_trigger_urls_survive_a_restart(tmp_path: Path, receivers: Path, s
 
 async def test_status_lists_receivers_targets_and_the_last_hit(service: Service, sandbox: Sandbox) -> None:
     await post(service.trigger_url("web-up"))
-    eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
-    eventually(lambda: "1->2" in run_cli("status", "--state", str(service.state)).stdout, what="status shows 1->2")
+    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await eventually(
+        lambda: "1->2" in run_cli("status", "--state", str(service.state)).stdout, what="status shows 1->2"
+    )
     out = run_cli("status", "--state", str(service.state)).stdout
     assert "default/web-up" in out and "default/web-down" in out
     assert "scaleService:1a5/1s7" in out
@@ -217,7 +194,8 @@ def test_validate_accepts_the_examples_and_names_each_problem(tmp_path: Path) ->
     broken.write_text(
         "apiVersion: webhook-service.dev/v1\nkind: Receiver\nmetadata: {name: bad}\nspec:\n"
         "  driver: scaleService\n"
-        "  scaleServiceConfig: {projectId: 1a5, serviceId: 1s7, action: sideways, amount: 0, min: 5, max: 2}\n"
+        "  scaleServiceConfig:\n"
+        "    {projectId: 1a5, serviceId: 1s7, action: sideways, amount: 0, min: 5, max: 2}\n"
     )
     bad = run_cli("validate", str(broken))
     assert bad.returncode == 1

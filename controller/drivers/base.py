@@ -2,11 +2,11 @@
 
 The listener, the store and the reconciler are driver-agnostic. A scale driver tells them:
 
-- ``check``  – the spec's meaning beyond the schema (e.g. max >= min), as ``Problem`` s;
-- ``target`` – what the receiver acts on, and what goes into its token; ``target_from_key`` rebuilds
+- ``check``  - the spec's meaning beyond the schema (e.g. max >= min), as ``Problem`` s;
+- ``target`` - what the receiver acts on, and what goes into its token; ``target_from_key`` rebuilds
   it from its key, since pending intents must still be applied after their receiver is removed;
-- ``intent`` – the step one accepted hit asks for (with the bounds in force at that moment);
-- ``observe`` / ``apply`` – read the target's current scale; set it and wait until it shows.
+- ``intent`` - the step one accepted hit asks for (with the bounds in force at that moment);
+- ``observe`` / ``apply`` - read the target's current scale; set it and wait until it shows.
 
 The reconciler folds intents between ``observe`` and ``apply``, so drivers never see concurrency.
 ``observe`` and ``apply`` raise ``CattleError`` s (retried by the reconciler when retryable) or

@@ -78,7 +78,10 @@ class ScaleServiceDriver:
 
 
 def settled(service: CattleService, desired: int) -> bool:
-    # A PUT while upgrading is accepted and applied later: the scale field is what we set, so it counts.
+    # A PUT while upgrading is accepted and kept: Cattle applies it when the upgrade ends, which may be
+    # hours away. The recorded scale is what we set, so that counts as converged.
+    if service.get("state") == "upgrading":
+        return service.get("scale") == desired
     return service.get("scale") == desired and service.get("transitioning") != "yes"
 
 

@@ -1,0 +1,221 @@
+"""A small client for Cattle's v2-beta API (also ``/v1``): read a project, read, list and scale services.
+
+Design decisions:
+
+- No retries here. The reconciler owns the one retry loop (with backoff and ``Retry-After``); a
+  client that also retried would multiply attempts and hide how long Cattle really was away.
+- Every failure becomes one of ``controller.cattle.errors``, chosen by HTTP status (or status 0 for
+  transport failures), chained ``from`` the original, carrying Cattle's ``code``/``message`` and
+  ``Retry-After``. Bodies are truncated so an HTML error page can't flood the logs.
+- The answer is checked for shape (a JSON object with an ``id``; a collection with ``data``) so a
+  wrong URL that happens to answer 200 (a proxy's login page, another API) is a protocol error, not
+  a service with no scale.
+- ``list_services`` follows ``pagination.next``, but only its query (the ``marker``) is applied to the
+  collection URL we built. Cattle builds links from the request's Host / X-Forwarded headers, which a
+  proxy can get wrong, and following a host named by an answer would send our credentials there.
+- Credentials go only into the ``Authorization`` header; nothing logged here contains them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any, cast
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from controller.bodies import CattleService
+from controller.cattle.errors import (
+    CattleBusy,
+    CattleError,
+    CattleNotFound,
+    CattleProtocolError,
+    CattleRequestError,
+    CattleUnauthorized,
+    CattleUnavailable,
+)
+from controller.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_IN_ERROR = 500
+MAX_PAGES = 10_000  # a guard against a server whose "next" never ends
+
+
+class CattleClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        access_key: str | None,
+        secret_key: str | None,
+        timeout: float = 10.0,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._headers = {"Accept": "application/json", "X-API-No-Challenge": "true"}
+        if access_key:
+            self._headers["Authorization"] = basic_auth(access_key, secret_key or "")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._metrics = metrics
+        self._clock = clock
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    async def get_project(self, project_id: str) -> dict[str, Any]:
+        return resource(await self._request("GET", self._project_url(project_id)), "project")
+
+    async def get_service(self, project_id: str, service_id: str) -> CattleService:
+        data = await self._request("GET", self._service_url(project_id, service_id))
+        return service(data)
+
+    async def set_service_scale(self, project_id: str, service_id: str, scale: int) -> CattleService:
+        """PUT a partial update of the scale alone; Cattle answers with the whole (transitioning) resource."""
+        data = await self._request("PUT", self._service_url(project_id, service_id), body={"scale": scale})
+        return service(data)
+
+    async def list_services(self, project_id: str, **filters: str) -> list[CattleService]:
+        """All services of the project matching ``filters`` (e.g. ``name="web"``), across every page."""
+        url = URL(f"{self._project_url(project_id)}/services").with_query(filters)
+        services: list[CattleService] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            page = collection(await self._request("GET", str(url)))
+            services.extend(service(item) for item in page["data"])
+            next_link = (page.get("pagination") or {}).get("next")
+            if not next_link:
+                return services
+            url = url.with_query(URL(next_link).query)
+            if url.query_string in seen:
+                raise CattleProtocolError(f"GET {url.path}: pagination.next repeats a page ({next_link})")
+            seen.add(url.query_string)
+        raise CattleProtocolError(f"GET {url.path}: more than {MAX_PAGES} pages")
+
+    def _project_url(self, project_id: str) -> str:
+        return f"{self._base}/projects/{quote(project_id, safe='')}"
+
+    def _service_url(self, project_id: str, service_id: str) -> str:
+        return f"{self._project_url(project_id)}/services/{quote(service_id, safe='')}"
+
+    async def _request(self, method: str, url: str, *, body: Mapping[str, Any] | None = None) -> Any:
+        """Send one request; return the decoded JSON of a 2xx answer or raise a ``CattleError``."""
+        where = f"{method} {URL(url).path}"
+        status = 0
+        try:
+            async with self._session.request(
+                method, url, json=body, headers=self._headers, timeout=self._timeout
+            ) as response:
+                status = response.status
+                text = await response.text(errors="replace")
+                retry_after = parse_retry_after(response.headers.get("Retry-After"), now=self._clock())
+        except TimeoutError as e:
+            raise CattleUnavailable(f"{where}: no answer within {self._timeout.total:g}s") from e
+        except aiohttp.ClientError as e:
+            raise CattleUnavailable(f"{where}: {type(e).__name__}: {e}") from e
+        finally:
+            self._count(method, status)
+        logger.debug("%s -> %d", where, status)
+        if status >= 300:
+            raise error_for(where, status, text, retry_after)
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise CattleProtocolError(
+                f"{where}: answer is not JSON: {truncate(text)!r}", status=status
+            ) from e
+
+    def _count(self, method: str, status: int) -> None:
+        if self._metrics is not None:
+            self._metrics.cattle_requests.labels(method=method, code=str(status or 0)).inc()
+
+
+def error_for(where: str, status: int, text: str, retry_after: float | None) -> CattleError:
+    """The error for a non-2xx answer, with Cattle's code and message when the body is its error JSON."""
+    code, message = "", truncate(text)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        code = str(body.get("code") or "")
+        message = truncate(str(body.get("message") or body.get("detail") or code or text))
+    kind: type[CattleError]
+    if status >= 500:
+        kind = CattleUnavailable
+    elif status in (409, 422):
+        kind = CattleBusy
+    elif status in (401, 403):
+        kind = CattleUnauthorized
+    elif status == 404:
+        kind = CattleNotFound
+    elif status >= 400:
+        kind = CattleRequestError
+    else:  # 3xx: Cattle doesn't redirect API calls; something else answered
+        kind = CattleProtocolError
+    summary = f"{where}: {status} {code}: {message}" if code else f"{where}: {status}: {message}"
+    return kind(summary, status=status, code=code, retry_after=retry_after)
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """Retry-After as seconds from now: either delta-seconds or an HTTP date. Unparseable -> None."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def resource(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise CattleProtocolError(f"expected a Cattle {what} resource, got {truncate(repr(data))}")
+    return cast(dict[str, Any], data)
+
+
+def service(data: Any) -> CattleService:
+    checked = resource(data, "service")
+    scale = checked.get("scale")
+    if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool)):
+        raise CattleProtocolError(f"service {checked['id']} has a non-integer scale {scale!r}")
+    return cast(CattleService, checked)
+
+
+def collection(data: Any) -> dict[str, Any]:
+    if (
+        not isinstance(data, dict)
+        or data.get("type") != "collection"
+        or not isinstance(data.get("data"), list)
+    ):
+        raise CattleProtocolError(f"expected a Cattle collection, got {truncate(repr(data))}")
+    pagination = data.get("pagination")
+    if pagination is not None and not isinstance(pagination, dict):
+        raise CattleProtocolError(f"collection has a malformed pagination {truncate(repr(pagination))}")
+    return cast(dict[str, Any], data)
+
+
+def basic_auth(user: str, password: str) -> str:
+    # Built by hand: aiohttp.BasicAuth is deprecated in 3.14 and encode_basic_auth is missing before it.
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
+def truncate(text: str, limit: int = MAX_BODY_IN_ERROR) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"

@@ -1,0 +1,231 @@
+"""Reading Receiver manifests from files: YAML, then the checks, then ``controller.model.Receiver`` s.
+
+Each document is checked in the order a person would fix it — is it a Receiver at all, is it named,
+does it match the CRD's schema, does the driver accept its settings — and every problem found is
+reported with its file, document index and field path, so ``validate`` can list them all in one go.
+Once a document fails a stage, later stages are skipped: their messages would only be noise.
+
+A file yields ``FileLoad``: the valid receivers, the problems, and the names of *all* documents whose
+metadata could be read. The watcher needs those names for its last-good rule: a receiver whose
+document is now invalid keeps its last good version, while one whose document is gone is removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import yaml
+
+from controller.bodies import ReceiverSpec
+from controller.drivers.base import ScaleDriver
+from controller.model import (
+    API_VERSION,
+    DEFAULT_NAMESPACE,
+    KIND,
+    TOKEN_GENERATION_ANNOTATION,
+    Problem,
+    RateLimit,
+    Receiver,
+)
+from controller.receivers.schema import ReceiverSchema
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_MAX, SUBDOMAIN_MAX = 63, 253
+
+
+@dataclass
+class FileLoad:
+    """What one file yielded. ``readable`` is False when the file can't be read or its YAML doesn't parse."""
+
+    receivers: list[Receiver] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)  # "ns/name" of every document whose metadata was readable
+    readable: bool = True
+    documents: dict[str, int] = field(default_factory=dict)  # "ns/name" -> index of its valid document
+
+
+def load_documents(
+    path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema | None = None
+) -> FileLoad:
+    """Load and check every document of one YAML file."""
+    schema = schema or ReceiverSchema.load()
+    result = FileLoad()
+    try:
+        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    except OSError as e:
+        result.readable = False
+        result.problems.append(Problem("", f"cannot read the file: {e.strerror or e}", file=str(path)))
+        return result
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        result.readable = False
+        result.problems.append(Problem("", f"not valid YAML: {_yaml_message(e)}", file=str(path)))
+        return result
+    for index, document in enumerate(documents):
+        if document is None:
+            continue  # an empty document, e.g. a trailing "---"
+        problems = _load_document(document, path, index, drivers, schema, result)
+        result.problems += [Problem(p.path, p.message, file=str(path), document=index) for p in problems]
+    return result
+
+
+def load_paths(
+    paths: Sequence[Path], drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema | None = None
+) -> tuple[list[Receiver], list[Problem]]:
+    """Load files and folders (``*.yaml`` / ``*.yml``, recursively, sorted); a name declared twice is a
+    problem at its later declaration, which is dropped."""
+    schema = schema or ReceiverSchema.load()
+    found: list[tuple[Receiver, int | None]] = []
+    problems: list[Problem] = []
+    for path in paths:
+        if not path.exists():
+            problems.append(Problem("", "no such file or folder", file=str(path)))
+            continue
+        for file in manifest_files(path) if path.is_dir() else [path]:
+            load = load_documents(file, drivers, schema)
+            found += [(r, load.documents.get(r.key)) for r in load.receivers]
+            problems += load.problems
+    receivers, duplicates = drop_duplicates(found)
+    return receivers, problems + duplicates
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """YAML files under ``directory``, sorted. Hidden entries are skipped: editors' temporary files, and
+    a mounted ConfigMap's ``..data`` folders, whose files the visible symlinks already point at."""
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.suffix in MANIFEST_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        and p.is_file()
+    )
+
+
+def drop_duplicates(found: Iterable[tuple[Receiver, int | None]]) -> tuple[list[Receiver], list[Problem]]:
+    """Keep the first declaration of each ns/name; each later one becomes a problem."""
+    first: dict[str, Receiver] = {}
+    problems: list[Problem] = []
+    for receiver, document in found:
+        if receiver.key in first:
+            message = f"receiver {receiver.key} is already declared in {first[receiver.key].source}"
+            problems.append(Problem("metadata.name", message, file=receiver.source, document=document))
+        else:
+            first[receiver.key] = receiver
+    return list(first.values()), problems
+
+
+def _load_document(
+    document: Any,
+    path: Path,
+    index: int,
+    drivers: Mapping[str, ScaleDriver],
+    schema: ReceiverSchema,
+    result: FileLoad,
+) -> list[Problem]:
+    """Check one document; on success append its Receiver to ``result``. Returns its problems."""
+    if not isinstance(document, dict):
+        return [Problem("", f"must be a mapping (a Receiver manifest), not {type(document).__name__}")]
+    problems = _check_kind(document)
+    metadata = document.get("metadata")
+    if not isinstance(metadata, dict):
+        return [*problems, Problem("metadata", "required mapping is missing")]
+    name, namespace = metadata.get("name"), metadata.get("namespace", DEFAULT_NAMESPACE)
+    if isinstance(name, str) and isinstance(namespace, str):
+        result.names.add(f"{namespace}/{name}")
+    problems += _check_metadata(metadata)
+    if problems:
+        return problems
+    if isinstance(document.get("spec"), dict):
+        document = {**document, "spec": schema.default_spec(document["spec"])}
+    problems = schema.problems(document)
+    if problems:
+        return problems
+    spec = cast(ReceiverSpec, document["spec"])
+    driver = drivers.get(spec["driver"])
+    if driver is None:
+        return [
+            Problem("spec.driver", f"no such driver {spec['driver']!r} (known: {', '.join(sorted(drivers))})")
+        ]
+    if driver.config_field not in spec:
+        return [Problem(f"spec.{driver.config_field}", f"required when driver is {driver.name}")]
+    problems = driver.check(spec)
+    if problems:
+        return problems
+    receiver = _receiver(metadata, spec, driver, path)
+    if receiver.key in result.documents:
+        return [Problem("metadata.name", f"receiver {receiver.key} is already declared in this file")]
+    result.documents[receiver.key] = index
+    result.receivers.append(receiver)
+    return []
+
+
+def _check_kind(document: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    if document.get("apiVersion") != API_VERSION:
+        problems.append(Problem("apiVersion", f"must be {API_VERSION} (got {document.get('apiVersion')!r})"))
+    if document.get("kind") != KIND:
+        problems.append(Problem("kind", f"must be {KIND} (got {document.get('kind')!r})"))
+    return problems
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    name = metadata.get("name")
+    if name is None:
+        problems.append(Problem("metadata.name", "required field is missing"))
+    elif not isinstance(name, str) or len(name) > SUBDOMAIN_MAX or not DNS1123_SUBDOMAIN.match(name):
+        problems.append(
+            Problem(
+                "metadata.name",
+                f"must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and "
+                f"ending with a letter or digit, at most {SUBDOMAIN_MAX} characters (got {name!r})",
+            )
+        )
+    namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
+    if not isinstance(namespace, str) or len(namespace) > LABEL_MAX or not DNS1123_LABEL.match(namespace):
+        problems.append(
+            Problem(
+                "metadata.namespace",
+                f"must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with "
+                f"a letter or digit, at most {LABEL_MAX} characters (got {namespace!r})",
+            )
+        )
+    annotations = metadata.get("annotations") or {}
+    if not isinstance(annotations, dict) or not all(isinstance(v, str) for v in annotations.values()):
+        problems.append(Problem("metadata.annotations", "must be a mapping of strings (quote numbers)"))
+    uid = metadata.get("uid")
+    if uid is not None and not (isinstance(uid, str) and uid):
+        problems.append(Problem("metadata.uid", f"must be a non-empty string (got {uid!r})"))
+    return problems
+
+
+def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriver, path: Path) -> Receiver:
+    rate_limit = spec.get("rateLimit")
+    return Receiver(
+        namespace=metadata.get("namespace", DEFAULT_NAMESPACE),
+        name=metadata["name"],
+        driver=driver.name,
+        spec=spec,
+        target=driver.target(spec),
+        token_generation=(metadata.get("annotations") or {}).get(TOKEN_GENERATION_ANNOTATION, ""),
+        uid=metadata.get("uid"),
+        fire_on=frozenset(spec["fireOn"]),
+        cooldown_seconds=float(spec["cooldownSeconds"]),
+        dedupe_window_seconds=float(spec["dedupeWindowSeconds"]),
+        rate_limit=RateLimit(rate_limit["requests"], float(rate_limit["perSeconds"])) if rate_limit else None,
+        suspend=spec["suspend"],
+        source=str(path),
+    )
+
+
+def _yaml_message(error: Exception) -> str:
+    """ "line 4, column 5: expected ',' or '}'": where and what, without PyYAML's multi-line context."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None and error.problem:
+        mark = error.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    return " ".join(str(error).split())

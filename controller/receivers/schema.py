@@ -1,0 +1,184 @@
+"""The Receiver schema, read from the CRD itself, so files and the Kubernetes API server agree.
+
+``crds/receivers.yaml`` is the one schema: this module reads its ``openAPIV3Schema`` (found relative
+to the package, never the working directory) and does with it what the API server would:
+
+- validates a document with jsonschema. OpenAPI's ``nullable`` becomes a ``"null"`` type and the
+  ``x-kubernetes-*`` keys are dropped, since jsonschema does not know them;
+- reports fields the schema does not declare. The API server would silently prune them; a file is
+  read by nobody else, so a typo (``suspended: true``) would silently do nothing — we say so instead,
+  like ``kubectl --validate=strict``;
+- fills in the schema's ``default`` s, on a copy, the way the API server defaults a stored object.
+
+Problems carry a field path ("spec.scaleServiceConfig.amount", "spec.fireOn[0]") and a plain message.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft7Validator
+from jsonschema.exceptions import ValidationError
+
+from controller.model import Problem
+
+CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "receivers.yaml"
+CRD_VERSION = "v1"
+KUBERNETES_EXTENSION_PREFIX = "x-kubernetes-"
+PRESERVE_UNKNOWN = "x-kubernetes-preserve-unknown-fields"
+REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
+TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "a string",
+    "boolean": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
+
+
+class SchemaError(Exception):
+    """The CRD file is missing or has no schema for our version: a packaging error, not a user's."""
+
+
+def load_openapi_schema(path: Path = CRD_PATH) -> dict[str, Any]:
+    """The ``openAPIV3Schema`` of the CRD's version ``v1``."""
+    try:
+        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for version in crd["spec"]["versions"]:
+            if version["name"] == CRD_VERSION:
+                schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+                return schema
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise SchemaError(f"cannot read the Receiver CRD at {path}: {e}") from e
+    raise SchemaError(f"the Receiver CRD at {path} has no version {CRD_VERSION}")
+
+
+def to_json_schema(node: Any) -> Any:
+    """An OpenAPI v3 schema as plain JSON Schema: ``nullable`` honoured, ``x-kubernetes-*`` dropped."""
+    if isinstance(node, Mapping):
+        out = {k: to_json_schema(v) for k, v in node.items() if not k.startswith(KUBERNETES_EXTENSION_PREFIX)}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+            if "enum" in out:
+                out["enum"] = [*out["enum"], None]
+        return out
+    if isinstance(node, list):
+        return [to_json_schema(v) for v in node]
+    return node
+
+
+def apply_defaults(instance: Any, schema: Mapping[str, Any]) -> Any:
+    """A copy of ``instance`` with the schema's defaults filled in where a field is absent (or null and
+    not nullable), recursively — the API server's defaulting. The instance itself is left untouched."""
+    result = copy.deepcopy(instance)
+    _fill_defaults(result, schema)
+    return result
+
+
+def _fill_defaults(instance: Any, schema: Mapping[str, Any]) -> None:
+    if isinstance(instance, dict):
+        for name, sub in (schema.get("properties") or {}).items():
+            missing = name not in instance or (instance[name] is None and not sub.get("nullable", False))
+            if missing and "default" in sub:
+                instance[name] = copy.deepcopy(sub["default"])
+            if name in instance:
+                _fill_defaults(instance[name], sub)
+    elif isinstance(instance, list) and isinstance(schema.get("items"), Mapping):
+        for item in instance:
+            _fill_defaults(item, schema["items"])
+
+
+def unknown_fields(
+    instance: Any, schema: Mapping[str, Any], path: tuple[str | int, ...] = ()
+) -> Iterator[str]:
+    """Field paths of mapping keys the schema does not declare (where it declares properties at all)."""
+    if isinstance(instance, Mapping):
+        properties = schema.get("properties")
+        if properties is None or schema.get(PRESERVE_UNKNOWN, False):
+            return
+        for name, value in instance.items():
+            if name in properties:
+                yield from unknown_fields(value, properties[name], (*path, name))
+            else:
+                yield format_path((*path, str(name)))
+    elif isinstance(instance, list) and isinstance(schema.get("items"), Mapping):
+        for index, item in enumerate(instance):
+            yield from unknown_fields(item, schema["items"], (*path, index))
+
+
+def format_path(parts: Sequence[str | int]) -> str:
+    """("spec", "fireOn", 0) -> "spec.fireOn[0]"."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def describe_error(error: ValidationError) -> Problem:
+    """One jsonschema error as a Problem with a field path and a message a person can act on."""
+    parts = [p if isinstance(p, int) else str(p) for p in error.absolute_path]
+    value: Any = error.instance
+    arg: Any = error.validator_value
+    match error.validator:
+        case "required":
+            # jsonschema reports a missing field at its parent, once per field, naming it only in the
+            # message; the field's own path is clearer.
+            missing = REQUIRED_MESSAGE.match(error.message)
+            if missing:
+                return Problem(format_path([*parts, missing.group(1)]), "required field is missing")
+        case "type":
+            types = arg if isinstance(arg, list) else [arg]
+            wanted = " or ".join(TYPE_NAMES.get(str(t), str(t)) for t in types)
+            return Problem(format_path(parts), f"must be {wanted} (got {value!r})")
+        case "enum":
+            return Problem(format_path(parts), f"must be one of {', '.join(map(str, arg))} (got {value!r})")
+        case "minimum":
+            return Problem(format_path(parts), f"must be at least {arg} (got {value!r})")
+        case "maximum":
+            return Problem(format_path(parts), f"must be at most {arg} (got {value!r})")
+        case "pattern":
+            return Problem(format_path(parts), f"must match {arg} (got {value!r})")
+        case "minItems":
+            return Problem(format_path(parts), f"must have at least {arg} item(s)")
+    return Problem(format_path(parts), error.message)
+
+
+@dataclass(frozen=True)
+class ReceiverSchema:
+    """The CRD's schema, ready to check documents and default their specs."""
+
+    openapi: Mapping[str, Any]
+    validator: Draft7Validator
+
+    @classmethod
+    def load(cls, path: Path = CRD_PATH) -> ReceiverSchema:
+        openapi = load_openapi_schema(path)
+        json_schema = to_json_schema(openapi)
+        Draft7Validator.check_schema(json_schema)
+        return cls(openapi=openapi, validator=Draft7Validator(json_schema))
+
+    @property
+    def spec_schema(self) -> Mapping[str, Any]:
+        spec: Mapping[str, Any] = self.openapi["properties"]["spec"]
+        return spec
+
+    def problems(self, document: Mapping[str, Any]) -> list[Problem]:
+        """Schema errors and unknown fields of a whole document, in field order."""
+        found = [describe_error(e) for e in self.validator.iter_errors(document)]
+        found += [Problem(path, "unknown field") for path in unknown_fields(document, self.openapi)]
+        return sorted(found, key=lambda p: p.path)
+
+    def default_spec(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        defaulted: dict[str, Any] = apply_defaults(dict(spec), self.spec_schema)
+        return defaulted

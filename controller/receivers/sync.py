@@ -1,0 +1,125 @@
+"""Making the registry and the stored tokens match the full set of receivers — the only place that
+mints or revokes trigger tokens.
+
+A token is kept as long as what it names is unchanged, so a receiver's URL survives restarts and
+edits of its amount or bounds. It is re-minted (the old one superseded at once) when what the token
+*says* changes — driver or target — or when a person asks for it by changing the
+``webhook-service.dev/token-generation`` annotation, or when its signing key is no longer in the key
+ring. A receiver that disappears loses its token at once.
+
+Order matters for failure: a revocation leaves the registry before the store, so a failed store write
+never leaves a token valid; a new token enters the store before the registry, so a URL is never
+handed out that a restart would forget. A failed apply raises; the caller applies again later and,
+because every step compares with the store, the second apply finishes the work of the first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from controller.metrics import Metrics
+from controller.model import ActiveReceiver, Receiver
+from controller.registry import ReceiverRegistry
+from controller.store.base import Store, StoredToken
+from controller.tokens import KeyRing, mint_token
+
+logger = logging.getLogger(__name__)
+
+
+class ReceiverSync:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        keyring: KeyRing,
+        registry: ReceiverRegistry,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._keyring = keyring
+        self._registry = registry
+        self._metrics = metrics
+        self._clock = clock
+
+    async def apply(self, receivers: Sequence[Receiver]) -> None:
+        """Make the registry and the store's tokens match ``receivers`` (the full set)."""
+        wanted = {r.key: r for r in receivers}
+        stored = {t.receiver: t for t in await self._store.list_tokens()}
+        for key in sorted(set(stored) - set(wanted)):
+            await self._revoke(stored[key])
+        for key in self._registry.keys() - set(wanted):
+            self._registry.remove(key)  # active without a stored token: the store was reset under us
+        for receiver in receivers:
+            await self._put(receiver, stored.get(receiver.key))
+        self._metrics.receivers.set(len(self._registry))
+        self._registry.loaded = True
+
+    async def _put(self, receiver: Receiver, existing: StoredToken | None) -> None:
+        reason = self._remint_reason(receiver, existing)
+        if existing is not None and reason is None:
+            receiver = dataclasses.replace(receiver, uid=existing.uid)
+            self._registry.put(
+                ActiveReceiver(
+                    receiver, uid=existing.uid, jti=existing.jti, token=existing.token, kid=existing.kid
+                )
+            )
+            return
+        uid = receiver.uid or (existing.uid if existing else uuid.uuid4().hex)
+        receiver = dataclasses.replace(receiver, uid=uid)
+        jti, now = uuid.uuid4().hex, self._clock()
+        token, kid = mint_token(self._keyring, receiver=receiver, uid=uid, jti=jti, now=now)
+        stored = StoredToken(
+            namespace=receiver.namespace,
+            name=receiver.name,
+            uid=uid,
+            jti=jti,
+            kid=kid,
+            token=token,
+            driver=receiver.driver,
+            target_id=receiver.target.id,
+            token_generation=receiver.token_generation,
+            issued_at=now,
+        )
+        try:
+            await self._store.put_token(stored)
+        except Exception:
+            if existing is not None:
+                self._registry.remove(receiver.key)  # the old token was meant to stop working: fail closed
+            raise
+        self._registry.put(ActiveReceiver(receiver, uid=uid, jti=jti, token=token, kid=kid))
+        if existing is None:
+            logger.info("minted a token for receiver %s (jti %s): new receiver", receiver.key, jti)
+        else:
+            logger.info(
+                "minted a token for receiver %s (jti %s), superseding jti %s: %s",
+                receiver.key,
+                jti,
+                existing.jti,
+                reason,
+            )
+
+    def _remint_reason(self, receiver: Receiver, existing: StoredToken | None) -> str | None:
+        """Why the stored token can't stay, or None when it can."""
+        if existing is None:
+            return "new receiver"
+        if existing.driver != receiver.driver:
+            return f"driver changed from {existing.driver} to {receiver.driver}"
+        if existing.target_id != receiver.target.id:
+            return f"target changed from {existing.target_id} to {receiver.target.id}"
+        if existing.token_generation != receiver.token_generation:
+            return "token generation changed"
+        if receiver.uid is not None and receiver.uid != existing.uid:
+            return "uid changed (the receiver was re-created)"
+        if existing.kid not in self._keyring.kids:
+            return f"its signing key {existing.kid} is no longer in the key ring"
+        return None
+
+    async def _revoke(self, token: StoredToken) -> None:
+        self._registry.remove(token.receiver)
+        await self._store.delete_token(token.namespace, token.name)
+        logger.info("revoked the token of receiver %s (jti %s): receiver removed", token.receiver, token.jti)

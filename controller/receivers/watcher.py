@@ -1,0 +1,194 @@
+"""Watching the receivers folder: polls, re-reads only changed files, keeps last-good versions.
+
+Why polling and not inotify: it works the same on every filesystem (bind mounts, NFS, a mounted
+ConfigMap whose files are swapped by symlink), needs no extra dependency, and a stat of a few files
+every half second costs nothing. A file's signature is (mtime_ns, size, inode) from ``stat`` — which
+follows symlinks, so a ConfigMap swap shows as a new inode. The stat is taken *before* the read: a
+file written during the read has a newer signature by the next scan and is read again. Timestamps
+tick coarsely, so a file modified within ``RACY_SECONDS`` of a scan is read again on the next one
+("racy git"). A re-read that yields the same receivers and problems (a touch) changes nothing.
+
+Last-good rule: a mistake in a file must not take a working receiver down. When a file no longer
+parses, all its receivers keep their last good versions; when it parses but a document is invalid,
+that receiver keeps its last good version while the file's valid documents take effect. A receiver
+whose document is gone from a file that parses, or whose file is gone, is removed (token revoked).
+A missing folder is reported as a problem and watched for; if it vanishes after it was read, the
+receivers are kept — an unmounted volume should not revoke every trigger URL.
+
+Any scan that changes something applies the full set through ``ReceiverSync`` and records the
+problems in the store; if that fails, the next scan tries again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from controller.drivers.base import ScaleDriver
+from controller.metrics import Metrics
+from controller.model import Problem, Receiver
+from controller.receivers.loader import FileLoad, drop_duplicates, load_documents, manifest_files
+from controller.receivers.schema import ReceiverSchema
+from controller.receivers.sync import ReceiverSync
+from controller.store.base import Store
+
+logger = logging.getLogger(__name__)
+
+Signature = tuple[int, int, int]  # (st_mtime_ns, st_size, st_ino)
+# Filesystem timestamps tick coarsely (jiffies, or whole seconds on some), so a same-size rewrite in the
+# same tick as our read keeps its signature. Files modified this recently are read again next scan.
+RACY_SECONDS = 2.0
+Loader = Callable[[Path, Mapping[str, ScaleDriver], ReceiverSchema], FileLoad]
+
+
+@dataclass
+class _FileState:
+    signature: Signature
+    receivers: dict[str, Receiver] = field(default_factory=dict)  # effective: new valid + last good
+    documents: dict[str, int | None] = field(default_factory=dict)  # where each one was declared
+    problems: list[Problem] = field(default_factory=list)
+    settled: bool = False  # modified long enough before it was read that a same-tick edit is impossible
+
+
+class ReceiverWatcher:
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        drivers: Mapping[str, ScaleDriver],
+        sync: ReceiverSync,
+        store: Store,
+        metrics: Metrics,
+        interval: float,
+        schema: ReceiverSchema | None = None,
+        loader: Loader = load_documents,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._directory = directory
+        self._drivers = drivers
+        self._sync = sync
+        self._store = store
+        self._metrics = metrics
+        self._interval = interval
+        self._schema = schema or ReceiverSchema.load()
+        self._load = loader
+        self._clock = clock
+        self._files: dict[Path, _FileState] = {}
+        self._folder_problem: Problem | None = None
+        self._logged_problems: list[Problem] = []
+        self._unapplied = True  # nothing applied yet: the first scan applies even an empty folder
+
+    async def run(self) -> None:
+        """Scan forever, every ``interval`` seconds. A failed scan is logged and retried next time."""
+        while True:
+            try:
+                await self.scan_once()
+            except Exception:
+                logger.exception("scanning the receivers folder %s failed; trying again", self._directory)
+            await asyncio.sleep(self._interval)
+
+    async def scan_once(self) -> bool:
+        """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
+        the first scan). Returns whether it applied."""
+        self._scan_folder()
+        if not self._unapplied:
+            return False
+        receivers, problems = self._current()
+        await self._sync.apply(receivers)
+        await self._store.set_problems(problems)
+        self._unapplied = False
+        self._metrics.manifest_problems.set(len(problems))
+        self._log_problems(problems)
+        return True
+
+    def _scan_folder(self) -> None:
+        """Update the per-file states; every real change sets ``_unapplied`` at once, so a scan that
+        fails half-way still applies what it did read on the next one."""
+        if not self._directory.is_dir():
+            if self._folder_problem is None:
+                self._folder_problem = Problem(
+                    "", "the receivers folder does not exist", file=str(self._directory)
+                )
+                self._unapplied = True
+            return
+        if self._folder_problem is not None:
+            self._folder_problem = None
+            self._unapplied = True
+        # Taken before the stats: a file modified after this instant is never mistaken for settled.
+        settled_before = self._clock() - RACY_SECONDS
+        present = {
+            path: sig for path in manifest_files(self._directory) if (sig := _signature(path)) is not None
+        }
+        for gone in self._files.keys() - present.keys():
+            logger.info("receivers file %s was removed", gone)
+            del self._files[gone]
+            self._unapplied = True
+        for path, signature in present.items():
+            old = self._files.get(path)
+            if old is None or old.signature != signature or not old.settled:
+                new = self._reload(path, signature, old)
+                new.settled = signature[0] < settled_before * 1e9
+                self._files[path] = new
+                if old is None or _content(old) != _content(new):
+                    self._unapplied = True
+
+    def _reload(self, path: Path, signature: Signature, old: _FileState | None) -> _FileState:
+        load = self._load(path, self._drivers, self._schema)
+        state = _FileState(signature=signature, problems=load.problems)
+        if old is None:
+            state.receivers = {r.key: r for r in load.receivers}
+            state.documents = {key: load.documents.get(key) for key in state.receivers}
+            return state
+        if not load.readable:
+            keep = set(old.receivers)
+        else:
+            state.receivers = {r.key: r for r in load.receivers}
+            state.documents = {key: load.documents.get(key) for key in state.receivers}
+            keep = (load.names - state.receivers.keys()) & old.receivers.keys()  # invalid now, good before
+        for key in keep:
+            state.receivers[key] = old.receivers[key]
+            state.documents[key] = old.documents.get(key)
+        if keep and _content(old) != _content(state):
+            logger.warning(
+                "receivers %s keep their last good version until %s is fixed", ", ".join(sorted(keep)), path
+            )
+        return state
+
+    def _current(self) -> tuple[list[Receiver], list[Problem]]:
+        found = [
+            (receiver, state.documents.get(key))
+            for _, state in sorted(self._files.items())
+            for key, receiver in state.receivers.items()
+        ]
+        receivers, duplicates = drop_duplicates(found)
+        problems = [p for _, state in sorted(self._files.items()) for p in state.problems]
+        if self._folder_problem is not None:
+            problems.insert(0, self._folder_problem)
+        return receivers, problems + duplicates
+
+    def _log_problems(self, problems: list[Problem]) -> None:
+        if problems == self._logged_problems:
+            return
+        self._logged_problems = problems
+        for problem in problems:
+            logger.warning("receiver manifest problem: %s", problem)
+        if not problems:
+            logger.info("receiver manifests have no problems")
+
+
+def _content(state: _FileState) -> tuple[dict[str, tuple[Receiver, str]], list[Problem]]:
+    """What a file contributes, to tell a real change from a touch or a same-content rewrite."""
+    return {key: (r, r.spec_fingerprint()) for key, r in state.receivers.items()}, state.problems
+
+
+def _signature(path: Path) -> Signature | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # removed (or a dangling symlink) between listing and stat
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,0 +1,30 @@
+"""An emulated Cattle API (the part the scaleService driver uses), for ``make run``, tests and demos.
+
+Everything it answers carries ``X-Sandbox: true`` and it logs a SANDBOX banner when it starts, so it
+is never mistaken for Rancher. ``app`` holds the live state and the HTTP edge; ``seed`` the YAML world.
+"""
+
+from controller.sandbox.app import (
+    SANDBOX_STATE,
+    SandboxOptions,
+    SandboxService,
+    SandboxState,
+    make_sandbox_app,
+    run_sandbox,
+)
+from controller.sandbox.seed import SandboxSeed, SeedError, SeedProject, SeedService, load_seed, parse_seed
+
+__all__ = [
+    "SANDBOX_STATE",
+    "SandboxOptions",
+    "SandboxSeed",
+    "SandboxService",
+    "SandboxState",
+    "SeedError",
+    "SeedProject",
+    "SeedService",
+    "load_seed",
+    "make_sandbox_app",
+    "parse_seed",
+    "run_sandbox",
+]

@@ -1,0 +1,543 @@
+"""The sandbox: an in-process emulation of the part of Cattle's API the scaleService driver uses.
+
+It answers like Cattle (see /work/shared/cattle-api.md) so the client cannot tell the difference: the
+same URLs under ``/v1`` and ``/v2-beta``, HTTP Basic auth with Cattle's challenge, Cattle's error body,
+collections with ``marker`` pagination and ``field_modifier`` filters, partial-update PUTs that answer
+with the whole resource in ``updating-active``, and 409 for a service busy in another process.
+
+Design decisions:
+
+- Transitions are computed lazily from an injected clock when a service is read, never by a
+  background task: a test advances a fake clock instead of sleeping, and nothing runs between
+  requests. A state set by a test (``restarting``, ``upgrading``...) stays until the test changes it.
+- The live world (``SandboxState``) is a plain object on the app under ``SANDBOX_STATE``, so tests
+  read and adjust it directly instead of going through HTTP.
+- Domain refusals raise ``ApiError``; one middleware turns them (and aiohttp's own 404/405) into
+  Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
+- ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import fnmatch
+import hmac
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from controller.sandbox.seed import SandboxSeed, SeedProject, SeedService, load_seed
+
+__all__ = ["SANDBOX_STATE", "SandboxOptions", "SandboxState", "load_seed", "make_sandbox_app", "run_sandbox"]
+
+logger = logging.getLogger(__name__)
+
+BANNER = "SANDBOX: this is an emulated Cattle API, not Rancher"
+CHALLENGE = 'Basic realm="Enter API access key and secret key as username and password"'
+VERSIONS = "v1|v2-beta"
+ADMIN_ACCOUNT = "1a1"  # X-API-Account-Id of answers that are not scoped to a project
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 100
+RESERVED_QUERY = frozenset({"limit", "marker", "sort", "order", "include", "_"})
+MODIFIERS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte", "prefix", "like", "notlike", "null", "notnull"})
+UPDATABLE_EXTRA = ("scalePolicy", "metadata", "lbConfig", "retainIp", "selectorLink", "selectorContainer")
+TRANSITIONING_STATES = frozenset(
+    {
+        "activating", "deactivating", "updating-active", "updating-inactive", "upgrading",
+        "finishing-upgrade", "canceling-upgrade", "rolling-back", "restarting", "removing", "registering",
+        "requested", "purging",
+    }
+)  # fmt: skip
+ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
+    "active": ("update", "deactivate", "upgrade", "restart", "remove"),
+    "inactive": ("activate", "update", "upgrade", "remove"),
+    "activating": ("update", "deactivate", "upgrade", "remove"),
+    "updating-active": ("update", "deactivate", "upgrade", "remove"),
+    "updating-inactive": ("update", "activate", "upgrade", "remove"),
+    "upgrading": ("update", "cancelupgrade", "rollback", "remove"),
+    "upgraded": ("finishupgrade", "rollback", "remove"),
+    "canceled-upgrade": ("continueupgrade", "rollback", "remove"),
+    "finishing-upgrade": ("update", "cancelupgrade", "remove"),
+    "restarting": ("activate", "deactivate", "remove"),
+}
+
+
+# The world without a seed file: the same as examples/sandbox-seed.yaml.
+DEFAULT_SEED = SandboxSeed(
+    projects=(
+        SeedProject(
+            id="1a5",
+            name="Default",
+            services=(
+                SeedService(id="1s7", name="web", stack_id="1st1", scale=1, image="docker:nginx:1.13"),
+                SeedService(id="1s8", name="worker", stack_id="1st1", scale=2),
+            ),
+        ),
+    )
+)
+
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    access_key: str | None = None
+    secret_key: str | None = None
+    latency_ms: int = 0  # added to every answer
+    fail_rate: float = 0.0  # share of requests answered 503 before anything else happens
+    transition_ms: int = 100  # how long a scale update stays "updating-active"
+    seed: int | None = None  # random seed for fail_rate, for repeatable runs
+
+
+class ApiError(Exception):
+    """A refusal, answered with Cattle's error body."""
+
+    def __init__(self, status: int, code: str, message: str, *, field_name: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field_name = status, code, message, field_name
+
+
+@dataclass
+class SandboxService:
+    id: str
+    project_id: str
+    name: str
+    stack_id: str
+    kind: str
+    image: str
+    labels: dict[str, str]
+    scale: int
+    current_scale: int
+    state: str
+    created: float
+    create_index: int
+    health_state: str = "healthy"
+    description: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other updatable fields, stored as sent
+    settles_at: float | None = None  # end of the running update, if any
+    settles_to: str = "active"
+
+    @property
+    def transitioning(self) -> str:
+        return "yes" if self.state in TRANSITIONING_STATES else "no"
+
+    def settle(self, now: float) -> None:
+        if self.settles_at is not None and now >= self.settles_at:
+            self.settles_at = None
+            self.come_to_rest(self.settles_to)
+
+    def come_to_rest(self, state: str) -> None:
+        self.state = state
+        if state == "active":
+            self.current_scale = self.scale
+        elif state == "inactive":
+            self.current_scale = 0
+
+
+@dataclass
+class SandboxProject:
+    id: str
+    name: str
+    created: float
+    state: str = "active"
+    services: dict[str, SandboxService] = field(default_factory=dict)
+
+
+class SandboxState:
+    """The live world of one sandbox. Reads settle finished transitions first, using the clock."""
+
+    def __init__(self, seed: SandboxSeed | None, *, transition_ms: int, clock: Callable[[], float]) -> None:
+        seed = seed if seed is not None else DEFAULT_SEED
+        self._clock = clock
+        self._transition = transition_ms / 1000
+        self._created = clock()
+        self._next_index = 1
+        self.projects: dict[str, SandboxProject] = {}
+        for project in seed.projects:
+            self.add_project(project)
+
+    def add_project(self, seed: SeedProject) -> SandboxProject:
+        project = SandboxProject(id=seed.id, name=seed.name, created=self._created)
+        self.projects[seed.id] = project
+        for s in seed.services:
+            self.add_service(seed.id, s)
+        return project
+
+    def add_service(self, project_id: str, seed: SeedService) -> SandboxService:
+        service = SandboxService(
+            id=seed.id, project_id=project_id, name=seed.name, stack_id=seed.stack_id, kind=seed.kind,
+            image=seed.image, labels=dict(seed.labels), scale=seed.scale, current_scale=0, state=seed.state,
+            created=self._created, create_index=self._next_index,
+        )  # fmt: skip
+        service.come_to_rest(seed.state)
+        self._next_index += 1
+        self.projects[project_id].services[seed.id] = service
+        return service
+
+    def project(self, project_id: str) -> SandboxProject:
+        try:
+            return self.projects[project_id]
+        except KeyError:
+            raise ApiError(404, "NotFound", f"project {project_id} not found") from None
+
+    def service(self, project_id: str, service_id: str) -> SandboxService:
+        try:
+            service = self.project(project_id).services[service_id]
+        except KeyError:
+            raise ApiError(404, "NotFound", f"service {service_id} not found") from None
+        service.settle(self._clock())
+        return service
+
+    def services(self, project_id: str) -> list[SandboxService]:
+        """The project's services in creation order; removed ones are hidden, as in Cattle's lists."""
+        listed = [self.service(project_id, sid) for sid in self.project(project_id).services]
+        return [s for s in listed if s.state not in ("removed", "purged")]
+
+    def set_state(self, project_id: str, service_id: str, state: str) -> SandboxService:
+        """Put a service in any state (e.g. "restarting") until changed again: for exercising refusals."""
+        service = self.service(project_id, service_id)
+        service.settles_at = None
+        service.come_to_rest(state)
+        return service
+
+    def update(self, project_id: str, service_id: str, changes: Mapping[str, Any]) -> SandboxService:
+        """A partial update (PUT): checks, then applies the updatable keys and starts the update."""
+        service = self.service(project_id, service_id)
+        check_update(changes)
+        if "update" not in ACTIONS_BY_STATE.get(service.state, ()):
+            raise ApiError(409, "Conflict", f"service {service_id} is {service.state}; try again later")
+        if "scale" in changes:
+            service.scale = changes["scale"]
+        if "name" in changes:
+            service.name = changes["name"]
+        if "description" in changes:
+            service.description = changes["description"]
+        service.extra.update({k: changes[k] for k in UPDATABLE_EXTRA if k in changes})
+        if service.state in ("active", "updating-active", "inactive", "updating-inactive"):
+            resting = "inactive" if service.state.endswith("inactive") else "active"
+            service.state = f"updating-{resting}"
+            service.settles_to = resting
+            service.settles_at = self._clock() + self._transition
+        # Otherwise (activating, upgrading...) the running process applies the new scale later.
+        return service
+
+
+def check_update(changes: Mapping[str, Any]) -> None:
+    scale = changes.get("scale", 0)
+    if not isinstance(scale, int) or isinstance(scale, bool):
+        raise ApiError(422, "InvalidFormat", "scale must be an integer", field_name="scale")
+    if scale < 0:
+        raise ApiError(422, "MinLimitExceeded", "scale must be >= 0", field_name="scale")
+    if "name" in changes and not (isinstance(changes["name"], str) and changes["name"]):
+        raise ApiError(422, "InvalidFormat", "name must be a non-empty string", field_name="name")
+    if "description" in changes and not isinstance(changes["description"], str | None):
+        raise ApiError(422, "InvalidFormat", "description must be a string", field_name="description")
+    if "metadata" in changes and not isinstance(changes["metadata"], dict | None):
+        raise ApiError(422, "InvalidFormat", "metadata must be a map", field_name="metadata")
+
+
+SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
+SANDBOX_OPTIONS = web.AppKey("sandbox_options", SandboxOptions)
+SANDBOX_RNG = web.AppKey("sandbox_rng", random.Random)
+
+
+def make_sandbox_app(
+    seed: SandboxSeed | None, options: SandboxOptions, *, clock: Callable[[], float] = time.time
+) -> web.Application:
+    app = web.Application(middlewares=[cattle_edge])
+    app[SANDBOX_STATE] = SandboxState(seed, transition_ms=options.transition_ms, clock=clock)
+    app[SANDBOX_OPTIONS] = options
+    app[SANDBOX_RNG] = random.Random(options.seed)
+    app.on_startup.append(log_banner)
+    v = f"/{{version:{VERSIONS}}}"
+    app.router.add_get(v, api_root)
+    app.router.add_get(v + "/", api_root)
+    app.router.add_get(v + "/schemas", schemas)
+    app.router.add_get(v + "/projects", list_projects)
+    app.router.add_get(v + "/projects/{pid}", get_project)
+    for scope in (v + "/projects/{pid}", v):  # project-scoped, or scoped by the X-API-Project-Id header
+        app.router.add_get(scope + "/services", list_services)
+        app.router.add_get(scope + "/services/{sid}", get_service)
+        app.router.add_put(scope + "/services/{sid}", put_service)
+    return app
+
+
+async def run_sandbox(
+    host: str,
+    port: int,
+    seed: SandboxSeed | None,
+    options: SandboxOptions,
+    *,
+    clock: Callable[[], float] = time.time,
+) -> web.AppRunner:
+    """Start the sandbox on host:port (0 picks a free port; see ``runner.addresses``). Caller cleans up."""
+    runner = web.AppRunner(make_sandbox_app(seed, options, clock=clock))
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    logger.info("sandbox listening on %s", runner.addresses)
+    return runner
+
+
+async def log_banner(app: web.Application) -> None:
+    state = app[SANDBOX_STATE]
+    count = sum(len(p.services) for p in state.projects.values())
+    logger.warning("%s (%d projects, %d services)", BANNER, len(state.projects), count)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def cattle_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    options = request.app[SANDBOX_OPTIONS]
+    if options.latency_ms:
+        await asyncio.sleep(options.latency_ms / 1000)
+    response: web.StreamResponse
+    try:
+        if options.fail_rate and request.app[SANDBOX_RNG].random() < options.fail_rate:
+            raise ApiError(503, "ServiceUnavailable", "sandbox: injected failure (fail_rate)")
+        check_auth(request, options)
+        response = await handler(request)
+    except ApiError as e:
+        response = error_response(e, request)
+    except web.HTTPException as e:  # the router's own 404 / 405
+        code = "MethodNotAllowed" if e.status == 405 else "NotFound" if e.status == 404 else e.reason
+        response = error_response(ApiError(e.status, code, e.reason), request)
+    version = request.match_info.get("version", "v2-beta")
+    response.headers["X-API-Schemas"] = f"{request.url.origin()}/{version}/schemas"
+    response.headers["X-API-Account-Id"] = scoped_project_id(request) or ADMIN_ACCOUNT
+    response.headers["X-Sandbox"] = "true"
+    return response
+
+
+def check_auth(request: web.Request, options: SandboxOptions) -> None:
+    if not options.access_key:
+        return
+    expected = f"{options.access_key}:{options.secret_key or ''}".encode()
+    if hmac.compare_digest(basic_credentials(request.headers.get("Authorization", "")), expected):
+        return
+    raise ApiError(401, "Unauthorized", "Unauthorized")
+
+
+def basic_credentials(header: str) -> bytes:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return b""
+    try:
+        return base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def error_response(error: ApiError, request: web.Request) -> web.Response:
+    body = {
+        "id": uuid.uuid4().hex, "type": "error", "status": error.status, "code": error.code,
+        "message": error.message, "detail": None, "fieldName": error.field_name,
+    }  # fmt: skip
+    response = web.json_response(body, status=error.status)
+    if error.status == 401 and request.headers.get("X-API-No-Challenge", "").lower() != "true":
+        response.headers["WWW-Authenticate"] = CHALLENGE
+    return response
+
+
+def scoped_project_id(request: web.Request) -> str | None:
+    return request.match_info.get("pid") or request.headers.get("X-API-Project-Id")
+
+
+def project_in_scope(request: web.Request) -> SandboxProject:
+    """The project of a request: from the path, else the header; an unscoped request with a single
+    project uses it, like an environment API key that belongs to one project."""
+    state = request.app[SANDBOX_STATE]
+    project_id = scoped_project_id(request)
+    if project_id is None:
+        if len(state.projects) != 1:
+            raise ApiError(404, "NotFound", "no project in scope: use /projects/{id}/ or X-API-Project-Id")
+        project_id = next(iter(state.projects))
+    project = state.project(project_id)
+    if project.state != "active":
+        raise ApiError(403, "Forbidden", f"project {project_id} is {project.state}")
+    return project
+
+
+def api_base(request: web.Request) -> str:
+    return f"{request.url.origin()}/{request.match_info['version']}"
+
+
+async def api_root(request: web.Request) -> web.Response:
+    base = api_base(request)
+    links = {
+        "self": base,
+        "schemas": f"{base}/schemas",
+        "projects": f"{base}/projects",
+        "services": f"{base}/services",
+    }
+    return web.json_response(
+        {"id": request.match_info["version"], "type": "apiVersion", "links": links, "actions": {}}
+    )
+
+
+async def schemas(request: web.Request) -> web.Response:
+    base = api_base(request)
+    items = [
+        {"id": t, "type": "schema", "links": {"self": f"{base}/schemas/{t.lower()}"}}
+        for t in ("apiVersion", "collection", "error", "project", "schema", "service")
+    ]
+    return web.json_response(collection_body(request, items, "schema"))
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    state, base = request.app[SANDBOX_STATE], api_base(request)
+    items = [render_project(p, base) for p in state.projects.values() if p.state != "removed"]
+    return web.json_response(collection_body(request, items, "project"))
+
+
+async def get_project(request: web.Request) -> web.Response:
+    return web.json_response(render_project(project_in_scope(request), api_base(request)))
+
+
+async def list_services(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    version, base = request.match_info["version"], api_base(request)
+    items = [render_service(s, base, version) for s in request.app[SANDBOX_STATE].services(project.id)]
+    return web.json_response(collection_body(request, items, "service"))
+
+
+async def get_service(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    service = request.app[SANDBOX_STATE].service(project.id, request.match_info["sid"])
+    return web.json_response(render_service(service, api_base(request), request.match_info["version"]))
+
+
+async def put_service(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    state = request.app[SANDBOX_STATE]
+    state.service(project.id, request.match_info["sid"])  # 404 before looking at the body, as Cattle does
+    try:
+        changes = json.loads(await request.read())
+    except ValueError:
+        raise ApiError(400, "InvalidBodyContent", "the body is not valid JSON") from None
+    if not isinstance(changes, dict):
+        raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
+    service = state.update(project.id, request.match_info["sid"], changes)
+    return web.json_response(render_service(service, api_base(request), request.match_info["version"]))
+
+
+def collection_body(request: web.Request, items: list[dict[str, Any]], resource_type: str) -> dict[str, Any]:
+    """Filter, sort and page rendered resources the way Cattle's collections do."""
+    filters = parse_filters(request, items)
+    items = [item for item in items if all(matches(item, f, conditions) for f, conditions in filters.items())]
+    sort = request.query.get("sort")
+    if sort and items and sort in items[0]:
+        items.sort(key=lambda item: str(item.get(sort)), reverse=request.query.get("order") == "desc")
+    limit = bounded_int(request.query.get("limit"), DEFAULT_LIMIT, 1, MAX_LIMIT)
+    marker = request.query.get("marker", "")
+    offset = bounded_int(marker[1:] if marker.startswith("m") else None, 0, 0, len(items))
+    partial = offset + limit < len(items)
+    next_link = str(request.url.update_query(marker=f"m{offset + limit}")) if partial else None
+    return {
+        "type": "collection", "resourceType": resource_type, "links": {"self": str(request.url)},
+        "createTypes": {}, "actions": {}, "data": items[offset : offset + limit], "sortLinks": {},
+        "pagination": {"first": None, "previous": None, "next": next_link, "limit": limit, "total": None,
+                       "partial": partial},
+        "sort": {"name": sort, "order": request.query.get("order", "asc")} if sort else None,
+        "filters": filters, "createDefaults": {},
+    }  # fmt: skip
+
+
+def parse_filters(request: web.Request, items: list[dict[str, Any]]) -> dict[str, list[dict[str, str]]]:
+    """``field=value`` and ``field_modifier=value`` on fields the resources have; others are ignored."""
+    known = set(items[0]) if items else set()
+    filters: dict[str, list[dict[str, str]]] = {}
+    for key, value in request.query.items():
+        name, _, modifier = key.rpartition("_")
+        if not name or modifier not in MODIFIERS:
+            name, modifier = key, "eq"
+        if key in RESERVED_QUERY or name not in known:
+            continue
+        filters.setdefault(name, []).append({"modifier": modifier, "value": value})
+    return filters
+
+
+def matches(item: dict[str, Any], name: str, conditions: list[dict[str, str]]) -> bool:
+    return all(condition_holds(item.get(name), c["modifier"], c["value"]) for c in conditions)
+
+
+def condition_holds(actual: Any, modifier: str, wanted: str) -> bool:
+    if modifier in ("null", "notnull"):
+        return (actual is None) == (modifier == "null")
+    text = json.dumps(actual) if isinstance(actual, bool) else "" if actual is None else str(actual)
+    if modifier in ("lt", "lte", "gt", "gte"):
+        try:
+            a, w = float(text), float(wanted)
+        except ValueError:
+            return False
+        return {"lt": a < w, "lte": a <= w, "gt": a > w, "gte": a >= w}[modifier]
+    if modifier in ("like", "notlike"):
+        found = fnmatch.fnmatchcase(text, wanted.replace("%", "*"))
+        return found == (modifier == "like")
+    if modifier == "prefix":
+        return text.startswith(wanted)
+    return (text == wanted) == (modifier == "eq")
+
+
+def bounded_int(text: str | None, default: int, low: int, high: int) -> int:
+    try:
+        value = int(text) if text is not None else default
+    except ValueError:
+        value = default
+    return max(low, min(high, value))
+
+
+def timestamps(epoch: float) -> dict[str, Any]:
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"created": created, "createdTS": int(epoch * 1000)}
+
+
+def render_project(project: SandboxProject, base: str) -> dict[str, Any]:
+    self_url = f"{base}/projects/{project.id}"
+    return {
+        "id": project.id, "type": "project", "baseType": "account", "kind": "project", "name": project.name,
+        "description": None, "state": project.state, "transitioning": "no", "transitioningMessage": None,
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{project.id}")), "orchestration": "cattle",
+        "removed": None, **timestamps(project.created),
+        "links": {"self": self_url, "services": f"{self_url}/services", "stacks": f"{self_url}/stacks",
+                  "hosts": f"{self_url}/hosts"},
+        "actions": {},
+    }  # fmt: skip
+
+
+def render_service(service: SandboxService, base: str, version: str) -> dict[str, Any]:
+    """The whole resource, null fields included. In /v1 a stack is an "environment"."""
+    stack_field, stack_link = ("environmentId", "environment") if version == "v1" else ("stackId", "stack")
+    project_url = f"{base}/projects/{service.project_id}"
+    self_url = f"{project_url}/services/{service.id}"
+    body: dict[str, Any] = {
+        "id": service.id, "type": service.kind, "baseType": "service", "kind": service.kind,
+        "name": service.name, "description": service.description, "accountId": service.project_id,
+        stack_field: service.stack_id, "state": service.state, "healthState": service.health_state,
+        "transitioning": service.transitioning,
+        "transitioningMessage": "In Progress" if service.transitioning == "yes" else None,
+        "transitioningProgress": None, "scale": service.scale, "currentScale": service.current_scale,
+        "startOnCreate": True, "assignServiceIpAddress": False, "system": False, "fqdn": None, "vip": None,
+        "publicEndpoints": None, "upgrade": None, "linkedServices": None, "instanceIds": [],
+        "createIndex": service.create_index, "removed": None, "removeTime": None,
+        "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{service.project_id}/{service.id}")),
+        **timestamps(service.created),
+        **dict.fromkeys(UPDATABLE_EXTRA), **service.extra,
+        "launchConfig": {"type": "launchConfig", "kind": "container", "imageUuid": service.image,
+                         "labels": dict(service.labels), "version": "0", "networkMode": "managed"},
+        "secondaryLaunchConfigs": [],
+        "links": {"self": self_url, "account": f"{project_url}/accounts/{service.project_id}",
+                  stack_link: f"{project_url}/stacks/{service.stack_id}",
+                  "instances": f"{self_url}/instances"},
+        "actions": {a: f"{self_url}/?action={a}" for a in ACTIONS_BY_STATE.get(service.state, ())},
+    }  # fmt: skip
+    return body

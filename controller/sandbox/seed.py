@@ -1,0 +1,130 @@
+"""The sandbox's starting world, read from YAML: projects and their services.
+
+Kept apart from the live state so a seed is a plain frozen value: tests build one in code, ``make run``
+loads ``examples/sandbox-seed.yaml``, and every sandbox started from it begins identical. Field names
+follow Cattle's (``stackId``, ``type``) so a seed reads like the resources it becomes. Problems are
+reported all at once, with the path of the offending field.
+
+    projects:
+      - id: 1a5
+        name: Default
+        services:
+          - {id: 1s7, name: web, stackId: 1st1, scale: 1, image: "docker:nginx:1.13"}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_IMAGE = "docker:nginx"
+
+
+class SeedError(ValueError):
+    """The seed file is unreadable or wrong; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class SeedService:
+    id: str
+    name: str
+    stack_id: str
+    scale: int = 1
+    kind: str = "service"  # Cattle's ``type``: service, loadBalancerService, dnsService, ...
+    image: str = DEFAULT_IMAGE
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: str = "active"
+
+
+@dataclass(frozen=True)
+class SeedProject:
+    id: str
+    name: str = "Default"
+    services: tuple[SeedService, ...] = ()
+
+
+@dataclass(frozen=True)
+class SandboxSeed:
+    projects: tuple[SeedProject, ...] = ()
+
+
+def load_seed(path: Path) -> SandboxSeed:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise SeedError(f"{path}: {e}") from e
+    return parse_seed(data, source=str(path))
+
+
+def parse_seed(data: Any, *, source: str = "<seed>") -> SandboxSeed:
+    problems: list[str] = []
+    if not isinstance(data, dict) or not isinstance(data.get("projects"), list):
+        raise SeedError(f"{source}: expected a mapping with a 'projects' list")
+    projects = [_project(p, f"projects[{i}]", problems) for i, p in enumerate(data["projects"])]
+    _check_unique([p.id for p in projects], "project", problems)
+    for p in projects:
+        _check_unique([s.id for s in p.services], f"service in project {p.id}", problems)
+    if problems:
+        raise SeedError(f"{source}: " + "; ".join(problems))
+    return SandboxSeed(projects=tuple(projects))
+
+
+def _project(data: Any, where: str, problems: list[str]) -> SeedProject:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping")
+        return SeedProject(id="")
+    services = data.get("services", [])
+    if not isinstance(services, list):
+        problems.append(f"{where}.services: expected a list")
+        services = []
+    return SeedProject(
+        id=_text(data, "id", where, problems),
+        name=_text(data, "name", where, problems, default="Default"),
+        services=tuple(_service(s, f"{where}.services[{i}]", problems) for i, s in enumerate(services)),
+    )
+
+
+def _service(data: Any, where: str, problems: list[str]) -> SeedService:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping")
+        return SeedService(id="", name="", stack_id="")
+    scale = data.get("scale", 1)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 0:
+        problems.append(f"{where}.scale: expected an integer >= 0, got {scale!r}")
+        scale = 0
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict):
+        problems.append(f"{where}.labels: expected a mapping")
+        labels = {}
+    return SeedService(
+        id=_text(data, "id", where, problems),
+        name=_text(data, "name", where, problems),
+        stack_id=_text(data, "stackId", where, problems, default="1st1"),
+        scale=scale,
+        kind=_text(data, "type", where, problems, default="service"),
+        image=_text(data, "image", where, problems, default=DEFAULT_IMAGE),
+        labels={str(k): str(v) for k, v in labels.items()},
+        state=_text(data, "state", where, problems, default="active"),
+    )
+
+
+def _text(
+    data: dict[str, Any], key: str, where: str, problems: list[str], *, default: str | None = None
+) -> str:
+    value = data.get(key, default)
+    if isinstance(value, str) and value:
+        return value
+    problems.append(f"{where}.{key}: expected a non-empty string, got {value!r}")
+    return ""
+
+
+def _check_unique(ids: list[str], what: str, problems: list[str]) -> None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            problems.append(f"duplicate {what} id {i!r}")
+        seen.add(i)

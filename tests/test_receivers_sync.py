@@ -1,0 +1,218 @@
+"""ReceiverSync: when tokens are kept, re-minted and revoked, against the real SQLite store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controller.bodies import ReceiverSpec
+from controller.drivers.scale_service import DRIVER
+from controller.metrics import Metrics
+from controller.model import ActiveReceiver, Receiver, TokenClaims
+from controller.receivers.sync import ReceiverSync
+from controller.registry import ReceiverRegistry
+from controller.store.base import StoredToken, StoreUnavailable
+from controller.store.sqlite import SqliteStore
+from controller.tokens import KeyRing, TokenRevoked, TokenSuperseded, TokenVerifier, check_current
+
+NOW = 1_750_000_000.0
+
+
+def receiver(
+    name: str = "web-up",
+    *,
+    service: str = "1s7",
+    amount: int = 1,
+    generation: str = "",
+    uid: str | None = None,
+) -> Receiver:
+    spec: ReceiverSpec = {
+        "driver": "scaleService",
+        "scaleServiceConfig": {
+            "projectId": "1a5",
+            "serviceId": service,
+            "action": "up",
+            "amount": amount,
+            "min": 1,
+            "max": 10,
+        },
+    }
+    return Receiver(
+        namespace="default",
+        name=name,
+        driver="scaleService",
+        spec=spec,
+        target=DRIVER.target(spec),
+        token_generation=generation,
+        uid=uid,
+    )
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, store: SqliteStore) -> None:
+        self.store = store
+        self.keyring = KeyRing.load_or_create(tmp_path / "keys", clock=lambda: NOW)
+        self.verifier = TokenVerifier(self.keyring)
+        self.metrics = Metrics()
+        self.registry = ReceiverRegistry()
+        self.sync = self.restart()
+
+    def restart(self) -> ReceiverSync:
+        """A fresh registry and sync on the same store and keys, as after a process restart."""
+        self.registry = ReceiverRegistry()
+        self.sync = ReceiverSync(
+            store=self.store,
+            keyring=self.keyring,
+            registry=self.registry,
+            metrics=self.metrics,
+            clock=lambda: NOW,
+        )
+        return self.sync
+
+    def active(self, name: str = "web-up") -> ActiveReceiver:
+        active = self.registry.get(f"default/{name}")
+        assert active is not None
+        return active
+
+    def claims(self, name: str = "web-up") -> TokenClaims:
+        return self.verifier.verify(self.active(name).token)
+
+    def check(self, claims: TokenClaims) -> None:
+        check_current(claims, self.registry.get(claims.receiver_key), "1a5")
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = SqliteStore(tmp_path / "webhook.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def h(tmp_path: Path, store: SqliteStore) -> Harness:
+    return Harness(tmp_path, store)
+
+
+async def test_a_new_receiver_gets_a_stored_token(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    stored = await h.store.get_token("default", "web-up")
+    assert stored is not None
+    assert (stored.token, stored.jti, stored.target_id) == (
+        h.active().token,
+        h.active().jti,
+        "scaleService:1a5/1s7",
+    )
+
+
+async def test_a_new_token_is_current_for_its_receiver(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    h.check(h.claims())
+
+
+async def test_apply_marks_the_registry_loaded_and_counts_receivers(h: Harness) -> None:
+    await h.sync.apply([receiver("a"), receiver("b")])
+    assert h.registry.loaded
+    assert h.metrics.registry.get_sample_value("webhook_receivers") == 2
+
+
+async def test_an_empty_first_apply_still_marks_the_registry_loaded(h: Harness) -> None:
+    await h.sync.apply([])
+    assert h.registry.loaded
+
+
+async def test_the_token_survives_a_restart(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    before = h.active().token
+    await h.restart().apply([receiver()])
+    assert h.active().token == before
+
+
+async def test_editing_the_amount_keeps_the_token_and_takes_effect(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    before = h.active().token
+    await h.sync.apply([receiver(amount=3)])
+    assert h.active().token == before
+    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 3
+
+
+async def test_a_new_token_generation_supersedes_the_old_token(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    old = h.claims()
+    await h.sync.apply([receiver(generation="2")])
+    with pytest.raises(TokenSuperseded):
+        h.check(old)
+    h.check(h.claims())
+
+
+async def test_a_new_target_supersedes_the_old_token(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    old = h.claims()
+    await h.sync.apply([receiver(service="1s8")])
+    with pytest.raises(TokenSuperseded):
+        h.check(old)
+    assert h.claims().target == {"projectId": "1a5", "serviceId": "1s8"}
+
+
+async def test_a_superseding_token_keeps_the_uid(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    uid = h.active().uid
+    await h.sync.apply([receiver(generation="2")])
+    assert h.active().uid == uid == h.active().receiver.uid
+
+
+async def test_a_new_uid_from_the_manifest_revokes_the_old_token(h: Harness) -> None:
+    await h.sync.apply([receiver(uid="first")])
+    old = h.claims()
+    await h.sync.apply([receiver(uid="second")])
+    with pytest.raises(TokenRevoked):
+        h.check(old)
+    assert h.active().uid == "second"
+
+
+async def test_a_removed_receiver_loses_its_token(h: Harness) -> None:
+    await h.sync.apply([receiver("a"), receiver("b")])
+    old = h.claims("a")
+    await h.sync.apply([receiver("b")])
+    with pytest.raises(TokenRevoked):
+        h.check(old)
+    assert await h.store.get_token("default", "a") is None
+    assert h.metrics.registry.get_sample_value("webhook_receivers") == 1
+
+
+async def test_a_token_whose_key_is_gone_is_reminted(h: Harness, tmp_path: Path) -> None:
+    await h.sync.apply([receiver()])
+    old_kid = h.active().kid
+    h.keyring = KeyRing.load_or_create(tmp_path / "other-keys", clock=lambda: NOW)
+    h.verifier = TokenVerifier(h.keyring)
+    await h.restart().apply([receiver()])
+    assert h.active().kid != old_kid
+    h.check(h.claims())
+
+
+async def test_a_failed_supersede_fails_closed(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    await h.sync.apply([receiver()])
+
+    async def unavailable(token: StoredToken) -> None:
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(h.store, "put_token", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await h.sync.apply([receiver(generation="2")])
+    assert h.registry.get("default/web-up") is None
+
+
+async def test_mint_and_revoke_are_logged_without_the_token(
+    h: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="controller.receivers.sync")
+    await h.sync.apply([receiver()])
+    token, jti = h.active().token, h.active().jti
+    await h.sync.apply([])
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2
+    assert all(jti in m and "default/web-up" in m for m in messages)
+    assert not any(token in m for m in messages)
