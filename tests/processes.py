@@ -20,6 +20,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from controller.store.sqlite import read_snapshot
+
 BIN_DIR = Path(sys.executable).parent
 WEBHOOK_SERVICE = str(BIN_DIR / "webhook-service")
 REPO = Path(__file__).resolve().parents[1]
@@ -165,6 +167,10 @@ class Service(Process):
         self.start()
         self.wait_http(f"{self.base}/readyz", expect=200)
         return self
+
+    def has_receiver(self, key: str) -> bool:
+        """Whether the running service has a token for the receiver (read from its store, read-only)."""
+        return any(t.receiver == key for t in read_snapshot(self.state / "webhook.db").tokens)
 
     def trigger_url(self, name: str, namespace: str = "default") -> str:
         out = subprocess.run(
