@@ -18,7 +18,8 @@ run: $(STAMP)
 		--state .webhook-state \
 		--listen 127.0.0.1:8085 \
 		--cattle-url sandbox \
-		--sandbox-seed examples/sandbox-seed.yaml
+		--sandbox-seed examples/sandbox-seed.yaml \
+		--print-urls
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench

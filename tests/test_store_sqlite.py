@@ -74,28 +74,41 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(db_path, clock=lambda: T0)
+async def store(db_path: Path) -> AsyncIterator[GatedStore]:
+    s = GatedStore(db_path, clock=lambda: T0)
     await s.open()
     yield s
     await s.close()
 
 
 class Gate:
-    """A job that holds the writer thread inside its transaction until released."""
+    """Holds one COMMIT on the committer thread until released; jobs submitted meanwhile queue up."""
 
     def __init__(self) -> None:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def job(self, conn: sqlite3.Connection) -> None:
-        self.entered.set()
-        self.release.wait(10)
+
+class GatedStore(SqliteStore):
+    """The real store, whose next COMMIT a test can hold (``hold_writer``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate: Gate | None = None
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.entered.set()
+            gate.release.wait(10)
+        super()._commit(conn)
 
 
-async def hold_writer(store: SqliteStore) -> tuple[Gate, asyncio.Task[None]]:
+async def hold_writer(store: GatedStore) -> tuple[Gate, asyncio.Task[None]]:
+    """Start a transaction and hold its COMMIT: everything submitted now waits for the next batch."""
     gate = Gate()
-    held = asyncio.create_task(store._submit(gate.job))
+    store.gate = gate
+    held = asyncio.create_task(store._submit(lambda c: None))
     assert await asyncio.to_thread(gate.entered.wait, 10)
     return gate, held
 
@@ -253,7 +266,7 @@ async def test_concurrent_hits_are_all_recorded_in_arrival_order_with_fewer_comm
     assert store.commits - before < 200
 
 
-async def test_jobs_waiting_while_the_writer_is_busy_share_one_commit(store: SqliteStore) -> None:
+async def test_jobs_waiting_while_a_commit_is_on_its_way_share_the_next_commit(store: GatedStore) -> None:
     gate, held = await hold_writer(store)
     tasks = await submitted(*(store.record_hit(hit(at=T0 + i)) for i in range(50)))
     before = store.commits
@@ -264,7 +277,7 @@ async def test_jobs_waiting_while_the_writer_is_busy_share_one_commit(store: Sql
 
 
 async def test_max_batch_caps_the_jobs_of_one_transaction(db_path: Path) -> None:
-    store = SqliteStore(db_path, max_batch=3)
+    store = GatedStore(db_path, max_batch=3)
     await store.open()
     gate, held = await hold_writer(store)
     tasks = await submitted(*(store.record_hit(hit(at=T0 + i)) for i in range(7)))
@@ -275,7 +288,7 @@ async def test_max_batch_caps_the_jobs_of_one_transaction(db_path: Path) -> None
     assert store.commits - before == 4  # the gate, then 3 + 3 + 1
 
 
-async def test_a_failing_job_rolls_back_alone(store: SqliteStore) -> None:
+async def test_a_failing_job_rolls_back_alone(store: GatedStore) -> None:
     gate, held = await hold_writer(store)
     bogus = FoldStep(seq=999, hit_id="nope", before=1, after=2, clamped=False)
     tasks = await submitted(
@@ -292,11 +305,14 @@ async def test_a_failing_job_rolls_back_alone(store: SqliteStore) -> None:
     assert await pending_hit_ids(store) == [first.hit_id, last.hit_id]
 
 
-async def test_a_failed_commit_fails_every_job_of_its_batch(store: SqliteStore) -> None:
+async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -> None:
     def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
         # A deferred foreign key is checked only at COMMIT, so the job itself succeeds.
         conn.execute("PRAGMA defer_foreign_keys = ON")
-        conn.execute("INSERT INTO last_hits (receiver, hit_id) VALUES ('default/ghost', 'no-such-hit')")
+        conn.execute(
+            "INSERT INTO idempotency (receiver, key, hit_id, received_at)"
+            " VALUES ('default/ghost', 'k', 'no-such-hit', 0)"
+        )
 
     gate, held = await hold_writer(store)
     tasks = await submitted(store.record_hit(hit()), store._submit(violates_a_deferred_constraint))

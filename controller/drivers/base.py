@@ -31,7 +31,8 @@ class TargetRefused(Exception):
 class DriverContext:
     cattle: CattleClient
     confirm_timeout: float = 60.0
-    poll_interval: float = 0.2
+    poll_interval: float = 0.02  # first wait before re-reading the target; doubles up to poll_max
+    poll_max: float = 1.0
 
 
 class ScaleDriver(Protocol):

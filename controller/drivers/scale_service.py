@@ -66,13 +66,15 @@ class ScaleServiceDriver:
         project_id, service_id = target.claims["projectId"], target.claims["serviceId"]
         service = await ctx.cattle.set_service_scale(project_id, service_id, desired)
         deadline = time.monotonic() + ctx.confirm_timeout
+        wait = ctx.poll_interval
         while not settled(service, desired):
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"service {service_id} did not settle at scale {desired} within {ctx.confirm_timeout:g}s "
                     f"(state {service.get('state')}, scale {service.get('scale')})"
                 )
-            await asyncio.sleep(ctx.poll_interval)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, ctx.poll_max)
             service = await ctx.cattle.get_service(project_id, service_id)
         return int(service.get("scale", 0))
 

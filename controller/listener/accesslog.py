@@ -13,6 +13,7 @@ passes is ignored on purpose, since a format could name the raw request line.
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import unquote_plus
 
@@ -41,6 +42,11 @@ def redact(text: str) -> str:
 
 
 class RedactingAccessLogger(AbstractAccessLogger):
+    @property
+    def enabled(self) -> bool:
+        # aiohttp skips ``log`` (and the redaction work) when this is false.
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         target = request.rel_url.raw_path
         if request.rel_url.raw_query_string:
