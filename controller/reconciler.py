@@ -138,16 +138,13 @@ class Reconciler:
         await self._store.commit_fold(target_id, desired, steps)
         self._metrics.desired_scale.labels(target_id).set(desired)
         self._metrics.pending_intents.labels(target_id).set(0)
-        clamped = sum(1 for s in steps if s.clamped)
-        logger.info(
-            "[%s] folded %d intent(s): scale %d -> %d (%d clamped); hits %s",
-            target_id,
-            len(steps),
-            current,
-            desired,
-            clamped,
-            ",".join(s.hit_id for s in steps),
-        )
+        receivers = {p.seq: p.receiver for p in pending}
+        for s in steps:
+            logger.info(
+                "[%s] hit %s of %s: scale %d -> %d%s",
+                target_id, s.hit_id, receivers[s.seq], s.before, s.after, " (clamped)" if s.clamped else "",
+            )  # fmt: skip
+        logger.info("[%s] folded %d intent(s): scale %d -> %d", target_id, len(steps), current, desired)
         if desired == current:
             await self._store.set_observed(target_id, current, converged=True, error=None)
             self._metrics.observed_scale.labels(target_id).set(current)

@@ -7,6 +7,7 @@ Backoff sleeps are injected: a test sees every delay the loop asked for and can 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,3 +238,14 @@ async def test_backoff_delays_grow(world: World) -> None:
     await world.reconciler.idle()
     # full jitter within [ceiling/2, ceiling], ceiling doubling from 0.01 and capped at 0.1
     assert world.sleeps.delays[0] <= 0.01 and world.sleeps.delays[-1] >= 0.05
+
+
+async def test_each_folded_hit_is_logged_with_the_scale_it_moved_from_and_to(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    [first, second] = await accept(world.store, ScaleIntent("up", 3, 0, 504), n=2)
+    with caplog.at_level(logging.INFO, logger="controller.reconciler"):
+        world.reconciler.wake(TARGET)
+        await world.reconciler.idle()
+    assert f"[{TARGET}] hit {first} of default/web: scale 500 -> 503" in caplog.messages
+    assert f"[{TARGET}] hit {second} of default/web: scale 503 -> 504 (clamped)" in caplog.messages
