@@ -4,11 +4,12 @@ Why it is shaped this way:
 
 - **Statements on the loop, COMMIT on a thread.** A hit's statements take microseconds; the COMMIT
   with ``synchronous=FULL`` is an fsync and takes far longer. So every async method turns its
-  work into a *job* (a plain function of the connection) and queues it; a flush task runs the
-  queued jobs in one transaction on the loop and hands only the COMMIT to a single committer
-  thread, which releases the GIL while the disk works. An earlier design ran every statement on a
-  writer thread: under load each statement then waited for the GIL the busy loop held, and the
-  store, not the disk, set the pace.
+  work into a *job* (a plain function of the connection) and queues it; the queued jobs run in one
+  transaction on the loop and only the COMMIT goes to a single committer thread, which releases
+  the GIL while the disk works. The COMMIT's completion answers the batch and starts the next one
+  in the same loop wake-up (a chain of callbacks, no task in between). An earlier design ran every
+  statement on a writer thread: under load each statement then waited for the GIL the busy loop
+  held, and the store, not the disk, set the pace.
 - **Group commit.** Jobs queued while a COMMIT is on its way to the disk form the next batch (up
   to ``max_batch``): one fsync for all of them. Batches run without savepoints (the common case);
   if a job raises, the batch is rolled back and re-run with a SAVEPOINT per job, so the failing
@@ -31,6 +32,7 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -178,7 +180,9 @@ class SqliteStore:
         self._conn: sqlite3.Connection | None = None
         self._committer: ThreadPoolExecutor | None = None
         self._queue: list[_Job] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is being run or committed
+        self._idle = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._pruned_at = float("-inf")  # received_at of the last idempotency prune
         self._hit_ids = HitIds()
@@ -202,8 +206,8 @@ class SqliteStore:
         if self._conn is None or self._committer is None:
             return
         self._accepting = False
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)  # jobs already accepted still get their answer
+        if self._busy:
+            await self._idle.wait()  # jobs already accepted still get their answer
         self._conn.close()
         self._conn = None
         self._committer.shutdown(wait=True)
@@ -295,46 +299,70 @@ class SqliteStore:
     async def _submit(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         if not self._accepting:
             raise StoreUnavailable(f"store {self.path} is not open")
-        future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
         self._queue.append(_Job(fn, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), name=f"sqlite-flush:{self.path.name}")
+        if not self._busy:
+            self._busy, self._loop = True, loop
+            self._idle.clear()
+            loop.call_soon(self._start_batch)  # after this iteration, so its other arrivals join in
         return await future
 
-    async def _flush(self) -> None:
-        """Run queued jobs in batches until the queue stays empty. Jobs queued while a COMMIT is
-        on its way to the disk form the next batch."""
-        while self._queue:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            await self._run_batch(batch)
+    # The batch pipeline is a chain of callbacks rather than a task awaiting the committer: the
+    # COMMIT's completion resolves the batch and starts the next one in the same loop wake-up,
+    # which keeps the time between two commits (and so every hit's latency) short.
 
-    async def _run_batch(self, batch: list[_Job]) -> None:
-        conn = self._conn
-        assert conn is not None and self._committer is not None
-        outcomes: list[tuple[Any, BaseException | None]] = []
+    def _start_batch(self) -> None:
+        """On the loop: run the queued jobs in a transaction, then hand the COMMIT to the thread."""
+        if not self._queue:
+            self._busy = False
+            self._idle.set()
+            return
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        conn, committer, loop = self._conn, self._committer, self._loop
+        assert conn is not None and committer is not None and loop is not None
         try:
             conn.execute("BEGIN IMMEDIATE")
-            optimistic = _run_jobs_optimistically(conn, batch)
-            if optimistic is not None:
-                outcomes = optimistic
-            else:
+            outcomes = _run_jobs_optimistically(conn, batch)
+            if outcomes is None:
                 # A job failed: undo the batch, then isolate every job in its own savepoint so the
                 # failing one rolls back alone. Jobs are pure functions of the connection, so
                 # running them again after the rollback is safe.
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = [_run_job(conn, job) for job in batch]
-            await asyncio.get_running_loop().run_in_executor(self._committer, self._commit, conn)
         except sqlite3.Error as e:
-            logger.error("store transaction of %d jobs failed: %s", len(batch), e)
-            if conn.in_transaction:  # e.g. a deferred constraint failed at COMMIT, which keeps it open
+            self._finish_batch(batch, [], e)
+            return
+        ran = outcomes
+
+        def commit() -> None:  # on the committer thread
+            error: sqlite3.Error | None = None
+            try:
+                self._commit(conn)
+            except sqlite3.Error as e:
+                error = e
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting any more
+                loop.call_soon_threadsafe(self._finish_batch, batch, ran, error)
+
+        committer.submit(commit)
+
+    def _finish_batch(
+        self, batch: list[_Job], outcomes: list[tuple[Any, BaseException | None]], error: sqlite3.Error | None
+    ) -> None:
+        """On the loop, once the batch is durable (or failed): answer its jobs, start the next."""
+        if error is not None:
+            logger.error("store transaction of %d jobs failed: %s", len(batch), error)
+            conn = self._conn
+            if conn is not None and conn.in_transaction:  # e.g. a deferred constraint failed at COMMIT
                 conn.execute("ROLLBACK")
             for job in batch:
-                _resolve(job.future, None, _unavailable(e, "transaction failed"))
-            return
-        self.commits += 1
-        for job, (result, error) in zip(batch, outcomes, strict=True):
-            _resolve(job.future, result, error)
+                _resolve(job.future, None, _unavailable(error, "transaction failed"))
+        else:
+            self.commits += 1
+            for job, (result, job_error) in zip(batch, outcomes, strict=True):
+                _resolve(job.future, result, job_error)
+        self._start_batch()
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """Runs on the committer thread: the fsync happens here, off the event loop."""
