@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -82,14 +81,6 @@ class Harness:
 
     def check(self, claims: TokenClaims) -> None:
         check_current(claims, self.registry.get(claims.receiver_key), "1a5")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "webhook.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -105,14 +105,6 @@ class Harness:
 
     def problem_count(self) -> float | None:
         return self.metrics.registry.get_sample_value("webhook_receiver_manifest_problems")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    store = SqliteStore(tmp_path / "webhook.db")
-    await store.open()
-    yield store
-    await store.close()
 
 
 @pytest.fixture
