@@ -120,6 +120,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
         max_body_bytes=int(args.max_body_bytes),
         resync_interval=float(args.resync_interval),
+        hit_retention_days=float(args.hit_retention_days),
         log_level=args.log_level,
     )
 

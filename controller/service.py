@@ -72,7 +72,7 @@ async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     metrics = Metrics()
     keyring = KeyRing.load_or_create(settings.state_dir / "keys")
-    store = SqliteStore(settings.state_dir / DB_NAME)
+    store = SqliteStore(settings.state_dir / DB_NAME, retention=settings.hit_retention_days * 86400)
     await store.open()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -31,6 +31,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     token_cache_size: int = 4096
+    hit_retention_days: float = 7.0  # hits older than this are forgotten (a pending one never)
     log_level: str = "INFO"
 
     @property

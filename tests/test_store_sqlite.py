@@ -185,6 +185,41 @@ async def test_expired_idempotency_keys_are_pruned(store: SqliteStore, db_path: 
     assert keys == ["new"]
 
 
+def hit_ids(db_path: Path) -> set[str]:
+    conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)
+    ids = {r[0] for r in conn.execute("SELECT id FROM hits")}
+    conn.close()
+    return ids
+
+
+async def test_hits_older_than_the_retention_are_pruned(store: SqliteStore, db_path: Path) -> None:
+    old = await store.record_hit(hit(disposition="ignored"))
+    latest_of_up = await store.record_hit(hit(at=T0 + 1, disposition="ignored"))
+    other = await store.record_hit(hit(at=T0 + 2, receiver="default/down", disposition="ignored"))
+    later = await store.record_hit(hit(at=T0 + 8 * DAY, receiver="default/third", disposition="ignored"))
+    assert hit_ids(db_path) == {latest_of_up.hit_id, other.hit_id, later.hit_id}
+    assert old.hit_id not in hit_ids(db_path)
+
+
+async def test_a_pending_intent_keeps_its_old_hit(store: SqliteStore, db_path: Path) -> None:
+    pending = await store.record_hit(hit())
+    await store.record_hit(hit(at=T0 + 1))
+    await store.record_hit(hit(at=T0 + 8 * DAY, receiver="default/third", disposition="ignored"))
+    assert pending.hit_id in hit_ids(db_path)
+    assert len(await store.pending_intents(TARGET)) == 2
+
+
+async def test_hit_ids_sort_by_arrival(store: SqliteStore) -> None:
+    results = [await store.record_hit(hit(at=T0 + i * 0.001)) for i in range(50)]
+    ids = [r.hit_id for r in results]
+    assert ids == sorted(ids)
+
+
+def test_retention_must_cover_the_idempotency_window(db_path: Path) -> None:
+    with pytest.raises(ValueError, match="24 h"):
+        SqliteStore(db_path, retention=3600)
+
+
 # -- rule 2: ignored / suspended
 
 

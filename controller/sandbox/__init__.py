@@ -4,15 +4,9 @@ Everything it answers carries ``X-Sandbox: true`` and it logs a SANDBOX banner w
 is never mistaken for Rancher. ``app`` holds the live state and the HTTP edge; ``seed`` the YAML world.
 """
 
-from controller.sandbox.app import (
-    SANDBOX_STATE,
-    SandboxOptions,
-    SandboxService,
-    SandboxState,
-    make_sandbox_app,
-    run_sandbox,
-)
+from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, make_sandbox_app, run_sandbox
 from controller.sandbox.seed import SandboxSeed, SeedError, SeedProject, SeedService, load_seed, parse_seed
+from controller.sandbox.state import SandboxService, SandboxState
 
 __all__ = [
     "SANDBOX_STATE",

@@ -128,3 +128,18 @@ def _check_unique(ids: list[str], what: str, problems: list[str]) -> None:
         if i in seen:
             problems.append(f"duplicate {what} id {i!r}")
         seen.add(i)
+
+
+# The world without a seed file: the same as examples/sandbox-seed.yaml.
+DEFAULT_SEED = SandboxSeed(
+    projects=(
+        SeedProject(
+            id="1a5",
+            name="Default",
+            services=(
+                SeedService(id="1s7", name="web", stack_id="1st1", scale=1, image="docker:nginx:1.13"),
+                SeedService(id="1s8", name="worker", stack_id="1st1", scale=2),
+            ),
+        ),
+    )
+)

@@ -64,7 +64,9 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 IDEMPOTENCY_WINDOW: Final = 24 * 3600.0
-PRUNE_INTERVAL: Final = 3600.0  # how often (in received_at seconds) expired idempotency keys are deleted
+PRUNE_INTERVAL: Final = 60.0  # how often (in received_at seconds) expired rows are deleted
+PRUNE_LIMIT: Final = 10_000  # hits deleted per prune at most, so a prune never stalls the loop
+DEFAULT_RETENTION: Final = 7 * 86400.0
 BUSY_TIMEOUT_MS: Final = 5000
 
 # One script per schema version: _MIGRATIONS[n] upgrades a file at user_version n to n + 1.
@@ -170,9 +172,19 @@ def _unavailable(error: BaseException, what: str) -> StoreUnavailable:
 class SqliteStore:
     """The ``Store`` of standalone mode. ``commits`` counts committed transactions (batches)."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_batch: int = 256,
+        retention: float = DEFAULT_RETENTION,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if retention < IDEMPOTENCY_WINDOW:
+            raise ValueError("retention must cover the 24 h idempotency window")
+        self._retention = retention
         self.path = path
         self.commits = 0
         self._clock = clock
@@ -184,7 +196,7 @@ class SqliteStore:
         self._idle = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
-        self._pruned_at = float("-inf")  # received_at of the last idempotency prune
+        self._pruned_at = float("-inf")  # received_at of the last prune
         self._hit_ids = HitIds()
 
     # -- lifecycle
@@ -240,7 +252,7 @@ class SqliteStore:
     # -- hits and intents
 
     async def record_hit(self, request: HitRequest) -> HitResult:
-        hit_id = self._hit_ids.next()
+        hit_id = self._hit_ids.next(request.received_at)
         return await self._submit(lambda c: self._record_hit(c, request, hit_id))
 
     async def targets_with_work(self) -> list[str]:
@@ -370,9 +382,7 @@ class SqliteStore:
 
     def _record_hit(self, conn: sqlite3.Connection, req: HitRequest, hit_id: str) -> HitResult:
         if req.received_at - self._pruned_at >= PRUNE_INTERVAL:
-            conn.execute(
-                "DELETE FROM idempotency WHERE received_at <= ?", (req.received_at - IDEMPOTENCY_WINDOW,)
-            )
+            _prune(conn, req.received_at, self._retention)
             self._pruned_at = req.received_at
         return _record_hit(conn, req, hit_id, self._clock())
 
@@ -459,6 +469,20 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 # -- jobs: plain functions of a connection, shared by the writer thread and read_snapshot
+
+
+def _prune(conn: sqlite3.Connection, now: float, retention: float) -> None:
+    """Forget expired idempotency keys, and hits older than ``retention`` — except a hit whose intent
+    is still pending, and each receiver's latest hit (``status`` shows it). Hit ids start with their
+    time, so the age test runs on the primary key."""
+    conn.execute("DELETE FROM idempotency WHERE received_at <= ?", (now - IDEMPOTENCY_WINDOW,))
+    conn.execute(
+        "DELETE FROM hits WHERE id IN (SELECT h.id FROM hits h WHERE h.id < ?"
+        " AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.hit_id = h.id AND i.state = 'pending')"
+        " AND h.id < (SELECT MAX(l.id) FROM hits l WHERE l.receiver = h.receiver)"
+        " LIMIT ?)",
+        (HitIds.time_prefix(now - retention), PRUNE_LIMIT),
+    )
 
 
 def _record_hit(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> HitResult:
@@ -747,16 +771,22 @@ def read_snapshot(path: Path) -> Snapshot:
 
 
 class HitIds:
-    """Unique, time-ordered hit ids: nanoseconds, a random per-store part, a counter (32 hex chars).
+    """Unique hit ids ordered by arrival: the hit's time in nanoseconds, a random per-store part, a
+    counter (32 hex characters).
 
     Time order matters for speed: ids that grow append to the end of the primary-key B-tree, so a
-    batch of hits dirties a few pages instead of one random page per hit. The random part (drawn
-    once) keeps ids of two processes or two runs apart; the counter keeps ids of one process apart.
+    batch of hits dirties a few pages instead of one random page per hit; and it lets pruning by age
+    use the primary key. The random part (drawn once) keeps ids of two processes or two runs apart;
+    the counter keeps ids of one process apart.
     """
 
     def __init__(self) -> None:
         self._node = os.urandom(4).hex()
         self._counter = itertools.count()
 
-    def next(self) -> str:
-        return f"{time.time_ns():016x}{self._node}{next(self._counter) & 0xFFFFFFFF:08x}"
+    def next(self, at: float) -> str:
+        return f"{self.time_prefix(at)}{self._node}{next(self._counter) & 0xFFFFFFFF:08x}"
+
+    @staticmethod
+    def time_prefix(at: float) -> str:
+        return f"{max(0, int(at * 1e9)):016x}"
