@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(run, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
     add_flag(run, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
     add_flag(
+        run, "--hit-retention-days", "WEBHOOK_HIT_RETENTION_DAYS", "7", "days of hit history kept (>= 1)"
+    )
+    add_flag(
         run, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", "seconds between full reconcile passes"
     )
     run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
@@ -108,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     host, port = parse_listen(args.listen)
+    if float(args.hit_retention_days) < 1:
+        raise SystemExit(
+            "webhook-service: --hit-retention-days must be at least 1 (idempotency keys last 24 h)"
+        )
     return Settings(
         receivers_dir=Path(args.receivers),
         state_dir=Path(args.state),
