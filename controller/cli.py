@@ -189,7 +189,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from controller.sandbox.app import SandboxOptions
-    from controller.sandbox.seed import SandboxSeed, load_seed
+    from controller.sandbox.seed import load_seed
 
     host, port = parse_listen(args.listen)
     options = SandboxOptions(
@@ -199,12 +199,12 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         fail_rate=float(args.fail_rate),
         transition_ms=int(args.transition_ms),
     )
-    seed = load_seed(Path(args.seed)) if args.seed else SandboxSeed()
+    seed = load_seed(Path(args.seed)) if args.seed else None  # None: the default world
     asyncio.run(serve_sandbox(host, port, seed, options))
     return 0
 
 
-async def serve_sandbox(host: str, port: int, seed: SandboxSeed, options: SandboxOptions) -> None:
+async def serve_sandbox(host: str, port: int, seed: SandboxSeed | None, options: SandboxOptions) -> None:
     from controller.sandbox.app import run_sandbox
 
     runner = await run_sandbox(host, port, seed, options)

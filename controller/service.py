@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ from controller.receivers.watcher import ReceiverWatcher
 from controller.reconciler import Reconciler
 from controller.registry import ReceiverRegistry
 from controller.sandbox.app import SandboxOptions, run_sandbox
-from controller.sandbox.seed import SandboxSeed, load_seed
+from controller.sandbox.seed import load_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
@@ -56,7 +55,7 @@ async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
             settings.cattle_url.rstrip("/"), settings.cattle_access_key, settings.cattle_secret_key
         )
         return
-    seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else SandboxSeed()
+    seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else None  # None: the default world
     runner = await run_sandbox("127.0.0.1", 0, seed, SandboxOptions())
     try:
         port = runner.addresses[0][1]
@@ -81,6 +80,7 @@ async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
     try:
         await store.set_meta("public_url", settings.base_url)
         async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
+            await store.set_meta("cattle", describe_cattle(settings, endpoint))
             await serve(settings, store, keyring, metrics, endpoint, session, stop, print_urls)
     finally:
         await store.close()
@@ -148,7 +148,7 @@ async def serve(
         settings.base_url,
     )
     if print_urls:
-        print_trigger_urls(settings, registry)
+        print_trigger_urls(settings, registry, describe_cattle(settings, endpoint))
     tasks = [
         asyncio.create_task(watcher.run(), name="watcher"),
         asyncio.create_task(reconciler.run(), name="reconciler"),
@@ -163,17 +163,22 @@ async def serve(
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def print_trigger_urls(settings: Settings, registry: ReceiverRegistry) -> None:
+def describe_cattle(settings: Settings, endpoint: CattleEndpoint) -> str:
+    if settings.uses_sandbox:
+        return f"SANDBOX (emulated in-process at {endpoint.url}, not Rancher)"
+    return endpoint.url
+
+
+def print_trigger_urls(settings: Settings, registry: ReceiverRegistry, cattle: str) -> None:
     """For ``make run``: the URLs go to stdout for the person at the terminal, never into the logs."""
-    lines = []
-    for active in sorted(registry, key=lambda a: a.key):
-        url = trigger_url(settings.base_url, active.token, active.receiver.target.project_id)
-        lines.append(f"  {active.key}  ({active.receiver.driver} {active.receiver.target.key})\n    {url}")
-    if not lines:
+    print(f"Cattle: {cattle}", flush=True)
+    actives = sorted(registry, key=lambda a: a.key)
+    if not actives:
         print(f"No receivers in {settings.receivers_dir} yet.", flush=True)
         return
-    first = sorted(registry, key=lambda a: a.key)[0]
-    first_url = trigger_url(settings.base_url, first.token, first.receiver.target.project_id)
-    print("Trigger URLs:\n" + "\n".join(lines), flush=True)
-    print(f"\nTry it:\n  curl -X POST '{first_url}'\n", flush=True)
-    sys.stdout.flush()
+    print("Trigger URLs (try them with curl):", flush=True)
+    for active in actives:
+        url = trigger_url(settings.base_url, active.token, active.receiver.target.project_id)
+        print(f"  {active.key}  ({active.receiver.driver} {active.receiver.target.key})", flush=True)
+        print(f"    curl -X POST '{url}'", flush=True)
+    print(f"Then: webhook-service status --state {settings.state_dir}", flush=True)

@@ -61,6 +61,8 @@ def format_snapshot(snapshot: Snapshot) -> str:
             ]
         )
     parts = [
+        f"Cattle: {snapshot.meta.get('cattle', 'unknown (the service has not started yet)')}",
+        "",
         "RECEIVERS",
         table(["RECEIVER", "DRIVER", "TARGET", "LAST HIT", "OUTCOME"], receiver_rows),
         "",

@@ -1,9 +1,11 @@
 """The whole chain with Debian's real Prometheus and Alertmanager.
 
 The test serves a gauge; Prometheus scrapes it and evaluates the README's alerting rule; when the
-gauge passes 70 the alert fires, Alertmanager POSTs to the trigger URL, and the sandbox service
-scales up by ``amount``. When the gauge drops, Alertmanager sends the resolved notification, which
-the receiver (``fireOn: [firing]``) answers "ignored": the scale stays.
+gauge passes 70 the alert fires and Alertmanager notifies two receivers on the same service, in the
+README's two forms: one by its trigger URL (``?key=``), one by the bare endpoint with the token in a
+``credentials_file`` (``Authorization: Bearer``). The sandbox service scales up by the sum of their
+``amount`` s. When the gauge drops, Alertmanager sends the resolved notifications, which the
+receivers (``fireOn: [firing]``) answer "ignored": the scale stays.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ pytestmark = pytest.mark.e2e
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-AMOUNT = 2
+AMOUNT = 2  # of web-up, notified by URL
+BEARER_AMOUNT = 1  # of web-up-bearer, notified with credentials_file
 
 
 @pytest.fixture
@@ -74,6 +77,7 @@ def stack(tmp_path: Path, binaries: None) -> Iterator[tuple[Sandbox, Service]]:
     receivers = tmp_path / "receivers"
     receivers.mkdir()
     write_receiver(receivers, "web-up", amount=AMOUNT, low=1, high=10)
+    write_receiver(receivers, "web-up-bearer", amount=BEARER_AMOUNT, low=1, high=10)
     sandbox = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml", scale=1)).start_and_wait()
     service = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
     service.start_and_wait()
@@ -82,8 +86,10 @@ def stack(tmp_path: Path, binaries: None) -> Iterator[tuple[Sandbox, Service]]:
     sandbox.stop()
 
 
-def start_alertmanager(tmp_path: Path, trigger_url: str) -> tuple[Process, int]:
+def start_alertmanager(tmp_path: Path, trigger_url: str, endpoint: str, token: str) -> tuple[Process, int]:
     port = free_port()
+    credentials = tmp_path / "web-up-bearer.token"
+    credentials.write_text(token)
     config = tmp_path / "alertmanager.yml"
     config.write_text(
         "route:\n"
@@ -100,6 +106,12 @@ def start_alertmanager(tmp_path: Path, trigger_url: str) -> tuple[Process, int]:
         "    webhook_configs:\n"
         f"      - url: '{trigger_url}'\n"
         "        send_resolved: true\n"
+        f"      - url: '{endpoint}'\n"
+        "        send_resolved: true\n"
+        "        http_config:\n"
+        "          authorization:\n"
+        "            type: Bearer\n"
+        f"            credentials_file: '{credentials}'\n"
     )
     process = Process(
         "alertmanager",
@@ -168,20 +180,27 @@ async def test_alertmanager_firing_scales_up_and_resolved_changes_nothing(
 ) -> None:
     sandbox, service = stack
     state, metrics_port = gauge
-    alertmanager, am_port = start_alertmanager(tmp_path, service.trigger_url("web-up"))
+    bearer_url = service.trigger_url("web-up-bearer")
+    token = bearer_url.split("key=")[1].split("&")[0]
+    alertmanager, am_port = start_alertmanager(
+        tmp_path, service.trigger_url("web-up"), f"{service.base}/v1-webhooks/endpoint", token
+    )
     prometheus = start_prometheus(tmp_path, metrics_port, am_port)
     try:
         assert http_status(f"http://127.0.0.1:{am_port}/-/ready") == 200
         state.value = 95.0
-        await eventually(lambda: sandbox_scale(sandbox) == 1 + AMOUNT, within=60, what="scale up by amount")
+        expected = 1 + AMOUNT + BEARER_AMOUNT
+        await eventually(
+            lambda: sandbox_scale(sandbox) == expected, within=60, what="scale up by both amounts"
+        )
         state.value = 10.0
         await eventually(
-            lambda: hits_with_outcome(service, "ignored") >= 1, within=60, what="resolved notification"
+            lambda: hits_with_outcome(service, "ignored") >= 2, within=60, what="resolved notifications"
         )
         # resyncs run every second; a wrong step from the resolved hit would show by now
         await asyncio.sleep(2)
-        assert sandbox_scale(sandbox) == 1 + AMOUNT
-        assert hits_with_outcome(service, "accepted") == 1
+        assert sandbox_scale(sandbox) == expected
+        assert hits_with_outcome(service, "accepted") == 2
     finally:
         prometheus.stop()
         alertmanager.stop()

@@ -183,6 +183,7 @@ async def test_status_lists_receivers_targets_and_the_last_hit(service: Service,
     out = run_cli("status", "--state", str(service.state)).stdout
     assert "default/web-up" in out and "default/web-down" in out
     assert "scaleService:1a5/1s7" in out
+    assert out.startswith("Cattle: http://127.0.0.1:")
 
 
 def test_validate_accepts_the_examples_and_names_each_problem(tmp_path: Path) -> None:
