@@ -79,6 +79,7 @@ async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         await store.set_meta("public_url", settings.base_url)
+        logger.info("store durability: %s", await store.pragmas())
         async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
             await store.set_meta("cattle", describe_cattle(settings, endpoint))
             await serve(settings, store, keyring, metrics, endpoint, session, stop, print_urls)
