@@ -135,7 +135,6 @@ async def serve(
             drivers=drivers,
             metrics=metrics,
             wake=reconciler.wake,
-            ready=lambda: store.is_open() and registry.loaded,
         )
     )
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)

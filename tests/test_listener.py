@@ -147,7 +147,6 @@ async def harness(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterato
         drivers=drivers,
         metrics=metrics,
         wake=lambda target_id: events.append(f"wake {target_id}"),
-        ready=lambda: True,
         clock=clock,
     )
     client = await aiohttp_client(build_app(deps))

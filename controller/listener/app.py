@@ -38,7 +38,6 @@ class ListenerDeps:
     drivers: Mapping[str, ScaleDriver]
     metrics: Metrics
     wake: Callable[[str], None]  # called with the target id after a hit is recorded as "accepted"
-    ready: Callable[[], bool]  # the service's own readiness, for /readyz
     clock: Callable[[], float] = time.time
 
 

@@ -165,7 +165,6 @@ class Handlers:
         checks = {
             "store": self.deps.store.is_open(),
             "receivers": self.deps.registry.loaded,
-            "service": self.deps.ready(),
         }
         failing = sorted(name for name, ok in checks.items() if not ok)
         status = 503 if failing else 200
