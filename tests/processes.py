@@ -75,6 +75,14 @@ class Process:
             f"{self.name} did not answer {expect} at {url} within {timeout}s:\n{self.output()}"
         )
 
+    def wait_ready(self, url: str) -> None:
+        """Wait for a 200 at ``url``; a process that never gets there is stopped, not left behind."""
+        try:
+            self.wait_http(url, expect=200)
+        except BaseException:
+            self.stop()
+            raise
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -120,7 +128,7 @@ class Sandbox(Process):
 
     def start_and_wait(self) -> Sandbox:
         self.start()
-        self.wait_http(self.url, expect=200)
+        self.wait_ready(self.url)
         return self
 
 
@@ -165,7 +173,7 @@ class Service(Process):
 
     def start_and_wait(self) -> Service:
         self.start()
-        self.wait_http(f"{self.base}/readyz", expect=200)
+        self.wait_ready(f"{self.base}/readyz")
         return self
 
     def has_receiver(self, key: str) -> bool:

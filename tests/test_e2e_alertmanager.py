@@ -80,10 +80,12 @@ def stack(tmp_path: Path, binaries: None) -> Iterator[tuple[Sandbox, Service]]:
     write_receiver(receivers, "web-up-bearer", amount=BEARER_AMOUNT, low=1, high=10)
     sandbox = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml", scale=1)).start_and_wait()
     service = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
-    service.start_and_wait()
-    yield sandbox, service
-    service.stop()
-    sandbox.stop()
+    try:
+        service.start_and_wait()
+        yield sandbox, service
+    finally:
+        service.stop()
+        sandbox.stop()
 
 
 def start_alertmanager(tmp_path: Path, trigger_url: str, endpoint: str, token: str) -> tuple[Process, int]:

@@ -163,8 +163,10 @@ async def test_intents_wait_while_cattle_is_down_and_apply_when_it_returns(
 async def test_trigger_urls_survive_a_restart(tmp_path: Path, receivers: Path, sandbox: Sandbox) -> None:
     state = tmp_path / "state"
     first = Service(tmp_path, receivers=receivers, state=state, cattle_url=sandbox.url).start_and_wait()
-    url = first.trigger_url("web-up")
-    first.stop()
+    try:
+        url = first.trigger_url("web-up")
+    finally:
+        first.stop()
     second = Service(tmp_path, receivers=receivers, state=state, cattle_url=sandbox.url).start_and_wait()
     try:
         assert second.trigger_url("web-up").split("?")[1] == url.split("?")[1]
