@@ -42,14 +42,6 @@ class ReceiverSpec(TypedDict, total=False):
     suspend: bool
 
 
-class ReceiverBody(TypedDict, total=False):
-    apiVersion: str
-    kind: str
-    metadata: ObjectMeta
-    spec: ReceiverSpec
-    status: dict[str, Any]
-
-
 class AlertmanagerAlert(TypedDict, total=False):
     status: str
     labels: dict[str, str]

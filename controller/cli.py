@@ -27,10 +27,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def env_default(name: str, default: str | None) -> str | None:
-    return os.environ.get(name, default)
-
-
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -41,7 +37,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 def add_flag(
     parser: argparse.ArgumentParser, flag: str, env: str, default: str | None, help: str, **kwargs: object
 ) -> None:
-    parser.add_argument(flag, default=env_default(env, default), help=f"{help} (env {env})", **kwargs)  # type: ignore[arg-type]
+    parser.add_argument(flag, default=os.environ.get(env, default), help=f"{help} (env {env})", **kwargs)  # type: ignore[arg-type]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,12 +32,10 @@ from controller.registry import ReceiverRegistry
 from controller.sandbox.app import SandboxOptions, run_sandbox
 from controller.sandbox.seed import load_seed
 from controller.settings import Settings
-from controller.store.sqlite import SqliteStore
+from controller.store.sqlite import DB_NAME, SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
 
 logger = logging.getLogger(__name__)
-
-DB_NAME = "webhook.db"
 
 
 @dataclass(frozen=True)
@@ -45,15 +43,15 @@ class CattleEndpoint:
     url: str
     access_key: str | None
     secret_key: str | None
+    label: str  # what ``status`` and ``make run`` show: the URL, or that it is the SANDBOX
 
 
 @contextlib.asynccontextmanager
 async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
     """The Cattle API to talk to: the configured one, or an embedded sandbox on a loopback port."""
     if not settings.uses_sandbox:
-        yield CattleEndpoint(
-            settings.cattle_url.rstrip("/"), settings.cattle_access_key, settings.cattle_secret_key
-        )
+        url = settings.cattle_url.rstrip("/")
+        yield CattleEndpoint(url, settings.cattle_access_key, settings.cattle_secret_key, label=url)
         return
     seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else None  # None: the default world
     runner = await run_sandbox("127.0.0.1", 0, seed, SandboxOptions())
@@ -62,7 +60,8 @@ async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
         logger.warning(
             "SANDBOX: Cattle is emulated in-process at http://127.0.0.1:%d/v2-beta, not Rancher", port
         )
-        yield CattleEndpoint(f"http://127.0.0.1:{port}/v2-beta", None, None)
+        url = f"http://127.0.0.1:{port}/v2-beta"
+        yield CattleEndpoint(url, None, None, label=f"SANDBOX (emulated in-process at {url}, not Rancher)")
     finally:
         await runner.cleanup()
 
@@ -81,7 +80,7 @@ async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
         await store.set_meta("public_url", settings.base_url)
         logger.info("store durability: %s", await store.pragmas())
         async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
-            await store.set_meta("cattle", describe_cattle(settings, endpoint))
+            await store.set_meta("cattle", endpoint.label)
             await serve(settings, store, keyring, metrics, endpoint, session, stop, print_urls)
     finally:
         await store.close()
@@ -148,7 +147,7 @@ async def serve(
         settings.base_url,
     )
     if print_urls:
-        print_trigger_urls(settings, registry, describe_cattle(settings, endpoint))
+        print_trigger_urls(settings, registry, endpoint.label)
     tasks = [
         asyncio.create_task(watcher.run(), name="watcher"),
         asyncio.create_task(reconciler.run(), name="reconciler"),
@@ -161,12 +160,6 @@ async def serve(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def describe_cattle(settings: Settings, endpoint: CattleEndpoint) -> str:
-    if settings.uses_sandbox:
-        return f"SANDBOX (emulated in-process at {endpoint.url}, not Rancher)"
-    return endpoint.url
 
 
 def print_trigger_urls(settings: Settings, registry: ReceiverRegistry, cattle: str) -> None:

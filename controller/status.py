@@ -11,10 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.drivers import load_drivers
-from controller.store.sqlite import Snapshot, read_snapshot
+from controller.store.sqlite import DB_NAME, Snapshot, read_snapshot
 from controller.tokens import trigger_url
-
-DB_NAME = "webhook.db"
 
 
 def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_url: str | None) -> str | None:

@@ -241,8 +241,10 @@ def claims_from_payload(payload: Mapping[str, Any], kid: str) -> TokenClaims:
     )
 
 
-def check_current(claims: TokenClaims, active: ActiveReceiver | None, project_id: str | None) -> None:
-    """Raise unless the token is its receiver's current one and the query's projectId matches."""
+def check_current(
+    claims: TokenClaims, active: ActiveReceiver | None, project_id: str | None
+) -> ActiveReceiver:
+    """The receiver the token grants, unless it isn't its current token or the projectId differs."""
     if active is None or active.uid != claims.uid:
         raise TokenRevoked(
             f"the token of receiver {claims.receiver_key} was revoked: the receiver no longer exists"
@@ -251,7 +253,7 @@ def check_current(claims: TokenClaims, active: ActiveReceiver | None, project_id
     if (
         active.jti != claims.jti
         or receiver.driver != claims.driver
-        or dict(receiver.target.claims) != dict(claims.target)
+        or receiver.target.claims != claims.target
     ):
         raise TokenSuperseded(
             f"the token of receiver {claims.receiver_key} was superseded by a newer one; "
@@ -259,6 +261,7 @@ def check_current(claims: TokenClaims, active: ActiveReceiver | None, project_id
         )
     if project_id is not None and project_id != claims.target.get("projectId"):
         raise ProjectMismatch("the projectId in the URL does not match the token's project")
+    return active
 
 
 ENDPOINT_PATH = "/v1-webhooks/endpoint"

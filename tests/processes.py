@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from controller.store.sqlite import read_snapshot
+from controller.store.sqlite import DB_NAME, read_snapshot
 
 BIN_DIR = Path(sys.executable).parent
 WEBHOOK_SERVICE = str(BIN_DIR / "webhook-service")
@@ -178,7 +178,7 @@ class Service(Process):
 
     def has_receiver(self, key: str) -> bool:
         """Whether the running service has a token for the receiver (read from its store, read-only)."""
-        return any(t.receiver == key for t in read_snapshot(self.state / "webhook.db").tokens)
+        return any(t.receiver == key for t in read_snapshot(self.state / DB_NAME).tokens)
 
     def trigger_url(self, name: str, namespace: str = "default") -> str:
         out = subprocess.run(

@@ -30,7 +30,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from controller.bodies import CattleService
+from controller.bodies import CattleCollection, CattleErrorBody, CattleService
 from controller.cattle.errors import (
     CattleBusy,
     CattleError,
@@ -148,6 +148,7 @@ def error_for(where: str, status: int, text: str, retry_after: float | None) -> 
     except ValueError:
         body = None
     if isinstance(body, dict):
+        body = cast(CattleErrorBody, body)
         code = str(body.get("code") or "")
         message = truncate(str(body.get("message") or body.get("detail") or code or text))
     kind: type[CattleError]
@@ -199,7 +200,7 @@ def service(data: Any) -> CattleService:
     return cast(CattleService, checked)
 
 
-def collection(data: Any) -> dict[str, Any]:
+def collection(data: Any) -> CattleCollection:
     if (
         not isinstance(data, dict)
         or data.get("type") != "collection"
@@ -209,7 +210,7 @@ def collection(data: Any) -> dict[str, Any]:
     pagination = data.get("pagination")
     if pagination is not None and not isinstance(pagination, dict):
         raise CattleProtocolError(f"collection has a malformed pagination {truncate(repr(pagination))}")
-    return cast(dict[str, Any], data)
+    return cast(CattleCollection, data)
 
 
 def basic_auth(user: str, password: str) -> str:

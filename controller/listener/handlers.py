@@ -26,7 +26,7 @@ from controller.bodies import AlertmanagerPayload
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
 from controller.listener.ratelimit import RateLimiter, retry_after_header
-from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
+from controller.model import ActiveReceiver, Disposition, Receiver
 from controller.store.base import HitRequest, StoreUnavailable
 from controller.tokens import TokenError, TokenRejected, check_current
 
@@ -113,16 +113,14 @@ class Handlers:
     def _authenticate(self, request: web.Request) -> ActiveReceiver:
         token = _find_token(request)
         try:
-            claims: TokenClaims = self.deps.verifier.verify(token)
-            active = self.deps.registry.get(claims.receiver_key)
-            check_current(claims, active, request.query.get("projectId"))
+            claims = self.deps.verifier.verify(token)
+            return check_current(
+                claims, self.deps.registry.get(claims.receiver_key), request.query.get("projectId")
+            )
         except TokenError as e:
             status = 403 if isinstance(e, TokenRejected) else 401
             logger.warning("rejected a trigger token: %s (%s)", e.code, e)
             raise ApiError(status, e.code, str(e)) from e
-        if active is None:  # check_current refuses this already; kept so the type is narrowed
-            raise ApiError(403, "token_revoked", "This token's receiver no longer exists.")
-        return active
 
     def _check_rate_limit(self, receiver: Receiver) -> None:
         if receiver.rate_limit is None:

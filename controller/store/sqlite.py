@@ -67,6 +67,7 @@ IDEMPOTENCY_WINDOW: Final = 24 * 3600.0
 PRUNE_INTERVAL: Final = 60.0  # how often (in received_at seconds) expired rows are deleted
 PRUNE_LIMIT: Final = 10_000  # hits deleted per prune at most, so a prune never stalls the loop
 DEFAULT_RETENTION: Final = 7 * 86400.0
+DB_NAME: Final = "webhook.db"  # the store's file inside a state folder
 BUSY_TIMEOUT_MS: Final = 5000
 
 # One script per schema version: _MIGRATIONS[n] upgrades a file at user_version n to n + 1.
