@@ -129,7 +129,11 @@ async def harness(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterato
     drivers = load_drivers()
     driver = drivers["scaleService"]
     receiver = Receiver(
-        namespace="default", name="scale-up", driver="scaleService", spec=SPEC, target=driver.target(SPEC)
+        namespace="default",
+        name="scale-up",
+        driver="scaleService",
+        spec=SPEC,
+        target=driver.target(SPEC, "default"),
     )
     token, kid = mint_token(keyring, receiver=receiver, uid="uid-1", jti="jti-1", now=clock())
     active = ActiveReceiver(receiver=receiver, uid="uid-1", jti="jti-1", token=token, kid=kid)

@@ -44,7 +44,7 @@ def receiver(
         name=name,
         driver="scaleService",
         spec=spec,
-        target=DRIVER.target(spec),
+        target=DRIVER.target(spec, "default"),
         token_generation=generation,
         uid=uid,
     )

@@ -51,7 +51,7 @@ def make_receiver(service_id: str = "1s7") -> Receiver:
         name="web-up",
         driver="scaleService",
         spec=spec,
-        target=driver.target(spec),
+        target=driver.target(spec, "default"),
     )
 
 

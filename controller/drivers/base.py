@@ -20,6 +20,7 @@ from typing import Protocol
 
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
+from controller.kube.client import KubeClient
 from controller.model import Problem, ScaleIntent, Target
 
 
@@ -30,6 +31,7 @@ class TargetRefused(Exception):
 @dataclass(frozen=True)
 class DriverContext:
     cattle: CattleClient
+    kube: KubeClient | None = None  # set in operator mode; drivers of Kubernetes workloads need it
     confirm_timeout: float = 60.0
     poll_interval: float = 0.02  # first wait before re-reading the target; doubles up to poll_max
     poll_max: float = 1.0
@@ -41,7 +43,9 @@ class ScaleDriver(Protocol):
 
     def check(self, spec: ReceiverSpec) -> list[Problem]: ...
 
-    def target(self, spec: ReceiverSpec) -> Target: ...
+    def target(self, spec: ReceiverSpec, namespace: str) -> Target:
+        """The receiver's target; ``namespace`` is the receiver's (workloads live next to it)."""
+        ...
 
     def target_from_key(self, key: str) -> Target:
         """Rebuild a target from ``Target.key``: intents outlive the receiver that accepted them."""

@@ -34,7 +34,7 @@ class ScaleServiceDriver:
             ]
         return []
 
-    def target(self, spec: ReceiverSpec) -> Target:
+    def target(self, spec: ReceiverSpec, namespace: str) -> Target:
         config = spec["scaleServiceConfig"]
         return self._target(config["projectId"], config["serviceId"])
 

@@ -206,12 +206,13 @@ def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
 
 def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriver, path: Path) -> Receiver:
     rate_limit = spec.get("rateLimit")
+    namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
     return Receiver(
-        namespace=metadata.get("namespace", DEFAULT_NAMESPACE),
+        namespace=namespace,
         name=metadata["name"],
         driver=driver.name,
         spec=spec,
-        target=driver.target(spec),
+        target=driver.target(spec, namespace),
         token_generation=(metadata.get("annotations") or {}).get(TOKEN_GENERATION_ANNOTATION, ""),
         uid=metadata.get("uid"),
         fire_on=frozenset(spec["fireOn"]),

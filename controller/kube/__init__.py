@@ -1,0 +1,1 @@
+"""Kubernetes mode: the API client, the login, and the pieces the operator builds on."""
