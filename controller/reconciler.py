@@ -11,10 +11,11 @@ Why it is shaped this way:
   yet confirmed on the target), then reads the current scale, folds the pending intents, records
   the new absolute desired value and marks the intents folded in one store transaction, and only
   then sets the target. A crash anywhere repeats an idempotent "set scale to N", never a step.
-- **Retries live here and only here.** Drivers and the Cattle client raise typed errors; this loop
-  retries the retryable ones with capped exponential backoff and jitter (honouring Retry-After),
-  forever, so nothing accepted is dropped while Cattle is down. Permanent errors (the service is
-  gone, can't be scaled, the request is wrong) fail the pending intents with a reason instead.
+- **Retries live here and only here.** Drivers and the Cattle and Kubernetes clients raise typed
+  errors; this loop retries the retryable ones with capped exponential backoff and jitter
+  (honouring Retry-After), forever, so nothing accepted is dropped while Cattle is down. Permanent
+  errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with a
+  reason instead.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from controller.backoff import Backoff
 from controller.cattle.errors import CattleError, CattleUnauthorized
 from controller.drivers.base import DriverContext, ScaleDriver, TargetRefused
 from controller.fold import fold
+from controller.kube.errors import KubeError, KubeUnauthorized, KubeUnavailable
 from controller.metrics import Metrics
 from controller.model import Target
-from controller.store.base import Store, StoreError
+from controller.store.base import IntentStore, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class Reconciler:
     def __init__(
         self,
         *,
-        store: Store,
+        store: IntentStore,
         drivers: Mapping[str, ScaleDriver],
         ctx: DriverContext,
         metrics: Metrics,
@@ -105,12 +107,12 @@ class Reconciler:
         while True:
             try:
                 result = await self.reconcile_once(target_id)
-            except (CattleError, TimeoutError, StoreError) as e:
-                if isinstance(e, CattleError) and not e.retryable:
+            except (CattleError, KubeError, TimeoutError, StoreError) as e:
+                if isinstance(e, CattleError | KubeError) and not e.retryable:
                     await self._fail(target_id, f"{type(e).__name__}: {e}")
                     return
                 attempt += 1
-                retry_after = e.retry_after if isinstance(e, CattleError) else None
+                retry_after = e.retry_after if isinstance(e, CattleError | KubeUnavailable) else None
                 delay = self._backoff.delay(attempt, retry_after)
                 await self._note_error(target_id, e, attempt, delay)
                 await self._sleep(delay)
@@ -176,6 +178,9 @@ class Reconciler:
             message = (
                 f"credentials rejected by Cattle ({error.status}): check CATTLE_ACCESS_KEY/CATTLE_SECRET_KEY"
             )
+            result = "credentials_error"
+        elif isinstance(error, KubeUnauthorized):
+            message = f"the Kubernetes API refused the service account ({error}): check manifests/rbac.yaml"
             result = "credentials_error"
         else:
             message = f"{type(error).__name__}: {error}"

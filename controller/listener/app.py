@@ -23,7 +23,7 @@ from controller.listener.ratelimit import RateLimiter
 from controller.metrics import Metrics
 from controller.registry import ReceiverRegistry
 from controller.settings import Settings
-from controller.store.base import Store
+from controller.store.base import IntentStore
 from controller.tokens import TokenVerifier
 
 TRIGGER_PATH = "/v1-webhooks/endpoint"
@@ -34,7 +34,7 @@ class ListenerDeps:
     settings: Settings
     registry: ReceiverRegistry
     verifier: TokenVerifier
-    store: Store
+    store: IntentStore
     drivers: Mapping[str, ScaleDriver]
     metrics: Metrics
     wake: Callable[[str], None]  # called with the target id after a hit is recorded as "accepted"

@@ -1,7 +1,9 @@
 """The store interface: everything that must survive a restart, behind one Protocol.
 
-Standalone mode implements it with SQLite (``controller.store.sqlite``); the Kubernetes mode will
-implement it with API objects. The listener and the reconciler see only this interface.
+Standalone mode implements all of ``Store`` with SQLite (``controller.store.sqlite``). The
+Kubernetes mode implements ``IntentStore`` — the part the listener and the reconciler use — with
+``IntentLedger`` objects (``controller.store.kube``); there, tokens live in Secrets and problems in
+each Receiver's status, so it has no use for the rest.
 
 Design points every implementation keeps:
 
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from controller.model import Disposition, Outcome, Problem
+from controller.model import Disposition, Outcome, Problem, RateLimit
 
 IntentState = Literal["pending", "folded", "failed"]
 
@@ -31,6 +33,18 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The store cannot record or read right now (disk full, locked, closed). The listener answers 503."""
+
+
+class HitRateLimited(StoreError):
+    """The receiver's rate limit, counted by a store shared by several listeners, is exhausted.
+
+    Only a shared store raises it: a single process counts in the listener (``RateLimiter``), which
+    is cheaper. The listener answers 429 with ``retry_after``.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limit reached; retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,7 @@ class HitRequest:
     dedupe_window: float  # seconds
     cooldown: float  # seconds between two accepted hits of this receiver
     received_at: float  # epoch seconds
+    rate_limit: RateLimit | None = None  # enforced by stores shared between listeners (HitRateLimited)
 
 
 @dataclass(frozen=True)
@@ -120,23 +135,15 @@ class HitRecord:
     clamped: bool | None
 
 
-class Store(Protocol):
+class IntentStore(Protocol):
+    """Hits, intents and targets: what the listener and the reconciler need."""
+
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
 
     def is_open(self) -> bool: ...
 
-    # -- receivers' tokens
-    async def get_token(self, namespace: str, name: str) -> StoredToken | None: ...
-
-    async def put_token(self, token: StoredToken) -> None: ...
-
-    async def delete_token(self, namespace: str, name: str) -> None: ...
-
-    async def list_tokens(self) -> list[StoredToken]: ...
-
-    # -- hits and intents
     async def record_hit(self, request: HitRequest) -> HitResult: ...
 
     async def targets_with_work(self) -> list[str]:
@@ -167,6 +174,19 @@ class Store(Protocol):
     async def last_hits(self) -> dict[str, HitRecord]:
         """The latest hit of every receiver, keyed "namespace/name"."""
         ...
+
+
+class Store(IntentStore, Protocol):
+    """Everything standalone mode keeps: intents, plus tokens, manifest problems and metadata."""
+
+    # -- receivers' tokens
+    async def get_token(self, namespace: str, name: str) -> StoredToken | None: ...
+
+    async def put_token(self, token: StoredToken) -> None: ...
+
+    async def delete_token(self, namespace: str, name: str) -> None: ...
+
+    async def list_tokens(self) -> list[StoredToken]: ...
 
     async def set_problems(self, problems: Sequence[Problem]) -> None:
         """Replace the recorded manifest problems (shown by ``status``)."""

@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -58,12 +56,12 @@ from controller.store.base import (
     StoreUnavailable,
     TargetState,
 )
+from controller.store.ids import IDEMPOTENCY_WINDOW, HitIds
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-IDEMPOTENCY_WINDOW: Final = 24 * 3600.0
 PRUNE_INTERVAL: Final = 60.0  # how often (in received_at seconds) expired rows are deleted
 PRUNE_LIMIT: Final = 10_000  # hits deleted per prune at most, so a prune never stalls the loop
 DEFAULT_RETENTION: Final = 7 * 86400.0
@@ -769,25 +767,3 @@ def read_snapshot(path: Path) -> Snapshot:
         raise StoreUnavailable(f"cannot read {path}: {e}") from e
     finally:
         conn.close()
-
-
-class HitIds:
-    """Unique hit ids ordered by arrival: the hit's time in nanoseconds, a random per-store part, a
-    counter (32 hex characters).
-
-    Time order matters for speed: ids that grow append to the end of the primary-key B-tree, so a
-    batch of hits dirties a few pages instead of one random page per hit; and it lets pruning by age
-    use the primary key. The random part (drawn once) keeps ids of two processes or two runs apart;
-    the counter keeps ids of one process apart.
-    """
-
-    def __init__(self) -> None:
-        self._node = os.urandom(4).hex()
-        self._counter = itertools.count()
-
-    def next(self, at: float) -> str:
-        return f"{self.time_prefix(at)}{self._node}{next(self._counter) & 0xFFFFFFFF:08x}"
-
-    @staticmethod
-    def time_prefix(at: float) -> str:
-        return f"{max(0, int(at * 1e9)):016x}"

@@ -1,0 +1,183 @@
+"""``IntentStore`` on the Kubernetes API: one ``IntentLedger`` object per target.
+
+Why one object per target rather than records in each Receiver's status: the receivers of one
+target (an up/down pair) must fold in one order, and idempotency, Alertmanager retries, cooldown
+and the rate limit must be decided together with recording the hit. One object per target makes
+each of those a single compare-and-swap, exactly as one SQLite transaction does in standalone mode.
+Receivers of different targets never contend. The ledgers live in the operator's namespace, so
+their contents (idempotency keys, hit history) are visible only to whoever may read that namespace.
+
+Every write is ``PUT`` with the ``resourceVersion`` that was read: if another listener replica (or
+the folding replica) wrote in between, the API server answers 409 and the change is computed again
+on the fresh object (``_cas``). A hit is acknowledged only after its PUT succeeded, so an accepted
+hit is durable in etcd before the listener answers 200. The last object seen is cached per target
+to save the read in the common uncontended case; a stale cache costs one 409.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from controller.kube.client import LEDGERS, KubeClient, KubeObject
+from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
+from controller.store import ledger as ledgers
+from controller.store.base import (
+    FoldStep,
+    HitRecord,
+    HitRequest,
+    HitResult,
+    PendingIntent,
+    StoreUnavailable,
+    TargetState,
+)
+from controller.store.ids import HitIds
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+MAX_ATTEMPTS = 40  # compare-and-swap rounds before a hit is answered 503 (replicas hammering one target)
+LEDGER_LABEL = "webhook-service.dev/ledger"
+
+
+def ledger_name(target_id: str) -> str:
+    """A DNS-safe, stable name for a target's ledger (target ids contain ':' and '/')."""
+    return "target-" + hashlib.sha256(target_id.encode()).hexdigest()[:24]
+
+
+class KubeStore:
+    def __init__(self, client: KubeClient, namespace: str, *, clock: Callable[[], float] = time.time) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._clock = clock
+        self._cache: dict[str, KubeObject] = {}
+        self._hit_ids = HitIds()
+        self._open = False
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def is_open(self) -> bool:
+        return self._open
+
+    # -- hits and intents
+
+    async def record_hit(self, request: HitRequest) -> HitResult:
+        hit_id = self._hit_ids.next(request.received_at)
+        return await self._cas(request.target_id, lambda led: ledgers.record_hit(led, request, hit_id))
+
+    async def targets_with_work(self) -> list[str]:
+        return sorted(led["target"] for led in await self._list() if ledgers.has_work(led))
+
+    async def pending_intents(self, target_id: str) -> list[PendingIntent]:
+        led = await self._read(target_id)
+        return [] if led is None else ledgers.pending_intents(led)
+
+    async def commit_fold(self, target_id: str, desired: int, steps: Sequence[FoldStep]) -> None:
+        now = self._clock()
+        await self._cas(target_id, lambda led: (ledgers.commit_fold(led, desired, steps, now), None))
+
+    async def fail_intents(self, target_id: str, reason: str) -> int:
+        now = self._clock()
+        return await self._cas(target_id, lambda led: ledgers.fail_intents(led, reason, now))
+
+    async def get_target(self, target_id: str) -> TargetState | None:
+        led = await self._read(target_id)
+        return None if led is None else ledgers.target_state(led)
+
+    async def set_observed(
+        self, target_id: str, observed: int | None, *, converged: bool, error: str | None
+    ) -> None:
+        now = self._clock()
+        await self._cas(
+            target_id, lambda led: (ledgers.set_observed(led, observed, converged, error, now), None)
+        )
+
+    async def list_targets(self) -> list[TargetState]:
+        return [ledgers.target_state(led) for led in await self._list()]
+
+    async def last_hits(self) -> dict[str, HitRecord]:
+        hits: dict[str, HitRecord] = {}
+        for led in await self._list():
+            for key, record in ledgers.last_hits(led).items():
+                if key not in hits or record.received_at > hits[key].received_at:
+                    hits[key] = record
+        return hits
+
+    # -- the compare-and-swap loop: the one place that retries ledger writes
+
+    async def _cas(self, target_id: str, change: Callable[[ledgers.Ledger], tuple[ledgers.Ledger, _T]]) -> _T:
+        if not self._open:
+            raise StoreUnavailable("the store is closed")
+        ref = LEDGERS.named(ledger_name(target_id), self._namespace)
+        obj = self._cache.get(target_id)
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                if obj is None:
+                    obj = await self._fetch(target_id)
+                current = ledgers.from_json(obj.get("ledger") if obj else None, target_id)
+                new, result = change(current)
+                if new is current:  # nothing to write (e.g. a duplicate): the read decided it
+                    return result
+                if obj is None:
+                    written = await self._client.create(ref, self._object(target_id, new, None))
+                else:
+                    written = await self._client.replace(ref, self._object(target_id, new, obj))
+                self._cache[target_id] = written
+                return result
+            except KubeConflict:
+                # Another writer came first (stale resourceVersion, or it created the ledger).
+                obj = None
+                self._cache.pop(target_id, None)
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+            except KubeError as e:
+                self._cache.pop(target_id, None)
+                raise StoreUnavailable(f"ledger of {target_id}: {e}") from e
+        raise StoreUnavailable(f"ledger of {target_id}: {MAX_ATTEMPTS} conflicting writes in a row")
+
+    async def _fetch(self, target_id: str) -> KubeObject | None:
+        try:
+            return await self._client.get(LEDGERS.named(ledger_name(target_id), self._namespace))
+        except KubeNotFound:
+            return None
+
+    async def _read(self, target_id: str) -> ledgers.Ledger | None:
+        try:
+            obj = await self._fetch(target_id)
+        except KubeError as e:
+            raise StoreUnavailable(f"ledger of {target_id}: {e}") from e
+        if obj is None:
+            return None
+        self._cache[target_id] = obj
+        return ledgers.from_json(obj.get("ledger"), target_id)
+
+    async def _list(self) -> list[ledgers.Ledger]:
+        try:
+            objs = await self._client.list(LEDGERS.within(self._namespace))
+        except KubeError as e:
+            raise StoreUnavailable(f"ledgers: {e}") from e
+        return [ledgers.from_json(o.get("ledger"), str(o.get("spec", {}).get("target", ""))) for o in objs]
+
+    def _object(self, target_id: str, led: ledgers.Ledger, previous: KubeObject | None) -> dict[str, Any]:
+        metadata: dict[str, Any] = {
+            "name": ledger_name(target_id),
+            "namespace": self._namespace,
+            "labels": {LEDGER_LABEL: "true", "app.kubernetes.io/managed-by": "webhook-service"},
+        }
+        if previous is not None:
+            metadata["resourceVersion"] = previous["metadata"]["resourceVersion"]
+        return {
+            "apiVersion": "webhook-service.dev/v1",
+            "kind": "IntentLedger",
+            "metadata": metadata,
+            "spec": {"target": target_id},
+            "ledger": led,
+        }
