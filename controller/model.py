@@ -117,6 +117,7 @@ class ActiveReceiver:
     jti: str
     token: str
     kid: str
+    refusal: str | None = None  # why hits are refused although the token is good (e.g. an HPA conflict)
 
     @property
     def key(self) -> str:

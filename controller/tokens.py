@@ -103,24 +103,40 @@ class KeyRing:
 
     @classmethod
     def load(cls, keys_dir: Path) -> KeyRing:
+        return cls.from_pems(
+            {path.name: path.read_bytes() for path in sorted(keys_dir.glob(f"*{KEY_SUFFIX}"))}
+        )
+
+    @classmethod
+    def from_pems(cls, pems: Mapping[str, bytes]) -> KeyRing:
+        """Keys from ``{"<kid>.pem": PEM}`` (a folder's files, or a Secret's data)."""
         keys: dict[str, Ed25519PrivateKey] = {}
-        for path in sorted(keys_dir.glob(f"*{KEY_SUFFIX}")):
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        for name, pem in pems.items():
+            if not name.endswith(KEY_SUFFIX):
+                continue
+            key = serialization.load_pem_private_key(pem, password=None)
             if not isinstance(key, Ed25519PrivateKey):
-                raise ValueError(f"{path} is not an Ed25519 private key")
-            keys[path.name.removesuffix(KEY_SUFFIX)] = key
+                raise ValueError(f"{name} is not an Ed25519 private key")
+            keys[name.removesuffix(KEY_SUFFIX)] = key
         return cls(keys)
 
     @staticmethod
-    def create_key(keys_dir: Path, *, clock: Callable[[], float] = time.time) -> str:
-        """Write a new key file (0600) and return its kid. The newest key signs from the next load on."""
-        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def new_key(*, clock: Callable[[], float] = time.time) -> tuple[str, bytes]:
+        """A new key: (file name "<kid>.pem", PEM). Kids sort by creation time, so the newest signs."""
         stamp = datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
         kid = f"{stamp}-{secrets.token_hex(4)}"
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        path = keys_dir / f"{kid}{KEY_SUFFIX}"
+        return f"{kid}{KEY_SUFFIX}", pem
+
+    @staticmethod
+    def create_key(keys_dir: Path, *, clock: Callable[[], float] = time.time) -> str:
+        """Write a new key file (0600) and return its kid. The newest key signs from the next load on."""
+        keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        name, pem = KeyRing.new_key(clock=clock)
+        kid = name.removesuffix(KEY_SUFFIX)
+        path = keys_dir / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
@@ -188,6 +204,11 @@ class TokenVerifier:
 
     def cache_len(self) -> int:
         return len(self._cache)
+
+    def use(self, keyring: KeyRing) -> None:
+        """Verify with another key ring from now on (keys rotated); forget what the old one verified."""
+        self._keyring = keyring
+        self._cache.clear()
 
     def _verify(self, token: str) -> TokenClaims:
         if not token:

@@ -27,7 +27,7 @@ from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse
 from controller.listener.errors import ApiError
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import ActiveReceiver, Disposition, Receiver
-from controller.store.base import HitRequest, StoreUnavailable
+from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
 from controller.tokens import TokenError, TokenRejected, check_current
 
 if TYPE_CHECKING:
@@ -68,6 +68,10 @@ class Handlers:
     async def _trigger(self, request: web.Request) -> web.Response:
         active = self._authenticate(request)
         receiver = active.receiver
+        if active.refusal is not None:
+            raise ApiError(
+                409, "receiver_not_ready", f"Receiver {receiver.key} is not ready: {active.refusal}."
+            )
         self._check_rate_limit(receiver)
         idempotency_key = _idempotency_key(request)
         body = await self._read_body(request)
@@ -87,9 +91,12 @@ class Handlers:
             dedupe_window=receiver.dedupe_window_seconds,
             cooldown=receiver.cooldown_seconds,
             received_at=self.deps.clock(),
+            rate_limit=receiver.rate_limit,
         )
         try:
             result = await self.deps.store.record_hit(hit)
+        except HitRateLimited as e:
+            raise self._rate_limited(receiver, e.retry_after) from e
         except StoreUnavailable as e:
             logger.error("cannot record a hit of %s: %s", receiver.key, e)
             raise ApiError(
@@ -127,14 +134,17 @@ class Handlers:
             return
         wait = self.limiter.acquire(receiver.key, receiver.rate_limit)
         if wait is not None:
-            limit = receiver.rate_limit
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"Receiver {receiver.key} allows {limit.requests} hits per {limit.per_seconds:g}s; "
-                "retry later.",
-                {"Retry-After": retry_after_header(wait)},
-            )
+            raise self._rate_limited(receiver, wait)
+
+    def _rate_limited(self, receiver: Receiver, wait: float) -> ApiError:
+        limit = receiver.rate_limit
+        assert limit is not None
+        return ApiError(
+            429,
+            "rate_limited",
+            f"Receiver {receiver.key} allows {limit.requests} hits per {limit.per_seconds:g}s; retry later.",
+            {"Retry-After": retry_after_header(wait)},
+        )
 
     async def _read_body(self, request: web.Request) -> Body:
         limit = self.deps.settings.max_body_bytes

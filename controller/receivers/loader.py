@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -104,6 +104,29 @@ def manifest_files(directory: Path) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(directory).parts)
         and p.is_file()
     )
+
+
+def check_object(
+    obj: Mapping[str, Any], drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
+) -> tuple[Receiver | None, list[Problem]]:
+    """Check a Receiver read from the Kubernetes API (the operator's and every replica's view).
+
+    The API server has already checked the schema; the same checks run again so that both modes
+    answer alike, and the driver's checks (e.g. max >= min) run only here. Fields the server adds
+    (resourceVersion, managedFields, status) are left out: they are not the user's declaration.
+    """
+    metadata = obj.get("metadata") or {}
+    declared = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: metadata[k] for k in ("name", "namespace", "annotations", "uid") if k in metadata},
+        "spec": obj.get("spec"),
+    }
+    result = FileLoad()
+    problems = _load_document(declared, Path("kubernetes"), 0, drivers, schema, result)
+    if problems:
+        return None, problems
+    return replace(result.receivers[0], source="kubernetes"), []
 
 
 def drop_duplicates(found: Iterable[tuple[Receiver, int | None]]) -> tuple[list[Receiver], list[Problem]]:
