@@ -72,6 +72,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
 
+    op = sub.add_parser(
+        "operator",
+        help="run on Kubernetes: the kopf operator for Receivers plus the listener, in one process",
+    )
+    add_flag(
+        op, "--namespace", "WEBHOOK_NAMESPACE", "webhook-service", "the operator's namespace (ledgers, keys)"
+    )
+    add_flag(op, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
+    add_flag(op, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs, as Alertmanager reaches it")
+    add_flag(
+        op, "--cattle-url", "CATTLE_URL", SANDBOX, "default Cattle API base; 'sandbox' embeds the sandbox"
+    )
+    add_flag(op, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
+    add_flag(op, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
+    add_flag(
+        op, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", "seconds between resyncs of a receiver"
+    )
+    add_flag(
+        op, "--peering", "WEBHOOK_PEERING", "webhook-service", "ClusterKopfPeering name shared by replicas"
+    )
+    add_flag(op, "--identity", "WEBHOOK_POD_NAME", "", "this replica's name among its peers")
+
     validate = sub.add_parser("validate", help="check receiver manifests; exit 1 with one line per problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
 
@@ -91,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("rotate", "add a new signing key (newest signs)"), ("list", "list key ids")):
         p = keys_sub.add_parser(name, help=text)
         add_flag(p, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+        p.add_argument(
+            "--kubernetes",
+            action="store_true",
+            help="the keys Secret of the operator (credentials as kubectl finds them) instead of --state",
+        )
+        add_flag(p, "--namespace", "WEBHOOK_NAMESPACE", "webhook-service", "the operator's namespace")
 
     sandbox = sub.add_parser("cattle-sandbox", help="run the Cattle API sandbox (an emulation, not Rancher)")
     add_flag(sandbox, "--listen", "SANDBOX_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on")
@@ -171,9 +199,55 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def operator_settings_from(args: argparse.Namespace) -> Settings:
+    host, port = parse_listen(args.listen)
+    return Settings(
+        listen_host=host,
+        listen_port=port,
+        public_url=args.public_url or "",
+        cattle_url=args.cattle_url,
+        cattle_access_key=os.environ.get("CATTLE_ACCESS_KEY") or None,
+        cattle_secret_key=os.environ.get("CATTLE_SECRET_KEY") or None,
+        sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
+        max_body_bytes=int(args.max_body_bytes),
+        resync_interval=float(args.resync_interval),
+        log_level=args.log_level,
+        namespace=args.namespace,
+        peering_name=args.peering,
+        identity=args.identity,
+    )
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    from controller.operator.app import run_operator
+
+    settings = operator_settings_from(args)
+    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
+    asyncio.run(run_operator(settings))
+    return 0
+
+
+async def kube_keys(command: str, namespace: str) -> list[str]:
+    from controller.kube.client import KubeClient
+    from controller.operator.app import discover_connection
+    from controller.operator.keys import add_key, load_or_create_keyring
+
+    client = KubeClient.from_connection(discover_connection())
+    try:
+        if command == "rotate":
+            return [await add_key(client, namespace)]
+        return (await load_or_create_keyring(client, namespace)).kids
+    finally:
+        await client.close()
+
+
 def cmd_keys(args: argparse.Namespace) -> int:
     from controller.tokens import KeyRing
 
+    if args.kubernetes:
+        for kid in asyncio.run(kube_keys(args.keys_command, args.namespace)):
+            print(kid)
+        return 0
     keys_dir = Path(args.state) / "keys"
     if args.keys_command == "rotate":
         print(KeyRing.create_key(keys_dir))
@@ -216,6 +290,7 @@ async def serve_sandbox(host: str, port: int, seed: SandboxSeed | None, options:
 
 COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
+    "operator": cmd_operator,
     "validate": cmd_validate,
     "trigger-url": cmd_trigger_url,
     "status": cmd_status,

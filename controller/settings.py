@@ -33,6 +33,11 @@ class Settings:
     token_cache_size: int = 4096
     hit_retention_days: float = 7.0  # hits older than this are forgotten (a pending one never)
     log_level: str = "INFO"
+    # operator mode
+    namespace: str = "webhook-service"  # the operator's own: its IntentLedgers and signing keys Secret
+    peering_name: str = "webhook-service"  # the ClusterKopfPeering the replicas elect the active one in
+    identity: str = ""  # this replica's name among peers (the pod name); empty: host name + random
+    key_refresh_interval: float = 30.0  # seconds between re-reads of the signing keys Secret
 
     @property
     def uses_sandbox(self) -> bool:

@@ -1,0 +1,225 @@
+"""``webhook-service operator``: kopf, the informer and the listener in one process.
+
+What runs, and where:
+
+- in every replica: the listener (hits are recorded in IntentLedgers with compare-and-swap, so any
+  replica may accept them), the Receiver informer that feeds the listener's registry, and the key
+  watcher;
+- in the active replica only (kopf peering: each replica takes a random priority, so exactly one is
+  highest and the others pause): the kopf handlers — tokens, Secrets, status, Events — and, through
+  them, the reconciler, which folds intents and applies them.
+
+Credentials are found the way kubectl and kopf find them: in-cluster service account first, then
+``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
+handler on this operator's own registry) and our client, so both talk to the same API as the same
+user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import kopf
+from aiohttp import web
+
+from controller.backoff import Backoff
+from controller.cattle.client import CattleClient
+from controller.drivers import load_drivers
+from controller.drivers.base import DriverContext
+from controller.kube.client import KubeClient
+from controller.listener.accesslog import RedactingAccessLogger
+from controller.listener.app import ListenerDeps, build_app
+from controller.metrics import Metrics
+from controller.operator import handlers
+from controller.operator.informer import ReceiverInformer
+from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.receivers.schema import ReceiverSchema
+from controller.reconciler import Reconciler
+from controller.registry import ReceiverRegistry
+from controller.service import cattle_endpoint
+from controller.settings import Settings
+from controller.store.kube import KubeStore
+from controller.tokens import TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+
+def discover_connection() -> kopf.ConnectionInfo:
+    """In-cluster service account, else kubeconfig; a clear error when there is neither."""
+    settings = kopf.OperatorSettings()
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.LoginError(
+            "no Kubernetes credentials: not in a pod with a service account, no KUBECONFIG, no ~/.kube/config"
+        )
+    return info
+
+
+def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
+    config = kopf.OperatorSettings()
+    config.peering.name = settings.peering_name
+    config.peering.mandatory = True
+    config.peering.clusterwide = True
+    # Kopf freezes every replica when two share a priority; a random one makes exactly one the highest.
+    config.peering.priority = random.randint(1, 2**31)
+    # Kopf's own bookkeeping goes into our annotations, never into status (its schema is ours).
+    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="webhook-service.dev")
+    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="webhook-service.dev")
+    config.persistence.finalizer = "webhook-service.dev/revoke-token"
+    config.posting.level = logging.WARNING  # our handlers post their own Events
+    config.watching.server_timeout = 300
+    return config
+
+
+@dataclass
+class Operator:
+    """One operator instance's parts, for ``run_operator`` and for tests that drive it in-process."""
+
+    settings: Settings
+    client: KubeClient
+    registry: ReceiverRegistry
+    store: KubeStore
+    reconciler: Reconciler
+    listener: web.AppRunner
+    tasks: list[asyncio.Task[Any]]
+    stop_flag: asyncio.Event
+
+    @property
+    def port(self) -> int:
+        site = next(iter(self.listener.sites))
+        server = getattr(site, "_server", None)
+        assert server is not None and server.sockets
+        return int(server.sockets[0].getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterator[Operator]:
+    """Start everything; stop it all (kopf gracefully) on exit."""
+    metrics = Metrics()
+    client = KubeClient.from_connection(info)
+    try:
+        keyring = await load_or_create_keyring(client, settings.namespace)
+        verifier = TokenVerifier(keyring, cache_size=settings.token_cache_size)
+        keys = handlers.KeyHolder(keyring)
+        store = KubeStore(client, settings.namespace)
+        await store.open()
+        drivers = load_drivers()
+        schema = ReceiverSchema.load()
+        registry = ReceiverRegistry()
+        informer = ReceiverInformer(client, registry, drivers, schema)
+        await informer.relist()
+        async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
+            logger.info("Cattle: %s", endpoint.label)
+            cattle = CattleClient(
+                session,
+                base_url=endpoint.url,
+                access_key=endpoint.access_key,
+                secret_key=endpoint.secret_key,
+                timeout=settings.cattle_timeout,
+                metrics=metrics,
+            )
+            reconciler = Reconciler(
+                store=store,
+                drivers=drivers,
+                ctx=DriverContext(cattle=cattle, kube=client, confirm_timeout=settings.confirm_timeout),
+                metrics=metrics,
+                backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
+                resync_interval=settings.resync_interval,
+            )
+            # Hits only record; the active replica learns of them from the ledger's watch event, so
+            # a standby replica's listener never folds.
+            deps = ListenerDeps(
+                settings=settings,
+                registry=registry,
+                verifier=verifier,
+                store=store,
+                drivers=drivers,
+                metrics=metrics,
+                wake=lambda _target: None,
+            )
+            runner = web.AppRunner(build_app(deps), access_log_class=RedactingAccessLogger)
+            await runner.setup()
+            await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
+            logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
+
+            kopf_registry = kopf.OperatorRegistry()
+            kopf.on.login(registry=kopf_registry)(lambda **_: info)
+            operator_deps = handlers.OperatorDeps(
+                client=client,
+                keys=keys,
+                registry=registry,
+                reconciler=reconciler,
+                drivers=drivers,
+                schema=schema,
+                base_url=settings.base_url,
+                namespace=settings.namespace,
+            )
+            handlers.register(kopf_registry, operator_deps, resync_interval=settings.resync_interval)
+            key_watcher = KeyWatcher(
+                client,
+                settings.namespace,
+                verifier,
+                lambda ring: setattr(keys, "keyring", ring),
+                keyring,
+                interval=settings.key_refresh_interval,
+            )
+            stop_flag = asyncio.Event()
+            identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
+            tasks: list[asyncio.Task[Any]] = [
+                asyncio.create_task(informer.run(), name="informer"),
+                asyncio.create_task(key_watcher.run(), name="keys"),
+                asyncio.create_task(
+                    kopf.operator(
+                        registry=kopf_registry,
+                        settings=kopf_settings(settings),
+                        clusterwide=True,
+                        standalone=False,
+                        peering_name=settings.peering_name,
+                        identity=identity,  # type: ignore[arg-type]
+                        stop_flag=stop_flag,
+                    ),
+                    name="kopf",
+                ),
+            ]
+            op = Operator(settings, client, registry, store, reconciler, runner, tasks, stop_flag)
+            try:
+                yield op
+            finally:
+                stop_flag.set()
+                await runner.cleanup()
+                kopf_task = tasks[-1]
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(kopf_task, timeout=10)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await reconciler.stop()
+                await store.close()
+    finally:
+        await client.close()
+
+
+async def run_operator(settings: Settings) -> None:
+    info = discover_connection()
+    logger.info("Kubernetes API at %s; operator namespace %s", info.server, settings.namespace)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with operator(settings, info) as op:
+        kopf_task = op.tasks[-1]
+        waiter = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({waiter, kopf_task}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if kopf_task in done and not stop.is_set():
+            logger.error("the kopf operator stopped: %r", kopf_task.exception())
+    logger.info("stopped")
