@@ -77,9 +77,8 @@ def test_a_hit_within_the_cooldown_is_recorded_without_an_intent() -> None:
     led, result = ledger.record_hit(led, hit(1010.0, cooldown=30.0), "h2")
     assert result.outcome == "cooldown"
     assert len(led["pending"]) == 1
-    assert led["receivers"]["default/web-up"]["lastHit"]["reason"].startswith(
-        "cooldown: last accepted hit 10.0s"
-    )
+    reason = led["receivers"]["default/web-up"]["lastHit"]["reason"]
+    assert reason is not None and reason.startswith("cooldown: last accepted hit 10.0s")
 
 
 @pytest.mark.parametrize("disposition", ["ignored", "suspended"])
