@@ -32,9 +32,14 @@ class RateLimitSpec(TypedDict):
     perSeconds: int
 
 
+class SecretRef(TypedDict):
+    name: str  # a Secret in the receiver's namespace
+
+
 class ReceiverSpec(TypedDict, total=False):
     driver: str
     scaleServiceConfig: ScaleServiceConfig
+    cattleSecretRef: SecretRef
     fireOn: list[str]
     cooldownSeconds: int
     dedupeWindowSeconds: int

@@ -28,10 +28,29 @@ class TargetRefused(Exception):
     """The target exists but can't be acted on (e.g. a global service has no scale)."""
 
 
+CATTLE_SECRET_CLAIM = "cattleSecretRef"  # in a target's claims: "namespace/name" of its credentials Secret
+
+
+class CattleClients(Protocol):
+    """Cattle clients for targets whose receiver names its own credentials (``spec.cattleSecretRef``)."""
+
+    async def for_target(self, target: Target) -> CattleClient: ...
+
+
 @dataclass(frozen=True)
 class DriverContext:
     cattle: CattleClient
     kube: KubeClient | None = None  # set in operator mode; drivers of Kubernetes workloads need it
+    cattle_clients: CattleClients | None = None  # set in operator mode, where cattleSecretRef works
+
+    async def cattle_for(self, target: Target) -> CattleClient:
+        """The Cattle client for the target: its receiver's own credentials, else the defaults."""
+        if CATTLE_SECRET_CLAIM not in target.claims:
+            return self.cattle
+        if self.cattle_clients is None:
+            raise TargetRefused("spec.cattleSecretRef works only in operator mode (webhook-service operator)")
+        return await self.cattle_clients.for_target(target)
+
     confirm_timeout: float = 60.0
     poll_interval: float = 0.02  # first wait before re-reading the target; doubles up to poll_max
     poll_max: float = 1.0

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from controller.bodies import CattleService, ReceiverSpec
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
 from controller.model import Problem, ScaleIntent, Target
 
 SCALABLE_KINDS = frozenset({"service", "loadBalancerService"})
@@ -36,18 +36,26 @@ class ScaleServiceDriver:
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
         config = spec["scaleServiceConfig"]
-        return self._target(config["projectId"], config["serviceId"])
+        ref = spec.get("cattleSecretRef")
+        return self._target(
+            config["projectId"], config["serviceId"], f"{namespace}/{ref['name']}" if ref else None
+        )
 
     def target_from_key(self, key: str) -> Target:
-        project_id, _, service_id = key.partition("/")
-        return self._target(project_id, service_id)
+        service, _, secret = key.partition("@")
+        project_id, _, service_id = service.partition("/")
+        return self._target(project_id, service_id, secret or None)
 
-    def _target(self, project_id: str, service_id: str) -> Target:
+    def _target(self, project_id: str, service_id: str, secret: str | None) -> Target:
+        # Another Cattle (credentials from a Secret) is another target, even for the same ids.
+        claims = {"projectId": project_id, "serviceId": service_id}
+        if secret is not None:
+            claims[CATTLE_SECRET_CLAIM] = secret
         return Target(
             driver=self.name,
-            key=f"{project_id}/{service_id}",
+            key=f"{project_id}/{service_id}" + (f"@{secret}" if secret else ""),
             project_id=project_id,
-            claims={"projectId": project_id, "serviceId": service_id},
+            claims=claims,
         )
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
@@ -57,14 +65,16 @@ class ScaleServiceDriver:
         )
 
     async def observe(self, target: Target, ctx: DriverContext) -> int:
-        service = await ctx.cattle.get_service(target.claims["projectId"], target.claims["serviceId"])
+        cattle = await ctx.cattle_for(target)
+        service = await cattle.get_service(target.claims["projectId"], target.claims["serviceId"])
         refuse_unscalable(service)
         return int(service.get("scale", 0))
 
     async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
         """PUT the absolute scale, then wait until Cattle shows it settled. Returns the scale seen."""
         project_id, service_id = target.claims["projectId"], target.claims["serviceId"]
-        service = await ctx.cattle.set_service_scale(project_id, service_id, desired)
+        cattle = await ctx.cattle_for(target)
+        service = await cattle.set_service_scale(project_id, service_id, desired)
         deadline = time.monotonic() + ctx.confirm_timeout
         wait = ctx.poll_interval
         while not settled(service, desired):
@@ -75,7 +85,7 @@ class ScaleServiceDriver:
                 )
             await asyncio.sleep(wait)
             wait = min(wait * 2, ctx.poll_max)
-            service = await ctx.cattle.get_service(project_id, service_id)
+            service = await cattle.get_service(project_id, service_id)
         return int(service.get("scale", 0))
 
 

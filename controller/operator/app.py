@@ -40,6 +40,7 @@ from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app
 from controller.metrics import Metrics
 from controller.operator import handlers
+from controller.operator.cattle import SecretCattleClients
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
@@ -130,7 +131,14 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             reconciler = Reconciler(
                 store=store,
                 drivers=drivers,
-                ctx=DriverContext(cattle=cattle, kube=client, confirm_timeout=settings.confirm_timeout),
+                ctx=DriverContext(
+                    cattle=cattle,
+                    kube=client,
+                    cattle_clients=SecretCattleClients(
+                        client, session, metrics, timeout=settings.cattle_timeout
+                    ),
+                    confirm_timeout=settings.confirm_timeout,
+                ),
                 metrics=metrics,
                 backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
                 resync_interval=settings.resync_interval,
