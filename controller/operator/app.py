@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,9 +73,11 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     config.peering.clusterwide = True
     # Kopf freezes every replica when two share a priority; a random one makes exactly one the highest.
     config.peering.priority = random.randint(1, 2**31)
-    # Kopf's own bookkeeping goes into our annotations, never into status (its schema is ours).
-    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="webhook-service.dev")
-    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="webhook-service.dev")
+    # Kopf's bookkeeping goes into annotations, never into status (its schema is ours), under a prefix
+    # of its own: kopf ignores changes to annotations under its prefix, and ours (token-generation)
+    # must count as changes.
+    config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.webhook-service.dev")
+    config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.webhook-service.dev")
     config.persistence.finalizer = "webhook-service.dev/revoke-token"
     config.posting.level = logging.WARNING  # our handlers post their own Events
     config.watching.server_timeout = 300
@@ -171,7 +174,9 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 base_url=settings.base_url,
                 namespace=settings.namespace,
             )
-            handlers.register(kopf_registry, operator_deps, resync_interval=settings.resync_interval)
+            receiver_handlers = handlers.register(
+                kopf_registry, operator_deps, resync_interval=settings.resync_interval
+            )
             key_watcher = KeyWatcher(
                 client,
                 settings.namespace,
@@ -186,15 +191,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 asyncio.create_task(informer.run(), name="informer"),
                 asyncio.create_task(key_watcher.run(), name="keys"),
                 asyncio.create_task(
-                    kopf.operator(
-                        registry=kopf_registry,
-                        settings=kopf_settings(settings),
-                        clusterwide=True,
-                        standalone=False,
-                        peering_name=settings.peering_name,
-                        identity=identity,  # type: ignore[arg-type]
-                        stop_flag=stop_flag,
-                    ),
+                    run_kopf(kopf_registry, kopf_settings(settings), settings, identity, stop_flag),
                     name="kopf",
                 ),
             ]
@@ -210,10 +207,49 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                await receiver_handlers.close()
                 await reconciler.stop()
                 await store.close()
     finally:
         await client.close()
+
+
+class _NotKopfs(Collection["asyncio.Task[Any]"]):
+    """The tasks kopf must leave alone when it stops: every task that isn't running kopf's code.
+
+    On exit kopf cancels "hung" tasks — all tasks created after it started — meaning its handlers'.
+    In a process that also runs a listener (and in tests, fixtures) that would cancel tasks kopf
+    does not own, so it is told to ignore every task whose coroutine is not kopf's.
+    """
+
+    def __contains__(self, task: object) -> bool:
+        code = getattr(getattr(task, "get_coro", lambda: None)(), "cr_code", None)
+        return code is None or f"{os.sep}kopf{os.sep}" not in code.co_filename
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+async def run_kopf(
+    registry: kopf.OperatorRegistry,
+    config: kopf.OperatorSettings,
+    settings: Settings,
+    identity: str,
+    stop_flag: asyncio.Event,
+) -> None:
+    tasks = await kopf.spawn_tasks(
+        registry=registry,
+        settings=config,
+        clusterwide=True,
+        standalone=False,
+        peering_name=settings.peering_name,
+        identity=identity,  # type: ignore[arg-type]
+        stop_flag=stop_flag,
+    )
+    await kopf.run_tasks(tasks, ignored=_NotKopfs())
 
 
 async def run_operator(settings: Settings) -> None:

@@ -19,6 +19,7 @@ Handler failures from the API are raised as ``kopf.TemporaryError``: kopf retrie
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import time
@@ -49,6 +50,7 @@ GROUP, VERSION = "webhook-service.dev", "v1"
 A = "webhook-service.dev/"
 SECRET_SUFFIX = "-trigger"
 HPA_REASON = "HorizontalPodAutoscalerConflict"
+MIRROR_DELAY = 0.25  # seconds a receiver's status lags its ledger, at most, under a burst of hits
 
 
 @dataclass
@@ -75,7 +77,9 @@ def secret_name(receiver_name: str) -> str:
     return f"{receiver_name}{SECRET_SUFFIX}"
 
 
-def register(registry: kopf.OperatorRegistry, deps: OperatorDeps, *, resync_interval: float) -> None:
+def register(
+    registry: kopf.OperatorRegistry, deps: OperatorDeps, *, resync_interval: float
+) -> ReceiverHandlers:
     """Register every handler on ``registry`` (one per operator instance, never kopf's global one)."""
     handlers = ReceiverHandlers(deps)
     kopf.on.resume(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
@@ -93,11 +97,22 @@ def register(registry: kopf.OperatorRegistry, deps: OperatorDeps, *, resync_inte
         when=lambda namespace, **_: bool(namespace == deps.namespace),
         registry=registry,
     )(handlers.ledger_changed)
+    return handlers
 
 
 class ReceiverHandlers:
     def __init__(self, deps: OperatorDeps) -> None:
         self.deps = deps
+        # Status mirrors of ledgers, coalesced per receiver: under a burst of hits a receiver's
+        # status is written once per MIRROR_DELAY with the latest ledger, not once per hit.
+        self._mirrors: dict[str, ledgers.Ledger] = {}
+        self._mirror_tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def close(self) -> None:
+        tasks = list(self._mirror_tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def changed(self, body: kopf.Body, **_: Any) -> None:
         obj: KubeObject = dict(body)
@@ -285,12 +300,27 @@ class ReceiverHandlers:
         led = ledgers.from_json(body.get("ledger"), target)
         if ledgers.has_work(led):
             self.deps.reconciler.wake(target)
-        for key, hit in ledgers.last_hits(led).items():
-            namespace, _sep, name = key.partition("/")
-            try:
-                await update_status(self.deps.client, namespace, name, _mirror(led, hit))
-            except KubeError as e:
-                logger.warning("could not update the status of %s: %s", key, e)
+        for key in led["receivers"]:
+            self._mirrors[key] = led
+            if key not in self._mirror_tasks:
+                self._mirror_tasks[key] = asyncio.create_task(self._mirror(key), name=f"status {key}")
+
+    async def _mirror(self, key: str) -> None:
+        namespace, _sep, name = key.partition("/")
+        try:
+            while key in self._mirrors:
+                await asyncio.sleep(MIRROR_DELAY)
+                led = self._mirrors.pop(key)
+                hit = ledgers.last_hits(led).get(key)
+                if hit is None:
+                    continue
+                try:
+                    await update_status(self.deps.client, namespace, name, _mirror(led, hit))
+                except KubeError as e:
+                    logger.warning("could not update the status of %s: %s", key, e)
+        finally:
+            # No await between the loop's last check and this: a new ledger can't slip in between.
+            self._mirror_tasks.pop(key, None)
 
 
 def _mirror(led: ledgers.Ledger, hit: HitRecord) -> Callable[[KubeObject, dict[str, Any]], None]:

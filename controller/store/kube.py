@@ -12,11 +12,17 @@ the folding replica) wrote in between, the API server answers 409 and the change
 on the fresh object (``_cas``). A hit is acknowledged only after its PUT succeeded, so an accepted
 hit is durable in etcd before the listener answers 200. The last object seen is cached per target
 to save the read in the common uncontended case; a stale cache costs one 409.
+
+Hits of one target arriving together in one process share one write (``_Batch``), as the SQLite
+store's group commit does: each hit's outcome is decided in arrival order on the same ledger, and
+all of them are answered once that one PUT succeeded. Without it, N concurrent hits on one receiver
+would be N writers racing for one resourceVersion, costing O(N²) conflicting requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -33,6 +39,7 @@ from controller.store.base import (
     HitRequest,
     HitResult,
     PendingIntent,
+    StoreError,
     StoreUnavailable,
     TargetState,
 )
@@ -43,6 +50,20 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 MAX_ATTEMPTS = 40  # compare-and-swap rounds before a hit is answered 503 (replicas hammering one target)
 LEDGER_LABEL = "webhook-service.dev/ledger"
+
+
+def _record_all(
+    led: ledgers.Ledger, requests: list[tuple[HitRequest, str]]
+) -> tuple[ledgers.Ledger, list[HitResult | StoreError]]:
+    """Decide a batch of hits in arrival order; one hit's error (e.g. rate limited) is its own."""
+    outcomes: list[HitResult | StoreError] = []
+    for request, hit_id in requests:
+        try:
+            led, result = ledgers.record_hit(led, request, hit_id)
+            outcomes.append(result)
+        except StoreError as e:
+            outcomes.append(e)
+    return led, outcomes
 
 
 def ledger_name(target_id: str) -> str:
@@ -58,12 +79,15 @@ class KubeStore:
         self._cache: dict[str, KubeObject] = {}
         self._hit_ids = HitIds()
         self._open = False
+        self._queues: dict[str, list[tuple[HitRequest, str, asyncio.Future[HitResult]]]] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
 
     async def open(self) -> None:
         self._open = True
 
     async def close(self) -> None:
         self._open = False
+        await asyncio.gather(*list(self._writers.values()), return_exceptions=True)
 
     def is_open(self) -> bool:
         return self._open
@@ -71,8 +95,35 @@ class KubeStore:
     # -- hits and intents
 
     async def record_hit(self, request: HitRequest) -> HitResult:
-        hit_id = self._hit_ids.next(request.received_at)
-        return await self._cas(request.target_id, lambda led: ledgers.record_hit(led, request, hit_id))
+        if not self._open:
+            raise StoreUnavailable("the store is closed")
+        future: asyncio.Future[HitResult] = asyncio.get_running_loop().create_future()
+        queue = self._queues.setdefault(request.target_id, [])
+        queue.append((request, self._hit_ids.next(request.received_at), future))
+        if request.target_id not in self._writers:
+            self._writers[request.target_id] = asyncio.create_task(self._write_hits(request.target_id))
+        return await future
+
+    async def _write_hits(self, target_id: str) -> None:
+        """Write the target's queued hits, a batch per compare-and-swap, until none is left."""
+        try:
+            while batch := self._queues.pop(target_id, []):
+                requests = [(request, hit_id) for request, hit_id, _future in batch]
+                try:
+                    # A retry after a 409 decides every hit again, on the fresh ledger.
+                    outcomes = await self._cas(target_id, functools.partial(_record_all, requests=requests))
+                except StoreError as e:
+                    outcomes = [e] * len(batch)
+                for (_request, _hit_id, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # the caller gave up (cancelled); its hit is recorded anyway
+                        continue
+                    if isinstance(outcome, StoreError):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            # No await between the loop's last check and this: a new hit can't slip in between.
+            self._writers.pop(target_id, None)
 
     async def targets_with_work(self) -> list[str]:
         return sorted(led["target"] for led in await self._list() if ledgers.has_work(led))
@@ -137,7 +188,8 @@ class KubeStore:
                 # Another writer came first (stale resourceVersion, or it created the ledger).
                 obj = None
                 self._cache.pop(target_id, None)
-                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                # Full jitter, growing: writers that collided spread out instead of colliding again.
+                await asyncio.sleep(random.uniform(0, min(0.25, 0.002 * 2**attempt)))
             except KubeError as e:
                 self._cache.pop(target_id, None)
                 raise StoreUnavailable(f"ledger of {target_id}: {e}") from e

@@ -1,0 +1,403 @@
+"""Operator mode, end to end in one process: the real kopf operator, the informer, the listener and
+the reconciler against the Kubernetes emulator (``kube`` fixture), scaling the Cattle sandbox and
+emulated Deployments. Nothing of the operator is patched; time is real but every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import kopf
+import pytest
+from aiohttp import web
+
+from controller.drivers import load_drivers
+from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject
+from controller.listener.app import ListenerDeps, build_app
+from controller.metrics import Metrics
+from controller.operator.app import Operator, operator
+from controller.operator.informer import ReceiverInformer
+from controller.operator.keys import load_or_create_keyring
+from controller.receivers.schema import ReceiverSchema
+from controller.registry import ReceiverRegistry
+from controller.sandbox.app import SandboxOptions, run_sandbox
+from controller.settings import Settings
+from controller.store.kube import KubeStore, ledger_name
+from controller.tokens import TokenVerifier
+
+NS = "webhook-service"
+APP_NS = "shop"
+
+pytestmark = pytest.mark.e2e
+
+
+async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0, what: str = "condition") -> Any:
+    """Poll an async check until it returns something truthy; its value is returned."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            value = await check()
+        except (KeyError, LookupError):
+            value = None
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not reached within {within}s")
+        await asyncio.sleep(0.05)
+
+
+def receiver(name: str, **spec: Any) -> KubeObject:
+    return {
+        "apiVersion": "webhook-service.dev/v1",
+        "kind": "Receiver",
+        "metadata": {"name": name, "namespace": APP_NS},
+        "spec": {
+            "driver": "scaleService",
+            "scaleServiceConfig": {
+                "projectId": "1a5",
+                "serviceId": "1s7",
+                "action": "up",
+                "amount": 1,
+                "min": 1,
+                "max": 10,
+            },
+            **spec,
+        },
+    }
+
+
+class World:
+    """The emulated cluster, the sandbox and a running operator, with the steps tests take."""
+
+    def __init__(self, kube: Any, client: KubeClient, op: Operator, cattle_url: str) -> None:
+        self.kube = kube
+        self.client = client
+        self.op = op
+        self.cattle_url = cattle_url
+
+    @property
+    def listener(self) -> str:
+        return f"http://127.0.0.1:{self.op.port}/v1-webhooks/endpoint"
+
+    async def apply(self, obj: KubeObject) -> KubeObject:
+        return await self.client.create(RECEIVERS.within(APP_NS), obj)
+
+    async def receiver(self, name: str) -> KubeObject:
+        return await self.client.get(RECEIVERS.named(name, APP_NS))
+
+    async def patch(self, name: str, patch: dict[str, Any]) -> KubeObject:
+        return await self.client.patch(RECEIVERS.named(name, APP_NS), patch)
+
+    async def secret(self, name: str) -> dict[str, str]:
+        obj = await self.client.get(SECRETS.named(f"{name}-trigger", APP_NS))
+        return {k: base64.b64decode(v).decode() for k, v in obj["data"].items()}
+
+    async def ready(self, name: str) -> dict[str, Any] | None:
+        status = (await self.receiver(name)).get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        return ready if ready is not None and ready["status"] == "True" else None
+
+    async def hit(self, token: str, **headers: str) -> tuple[int, dict[str, Any]]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(self.listener, params={"key": token}, headers=headers) as response,
+        ):
+            return response.status, await response.json()
+
+    async def scale(self, service: str = "1s7") -> int:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.cattle_url}/projects/1a5/services/{service}") as response,
+        ):
+            return int((await response.json())["scale"])
+
+    async def granted(self, name: str) -> str:
+        """Wait until the receiver is Ready and every part agrees; its current token."""
+        await until(lambda: self.ready(name), what=f"{name} Ready")
+        token = (await until(lambda: self.secret(name), what=f"Secret {name}-trigger"))["token"]
+        await until(lambda: self._accepts(name), what=f"{name} in the listener's registry")
+        return str(token)
+
+    async def _accepts(self, name: str) -> bool:
+        active = self.op.registry.get(f"{APP_NS}/{name}")
+        status = (await self.receiver(name)).get("status") or {}
+        return active is not None and active.jti == status.get("tokenId")
+
+
+@pytest.fixture
+async def cattle() -> AsyncIterator[str]:
+    runner: web.AppRunner = await run_sandbox("127.0.0.1", 0, None, SandboxOptions(transition_ms=10))
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v2-beta"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
+    info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
+    settings = Settings(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        public_url="http://webhook.example:8085",
+        cattle_url=cattle,
+        namespace=NS,
+        resync_interval=2.0,
+        identity="test-replica",
+        backoff_base=0.05,
+        backoff_cap=0.5,
+    )
+    client = KubeClient.from_connection(info)
+    try:
+        async with operator(settings, info) as op:
+            yield World(kube, client, op, cattle)
+    finally:
+        await client.close()
+
+
+async def test_an_applied_receiver_gets_a_secret_with_a_working_url_and_is_ready(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    token = await world.granted("web-up")
+    secret = await world.secret("web-up")
+    assert secret["url"].startswith("http://webhook.example:8085/v1-webhooks/endpoint?key=")
+    assert token in secret["url"] and "projectId=1a5" in secret["url"]
+    status = (await world.receiver("web-up"))["status"]
+    assert "url" not in status and token not in str(status)
+    assert status["secretName"] == "web-up-trigger" and status["target"] == "scaleService:1a5/1s7"
+    code, body = await world.hit(token)
+    assert (code, body["outcome"]) == (200, "accepted")
+
+
+async def test_the_trigger_secret_is_owned_by_its_receiver(world: World) -> None:
+    created = await world.apply(receiver("web-up"))
+    await world.granted("web-up")
+    secret = await world.client.get(SECRETS.named("web-up-trigger", APP_NS))
+    [owner] = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Receiver", "web-up", created["metadata"]["uid"])
+
+
+async def test_a_hit_is_stored_in_the_api_and_scales_the_cattle_service(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    token = await world.granted("web-up")
+    before = await world.scale()
+    code, body = await world.hit(token, **{"Idempotency-Key": "alert-1"})
+    assert code == 200
+    ledger = await world.client.get(LEDGERS.named(ledger_name("scaleService:1a5/1s7"), NS))
+    assert ledger["ledger"]["receivers"][f"{APP_NS}/web-up"]["lastHit"]["hit"] == body["hit"]
+    await until(lambda: _equals(world.scale(), before + 1), what="Cattle scaled up by one")
+    status = await until(lambda: _status_with(world, "web-up", "scale"), what="status shows the scale")
+    assert status["lastHit"]["hit"] == body["hit"]
+
+
+async def test_editing_the_amount_keeps_the_url(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    token = await world.granted("web-up")
+    await world.patch("web-up", {"spec": {"scaleServiceConfig": {"amount": 3}}})
+    await until(lambda: _observed(world, "web-up", 2), what="the edit handled")
+    assert (await world.secret("web-up"))["token"] == token
+    code, _ = await world.hit(token)
+    assert code == 200
+
+
+async def test_bumping_the_token_generation_changes_the_url_and_the_old_one_gets_403(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    old = await world.granted("web-up")
+    await world.patch("web-up", {"metadata": {"annotations": {"webhook-service.dev/token-generation": "2"}}})
+    new = await until(lambda: _new_token(world, "web-up", old), what="a new token")
+    await until(lambda: _accepts_token(world, new), what="the new token accepted")
+    code, body = await world.hit(old)
+    assert (code, body["code"]) == (403, "token_superseded")
+
+
+async def test_deleting_a_receiver_releases_the_finalizer_and_revokes_its_token(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    token = await world.granted("web-up")
+    assert "webhook-service.dev/revoke-token" in (await world.receiver("web-up"))["metadata"]["finalizers"]
+    await world.client.delete(RECEIVERS.named("web-up", APP_NS))
+    await until(lambda: _gone(world, "web-up"), what="the receiver gone")
+    code, body = await world.hit(token)
+    assert (code, body["code"]) == (403, "token_revoked")
+
+
+async def test_an_invalid_spec_is_not_ready_with_a_reason_and_an_event(world: World) -> None:
+    bad = receiver("web-up")
+    bad["spec"]["scaleServiceConfig"].update(min=5, max=2)
+    await world.apply(bad)
+
+    async def not_ready() -> dict[str, Any] | None:
+        status = (await world.receiver("web-up")).get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        return ready if ready is not None and ready["status"] == "False" else None
+
+    ready = await until(not_ready, what="Ready=False")
+    assert ready["reason"] == "InvalidSpec" and "max (2) must be >= min (5)" in ready["message"]
+    events = await until(lambda: _events(world, "web-up", "InvalidSpec"), what="an InvalidSpec Event")
+    assert events[0]["type"] == "Warning"
+    assert world.op.registry.get(f"{APP_NS}/web-up") is None
+
+
+async def test_scale_workload_scales_a_deployment_through_its_scale_subresource(world: World) -> None:
+    world.kube.objects["apps/v1/deployments", APP_NS, "api"] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": APP_NS, "uid": "dep-uid", "resourceVersion": "1"},
+        "spec": {"replicas": 2},
+    }
+    workload = {"kind": "Deployment", "name": "api", "action": "up", "amount": 2, "min": 1, "max": 3}
+    obj = receiver("api-up", scaleWorkloadConfig=workload)
+    obj["spec"]["driver"] = "scaleWorkload"
+    del obj["spec"]["scaleServiceConfig"]
+    await world.apply(obj)
+    token = await world.granted("api-up")
+    code, _ = await world.hit(token)
+    assert code == 200
+
+    async def replicas() -> int:
+        return int(world.kube.objects["apps/v1/deployments", APP_NS, "api"]["spec"]["replicas"])
+
+    await until(lambda: _equals(replicas(), 3), what="replicas clamped to max 3")
+
+
+async def test_a_workload_managed_by_an_hpa_is_not_ready_and_refuses_hits(world: World) -> None:
+    world.kube.objects["apps/v1/deployments", APP_NS, "api"] = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": APP_NS, "uid": "dep-uid", "resourceVersion": "1"},
+        "spec": {"replicas": 2},
+    }
+    world.kube.objects["autoscaling/v2/horizontalpodautoscalers", APP_NS, "api"] = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "api", "namespace": APP_NS, "uid": "hpa-uid", "resourceVersion": "1"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "api"}},
+    }
+    workload = {"kind": "Deployment", "name": "api", "action": "up", "amount": 1, "min": 1, "max": 5}
+    obj = receiver("api-up", scaleWorkloadConfig=workload)
+    obj["spec"]["driver"] = "scaleWorkload"
+    del obj["spec"]["scaleServiceConfig"]
+    await world.apply(obj)
+
+    async def refused() -> dict[str, Any] | None:
+        active = world.op.registry.get(f"{APP_NS}/api-up")
+        return None if active is None or active.refusal is None else {"refusal": active.refusal}
+
+    await until(refused, what="the receiver refusing hits")
+    status = (await world.receiver("api-up"))["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "HorizontalPodAutoscalerConflict")
+    token = (await world.secret("api-up"))["token"]
+    code, body = await world.hit(token)
+    assert (code, body["code"]) == (409, "receiver_not_ready")
+    assert "HorizontalPodAutoscaler api" in body["message"]
+
+
+class Replica:
+    """A second replica's listener: its own client, store, informer and keys read from the API."""
+
+    def __init__(self, url: str, registry: ReceiverRegistry) -> None:
+        self.url = url
+        self.registry = registry
+
+
+@contextlib.asynccontextmanager
+async def second_listener(world: World) -> AsyncIterator[Replica]:
+    client = KubeClient.from_connection(kopf.ConnectionInfo(server=str(world.kube.url).rstrip("/")))
+    registry = ReceiverRegistry()
+    drivers = load_drivers()
+    informer = ReceiverInformer(client, registry, drivers, ReceiverSchema.load())
+    store = KubeStore(client, NS)
+    await store.open()
+    deps = ListenerDeps(
+        settings=world.op.settings,
+        registry=registry,
+        verifier=TokenVerifier(await load_or_create_keyring(client, NS)),
+        store=store,
+        drivers=drivers,
+        metrics=Metrics(),
+        wake=lambda _target: None,
+    )
+    runner = web.AppRunner(build_app(deps))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    task = asyncio.create_task(informer.run())
+    try:
+        port = runner.addresses[0][1]
+        yield Replica(f"http://127.0.0.1:{port}/v1-webhooks/endpoint", registry)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await runner.cleanup()
+        await client.close()
+
+
+async def _registered(replica: Replica, name: str) -> bool:
+    return replica.registry.get(f"{APP_NS}/{name}") is not None
+
+
+async def _equals(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
+
+
+async def _status_with(world: World, name: str, field: str) -> dict[str, Any] | None:
+    status = (await world.receiver(name)).get("status") or {}
+    return status if field in status and status[field].get("observed") is not None else None
+
+
+async def _observed(world: World, name: str, generation: int) -> bool:
+    return bool(((await world.receiver(name)).get("status") or {}).get("observedGeneration") == generation)
+
+
+async def _new_token(world: World, name: str, old: str) -> str | None:
+    token = (await world.secret(name))["token"]
+    return token if token != old else None
+
+
+async def _accepts_token(world: World, token: str) -> bool:
+    code, _ = await world.hit(token, **{"Idempotency-Key": "probe"})
+    return code == 200
+
+
+async def _gone(world: World, name: str) -> bool:
+    try:
+        await world.receiver(name)
+    except Exception:
+        return True
+    return False
+
+
+async def _events(world: World, name: str, reason: str) -> list[KubeObject]:
+    events = await world.client.list(EVENTS.within(APP_NS))
+    return [copy.deepcopy(e) for e in events if e["involvedObject"]["name"] == name and e["reason"] == reason]
+
+
+async def test_two_listeners_writing_intents_for_one_receiver_concurrently_lose_none(world: World) -> None:
+    obj = receiver("web-up")
+    obj["spec"]["scaleServiceConfig"]["max"] = 1000
+    await world.apply(obj)
+    token = await world.granted("web-up")
+    before = await world.scale()
+    async with second_listener(world) as other:
+        await until(lambda: _registered(other, "web-up"), what="the second listener's registry")
+        urls = [world.listener, other.url]
+        per_listener = 25
+
+        async def fire(session: aiohttp.ClientSession, url: str, i: int) -> int:
+            headers = {"Idempotency-Key": f"{url}-{i}"}
+            async with session.post(url, params={"key": token}, headers=headers) as response:
+                return response.status
+
+        async with aiohttp.ClientSession() as session:
+            codes = await asyncio.gather(
+                *(fire(session, url, i) for url in urls for i in range(per_listener))
+            )
+    assert codes.count(200) == 2 * per_listener
+    await until(
+        lambda: _equals(world.scale(), before + 2 * per_listener), within=60, what="every hit applied"
+    )

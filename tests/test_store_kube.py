@@ -1,0 +1,161 @@
+"""The Kubernetes intent store against the emulator: what holds across several listener replicas."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+
+from controller.kube.client import LEDGERS, KubeClient, KubeObject, Ref
+from controller.kube.errors import KubeConflict
+from controller.model import RateLimit
+from controller.store.base import FoldStep, HitRateLimited, HitRequest, StoreUnavailable
+from controller.store.kube import KubeStore, ledger_name
+from tests.kubeemu import KubeEmulator
+
+NS = "webhook-service"
+TARGET = "scaleService:1a5/1s7"
+HIT = HitRequest(
+    receiver="shop/web-up",
+    receiver_uid="uid-1",
+    target_id=TARGET,
+    disposition="act",
+    reason=None,
+    intent={"action": "up", "amount": 1, "min": 0, "max": 1000},
+    idempotency_key=None,
+    dedupe_key=None,
+    dedupe_window=60.0,
+    cooldown=0.0,
+    received_at=1000.0,
+)
+
+
+class CountingClient(KubeClient):
+    """Counts the 409s its writes got: proof that the compare-and-swap path really ran."""
+
+    conflicts = 0
+
+    async def replace(self, ref: Ref, obj: Mapping[str, Any]) -> KubeObject:
+        try:
+            return await super().replace(ref, obj)
+        except KubeConflict:
+            CountingClient.conflicts += 1
+            raise
+
+
+@pytest.fixture
+async def replicas(kube: KubeEmulator) -> AsyncIterator[tuple[KubeStore, KubeStore]]:
+    """Two stores, each with its own client and connection pool, as two listener replicas have."""
+    CountingClient.conflicts = 0
+    async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+        url = str(kube.url).rstrip("/")
+        stores = (KubeStore(CountingClient(one, url, {}), NS), KubeStore(CountingClient(two, url, {}), NS))
+        for store in stores:
+            await store.open()
+        yield stores
+        for store in stores:
+            await store.close()
+
+
+async def test_concurrent_hits_through_two_replicas_are_all_recorded(
+    replicas: tuple[KubeStore, KubeStore],
+) -> None:
+    first, second = replicas
+    await first.record_hit(HIT)
+    await second.record_hit(HIT)  # first's cached copy of the ledger is now stale: its next write is a 409
+    results = await asyncio.gather(
+        *(
+            store.record_hit(replace(HIT, received_at=1001.0 + i))
+            for i in range(40)
+            for store in (first, second)
+        )
+    )
+    assert [r.outcome for r in results].count("accepted") == 80
+    pending = await first.pending_intents(TARGET)
+    assert len(pending) == 82 and len({p.hit_id for p in pending}) == 82
+    assert [p.seq for p in pending] == list(range(1, 83))
+    assert CountingClient.conflicts > 0
+
+
+async def test_an_idempotency_key_repeated_through_the_other_replica_is_a_duplicate(
+    replicas: tuple[KubeStore, KubeStore],
+) -> None:
+    first, second = replicas
+    await first.record_hit(HIT)  # warms first's cache, which the next write makes stale
+    original = await second.record_hit(replace(HIT, idempotency_key="alert-7", received_at=1001.0))
+    repeat = await first.record_hit(replace(HIT, idempotency_key="alert-7", received_at=1002.0))
+    assert (repeat.outcome, repeat.hit_id) == ("duplicate", original.hit_id)
+    assert len(await first.pending_intents(TARGET)) == 2
+
+
+async def test_the_rate_limit_holds_across_replicas(replicas: tuple[KubeStore, KubeStore]) -> None:
+    first, second = replicas
+    limited = replace(HIT, rate_limit=RateLimit(requests=2, per_seconds=60.0))
+    await first.record_hit(limited)
+    await second.record_hit(replace(limited, received_at=1001.0))
+    with pytest.raises(HitRateLimited) as refused:
+        await first.record_hit(replace(limited, received_at=1002.0))
+    assert refused.value.retry_after == pytest.approx(58.0)
+
+
+async def test_the_cooldown_holds_across_replicas(replicas: tuple[KubeStore, KubeStore]) -> None:
+    first, second = replicas
+    await first.record_hit(replace(HIT, cooldown=30.0))
+    result = await second.record_hit(replace(HIT, cooldown=30.0, received_at=1010.0))
+    assert result.outcome == "cooldown"
+
+
+async def test_a_rate_limited_hit_does_not_fail_the_hits_written_with_it(
+    replicas: tuple[KubeStore, KubeStore],
+) -> None:
+    first, _ = replicas
+    limit = RateLimit(requests=1, per_seconds=60.0)
+    other = replace(HIT, receiver="shop/web-down", receiver_uid="uid-2")
+    results = await asyncio.gather(
+        first.record_hit(replace(HIT, rate_limit=limit)),
+        first.record_hit(replace(HIT, rate_limit=limit, received_at=1000.5)),
+        first.record_hit(other),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["HitResult", "HitRateLimited", "HitResult"]
+
+
+async def test_a_hit_recorded_while_a_fold_commits_stays_pending(
+    replicas: tuple[KubeStore, KubeStore],
+) -> None:
+    folder, listener = replicas
+    first = await listener.record_hit(HIT)
+    [pending] = await folder.pending_intents(TARGET)
+    second = await listener.record_hit(replace(HIT, received_at=1001.0))  # folder's copy is now stale
+    await folder.commit_fold(TARGET, 2, [FoldStep(pending.seq, first.hit_id, 1, 2, False)])
+    assert [p.hit_id for p in await folder.pending_intents(TARGET)] == [second.hit_id]
+    state = await folder.get_target(TARGET)
+    assert state is not None and (state.desired, state.converged) == (2, False)
+
+
+async def test_the_ledger_lives_in_the_operator_namespace_under_a_stable_name(
+    kube: KubeEmulator, replicas: tuple[KubeStore, KubeStore]
+) -> None:
+    await replicas[0].record_hit(HIT)
+    obj = kube.objects["webhook-service.dev/v1/intentledgers", NS, ledger_name(TARGET)]
+    assert obj["spec"] == {"target": TARGET}
+    assert ledger_name(TARGET) == ledger_name(TARGET) and len(ledger_name(TARGET)) <= 63
+    assert LEDGERS.named(ledger_name(TARGET), NS).path().endswith(f"/intentledgers/{ledger_name(TARGET)}")
+
+
+async def test_an_unreachable_api_server_answers_store_unavailable() -> None:
+    async with aiohttp.ClientSession() as session:
+        store = KubeStore(KubeClient(session, "http://127.0.0.1:9", {}), NS)
+        await store.open()
+        with pytest.raises(StoreUnavailable):
+            await store.record_hit(HIT)
+
+
+async def test_a_closed_store_refuses_hits(replicas: tuple[KubeStore, KubeStore]) -> None:
+    await replicas[0].close()
+    with pytest.raises(StoreUnavailable):
+        await replicas[0].record_hit(HIT)
