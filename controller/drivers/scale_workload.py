@@ -162,7 +162,7 @@ async def hpa_conflict(kube: KubeClient, namespace: str, kind: str, name: str) -
     try:
         hpas = cast(list[HorizontalPodAutoscaler], await kube.list(HPAS.within(namespace)))
     except KubeNotFound:
-        return None  # the API server doesn't serve autoscaling/v2, so no HPA of it can exist
+        return None  # no autoscaling/v2 served (Kubernetes < 1.23): no HPA of it can exist
     for hpa in hpas:
         if targets(hpa, kind, name):
             hpa_name = hpa.get("metadata", {}).get("name", "?")
