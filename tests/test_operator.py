@@ -401,3 +401,42 @@ async def test_two_listeners_writing_intents_for_one_receiver_concurrently_lose_
     await until(
         lambda: _equals(world.scale(), before + 2 * per_listener), within=60, what="every hit applied"
     )
+
+
+async def test_a_receiver_with_cattle_secret_ref_scales_through_that_cattle(world: World) -> None:
+    await world.client.create(
+        SECRETS.within(APP_NS),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "rancher", "namespace": APP_NS},
+            "data": {
+                key: base64.b64encode(value.encode()).decode()
+                for key, value in {"url": world.cattle_url, "accessKey": "a", "secretKey": "s"}.items()
+            },
+        },
+    )
+    await world.apply(receiver("web-up", cattleSecretRef={"name": "rancher"}))
+    token = await world.granted("web-up")
+    status = (await world.receiver("web-up"))["status"]
+    assert status["target"] == f"scaleService:1a5/1s7@{APP_NS}/rancher"
+    before = await world.scale()
+    code, _ = await world.hit(token)
+    assert code == 200
+    await until(lambda: _equals(world.scale(), before + 1), what="Cattle scaled through the Secret's URL")
+
+
+async def test_a_missing_cattle_secret_fails_the_hit_and_says_so_in_status(world: World) -> None:
+    await world.apply(receiver("web-up", cattleSecretRef={"name": "absent"}))
+    token = await world.granted("web-up")
+    code, _ = await world.hit(token)
+    assert code == 200
+
+    async def unreachable() -> dict[str, Any] | None:
+        status = (await world.receiver("web-up")).get("status") or {}
+        reachable = next((c for c in status.get("conditions") or [] if c["type"] == "TargetReachable"), None)
+        return reachable if reachable is not None and reachable["status"] == "False" else None
+
+    condition = await until(unreachable, what="TargetReachable=False")
+    assert f"Secret {APP_NS}/absent does not exist" in condition["message"]
+    assert (await world.receiver("web-up"))["status"]["lastHit"]["error"] == condition["message"]

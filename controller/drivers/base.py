@@ -39,13 +39,15 @@ class CattleClients(Protocol):
 
 @dataclass(frozen=True)
 class DriverContext:
-    cattle: CattleClient
+    cattle: CattleClient | None  # None in operator mode without a default Cattle (no CATTLE_URL)
     kube: KubeClient | None = None  # set in operator mode; drivers of Kubernetes workloads need it
     cattle_clients: CattleClients | None = None  # set in operator mode, where cattleSecretRef works
 
     async def cattle_for(self, target: Target) -> CattleClient:
         """The Cattle client for the target: its receiver's own credentials, else the defaults."""
         if CATTLE_SECRET_CLAIM not in target.claims:
+            if self.cattle is None:
+                raise TargetRefused("no Cattle is configured: set CATTLE_URL, or spec.cattleSecretRef")
             return self.cattle
         if self.cattle_clients is None:
             raise TargetRefused("spec.cattleSecretRef works only in operator mode (webhook-service operator)")

@@ -47,7 +47,7 @@ from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.registry import ReceiverRegistry
-from controller.service import cattle_endpoint
+from controller.service import CattleEndpoint, cattle_endpoint
 from controller.settings import Settings
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
@@ -81,6 +81,8 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     config.persistence.finalizer = "webhook-service.dev/revoke-token"
     config.posting.level = logging.WARNING  # our handlers post their own Events
     config.watching.server_timeout = 300
+    # The handled resources are fixed; without scanning, kopf needs no list/watch on CRDs (least privilege).
+    config.scanning.disabled = True
     return config
 
 
@@ -121,16 +123,22 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         registry = ReceiverRegistry()
         informer = ReceiverInformer(client, registry, drivers, schema)
         await informer.relist()
-        async with cattle_endpoint(settings) as endpoint, aiohttp.ClientSession() as session:
-            logger.info("Cattle: %s", endpoint.label)
-            cattle = CattleClient(
-                session,
-                base_url=endpoint.url,
-                access_key=endpoint.access_key,
-                secret_key=endpoint.secret_key,
-                timeout=settings.cattle_timeout,
-                metrics=metrics,
-            )
+        async with default_cattle(settings) as endpoint, aiohttp.ClientSession() as session:
+            cattle = None
+            if endpoint is not None:
+                logger.info("default Cattle: %s", endpoint.label)
+                cattle = CattleClient(
+                    session,
+                    base_url=endpoint.url,
+                    access_key=endpoint.access_key,
+                    secret_key=endpoint.secret_key,
+                    timeout=settings.cattle_timeout,
+                    metrics=metrics,
+                )
+            else:
+                logger.info(
+                    "no default Cattle (CATTLE_URL unset): scaleService receivers need cattleSecretRef"
+                )
             reconciler = Reconciler(
                 store=store,
                 drivers=drivers,
@@ -250,6 +258,17 @@ async def run_kopf(
         stop_flag=stop_flag,
     )
     await kopf.run_tasks(tasks, ignored=_NotKopfs())
+
+
+@contextlib.asynccontextmanager
+async def default_cattle(settings: Settings) -> AsyncIterator[CattleEndpoint | None]:
+    """The operator's default Cattle: none unless configured. A cluster may only scale workloads, and
+    a forgotten CATTLE_URL must not send hits to an emulation ("sandbox" must be asked for)."""
+    if not settings.cattle_url:
+        yield None
+        return
+    async with cattle_endpoint(settings) as endpoint:
+        yield endpoint
 
 
 async def run_operator(settings: Settings) -> None:
