@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import kmock
 import pytest
+import yaml
 
 from controller.store.sqlite import SqliteStore
+from tests.kubeemu import KubeEmulator
 
 
 @pytest.fixture
@@ -17,3 +20,47 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await store.open()
     yield store
     await store.close()
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[KubeEmulator]:
+    """An in-process Kubernetes API (tests/kubeemu.py) on 127.0.0.1 with the resources the product uses.
+
+    Talk to it at ``kube.url`` (``KubeClient(session, str(kube.url), {})``, or the ``kubeconfig``
+    fixture); seed objects through the API or with ``kube.objects['apps/v1/deployments', 'ns', 'web']
+    = {...}``; assert on ``kube.objects[...]`` (and on the requests: ``list(kube)``).
+    """
+    async with KubeEmulator() as emulator, kmock.Server(emulator):
+        emulator.declare(
+            "webhook-service.dev/v1/receivers", "Receiver", namespaced=True, subresources={"status"}
+        )
+        emulator.declare("webhook-service.dev/v1/intentledgers", "IntentLedger", namespaced=True)
+        emulator.declare("v1/secrets", "Secret", namespaced=True)
+        emulator.declare("v1/events", "Event", namespaced=True)
+        emulator.declare("v1/namespaces", "Namespace", namespaced=False)
+        for workload in ("apps/v1/deployments", "apps/v1/statefulsets"):
+            kind = "Deployment" if workload.endswith("deployments") else "StatefulSet"
+            emulator.declare(workload, kind, namespaced=True, subresources={"status", "scale"})
+        emulator.declare(
+            "autoscaling/v2/horizontalpodautoscalers", "HorizontalPodAutoscaler", namespaced=True
+        )
+        emulator.declare("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
+        emulator.declare("kopf.dev/v1/kopfpeerings", "KopfPeering", namespaced=True)
+        emulator.objects["kopf.dev/v1/clusterkopfpeerings", None, "webhook-service"] = {}
+        yield emulator
+
+
+@pytest.fixture
+def kubeconfig(kube: KubeEmulator, tmp_path: Path) -> Path:
+    """A kubeconfig file whose current context points at the ``kube`` emulator (with a dummy token)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": str(kube.url).rstrip("/")}}],
+        "users": [{"name": "tester", "user": {"token": "dummy-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
+        "current-context": "emulator",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -1,0 +1,194 @@
+"""Operator mode as it is deployed: two real ``webhook-service operator`` processes (two replicas)
+against the Kubernetes emulator, found through a kubeconfig file, scaling the Cattle sandbox.
+
+What it shows: kopf peering makes exactly one replica active (it folds and applies), both replicas'
+listeners accept hits, no hit is lost or applied twice, and both stop cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import kopf
+import pytest
+from aiohttp import web
+
+from controller.kube.client import RECEIVERS, SECRETS, KubeClient
+from controller.kube.errors import KubeNotFound
+from controller.sandbox.app import SandboxOptions, run_sandbox
+from tests.kubeemu import KubeEmulator
+from tests.processes import WEBHOOK_SERVICE, Process, free_port
+
+pytestmark = pytest.mark.e2e
+
+APP_NS = "shop"
+
+
+class Replica(Process):
+    def __init__(self, tmp: Path, kubeconfig: Path, cattle_url: str, name: str) -> None:
+        self.port = free_port()
+        super().__init__(
+            name,
+            [
+                WEBHOOK_SERVICE,
+                "operator",
+                "--namespace",
+                "webhook-service",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--public-url",
+                f"http://127.0.0.1:{self.port}",
+                "--cattle-url",
+                cattle_url,
+                "--resync-interval",
+                "2",
+                "--identity",
+                name,
+            ],
+            tmp / f"{name}.log",
+            env={"KUBECONFIG": str(kubeconfig)},
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1-webhooks/endpoint"
+
+    async def ready(self, session: aiohttp.ClientSession, within: float = 30.0) -> None:
+        """Poll /readyz without blocking the loop (the emulator it talks to runs on this loop)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while asyncio.get_running_loop().time() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode}:\n{self.output()}")
+            try:
+                async with session.get(f"http://127.0.0.1:{self.port}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.name} not ready within {within}s:\n{self.output()}")
+
+    async def terminate(self, within: float = 20.0) -> int:
+        """SIGTERM, then wait in a thread: the process's last API calls are served on this loop."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.to_thread(self.proc.wait, within)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return await asyncio.to_thread(self.proc.wait, 10)
+
+
+@pytest.fixture
+async def cattle() -> AsyncIterator[str]:
+    runner: web.AppRunner = await run_sandbox("127.0.0.1", 0, None, SandboxOptions(transition_ms=10))
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/v2-beta"
+    finally:
+        await runner.cleanup()
+
+
+async def scale(session: aiohttp.ClientSession, cattle_url: str) -> int:
+    async with session.get(f"{cattle_url}/projects/1a5/services/1s7") as response:
+        return int((await response.json())["scale"])
+
+
+async def until(check: Any, within: float, what: str) -> Any:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            value = await check()
+        except (KeyError, LookupError, aiohttp.ClientError, KubeNotFound):
+            value = None
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {within}s")
+
+
+async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
+    kube: KubeEmulator, kubeconfig: Path, cattle: str, tmp_path: Path
+) -> None:
+    replicas = [Replica(tmp_path, kubeconfig, cattle, f"replica-{i}") for i in (1, 2)]
+    client = KubeClient.from_connection(kopf.ConnectionInfo(server=str(kube.url).rstrip("/")))
+    try:
+        async with aiohttp.ClientSession() as session:
+            for replica in replicas:
+                replica.start()
+            for replica in replicas:
+                await replica.ready(session)
+
+            async def peers() -> bool:
+                peering = kube.objects["kopf.dev/v1/clusterkopfpeerings", None, "webhook-service"]
+                return len(peering.get("status") or {}) == 2
+
+            await until(peers, 30, "both replicas in the peering object")
+            await asyncio.sleep(1.0)  # a peer's pause takes effect on its next peering event
+
+            await client.create(
+                RECEIVERS.within(APP_NS),
+                {
+                    "apiVersion": "webhook-service.dev/v1",
+                    "kind": "Receiver",
+                    "metadata": {"name": "web-up", "namespace": APP_NS},
+                    "spec": {
+                        "driver": "scaleService",
+                        "scaleServiceConfig": {
+                            "projectId": "1a5",
+                            "serviceId": "1s7",
+                            "action": "up",
+                            "amount": 1,
+                            "min": 1,
+                            "max": 1000,
+                        },
+                    },
+                },
+            )
+
+            async def token() -> str | None:
+                secret = await client.get(SECRETS.named("web-up-trigger", APP_NS))
+                return base64.b64decode(secret["data"]["token"]).decode()
+
+            key = await until(token, 30, "the trigger Secret")
+            before = await scale(session, cattle)
+
+            async def accepted_by(replica: Replica) -> bool:
+                headers = {"Idempotency-Key": "probe"}  # one accepted hit in all, then duplicates
+                async with session.post(replica.endpoint, params={"key": key}, headers=headers) as answer:
+                    return answer.status == 200
+
+            for replica in replicas:
+                await until(lambda r=replica: accepted_by(r), 30, f"{replica.name} accepting the token")
+
+            async def fire(replica: Replica, i: int) -> int:
+                headers = {"Idempotency-Key": f"{replica.name}-{i}"}
+                async with session.post(replica.endpoint, params={"key": key}, headers=headers) as answer:
+                    return answer.status
+
+            codes = await asyncio.gather(*(fire(r, i) for r in replicas for i in range(30)))
+            assert codes == [200] * 60
+
+            async def applied() -> bool:
+                return await scale(session, cattle) == before + 1 + 60
+
+            await until(applied, 60, "every hit applied once")
+            await asyncio.sleep(1.0)
+            assert await scale(session, cattle) == before + 61  # and nothing more afterwards
+    finally:
+        codes = [await replica.terminate() for replica in replicas]
+        await client.close()
+    assert codes == [0, 0], "\n".join(r.output() for r in replicas)
+    folders = [r.name for r in replicas if "folded" in r.output()]
+    assert len(folders) == 1, f"folding replicas: {folders}"
+    assert all("Traceback" not in r.output() for r in replicas), "\n".join(r.output() for r in replicas)
+    assert os.environ.get("KUBECONFIG") != str(kubeconfig)  # the processes got it, not this one
