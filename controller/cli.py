@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controller.kube.errors import KubeError
 from controller.sandbox.seed import SeedError
 from controller.settings import SANDBOX, Settings
 from controller.store.base import StoreError
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (argparse.ArgumentTypeError, SeedError, StoreError, OSError) as e:
+    except (argparse.ArgumentTypeError, SeedError, StoreError, KubeError, OSError) as e:
         # A person's mistake (a bad flag, seed file or state folder): one line, no traceback.
         print(f"webhook-service {args.command}: {e}", file=sys.stderr)
         return 2

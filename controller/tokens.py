@@ -123,7 +123,9 @@ class KeyRing:
     @staticmethod
     def new_key(*, clock: Callable[[], float] = time.time) -> tuple[str, bytes]:
         """A new key: (file name "<kid>.pem", PEM). Kids sort by creation time, so the newest signs."""
-        stamp = datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+        # Microseconds: two keys made in one second (a rotation right after the first start) must still
+        # sort by age, since the newest kid signs.
+        stamp = datetime.fromtimestamp(clock(), tz=UTC).strftime("%Y%m%dT%H%M%S%fZ")
         kid = f"{stamp}-{secrets.token_hex(4)}"
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()

@@ -192,3 +192,38 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
     assert len(folders) == 1, f"folding replicas: {folders}"
     assert all("Traceback" not in r.output() for r in replicas), "\n".join(r.output() for r in replicas)
     assert os.environ.get("KUBECONFIG") != str(kubeconfig)  # the processes got it, not this one
+
+
+async def run_cli(*args: str, kubeconfig: Path | None) -> tuple[int, str, str]:
+    """The real command, awaited without blocking the loop the emulator answers on."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(Path(__file__).parent / "no-home")  # no ~/.kube/config to fall back on
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    proc = await asyncio.create_subprocess_exec(
+        WEBHOOK_SERVICE, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_keys_rotate_kubernetes_adds_a_newest_key_to_the_secret(
+    kube: KubeEmulator, kubeconfig: Path
+) -> None:
+    code, out, err = await run_cli("keys", "rotate", "--kubernetes", kubeconfig=kubeconfig)
+    assert code == 0, err
+    kid = out.strip()
+    secret = kube.objects["v1/secrets", "webhook-service", "webhook-service-signing-keys"]
+    assert f"{kid}.pem" in secret["data"] and len(secret["data"]) == 2  # the first key, and the new one
+    code, out, err = await run_cli("keys", "list", "--kubernetes", kubeconfig=kubeconfig)
+    assert code == 0 and out.split()[-1] == kid
+
+
+async def test_the_operator_without_credentials_says_so_in_one_line() -> None:
+    code, _, err = await run_cli("operator", kubeconfig=None)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
+        "webhook-service operator: no Kubernetes credentials: not in a pod with a service account, "
+        "no KUBECONFIG, no ~/.kube/config"
+    )

@@ -23,7 +23,7 @@ from controller.listener.app import ListenerDeps, build_app
 from controller.metrics import Metrics
 from controller.operator.app import Operator, operator
 from controller.operator.informer import ReceiverInformer
-from controller.operator.keys import load_or_create_keyring
+from controller.operator.keys import add_key, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
 from controller.registry import ReceiverRegistry
 from controller.sandbox.app import SandboxOptions, run_sandbox
@@ -149,6 +149,7 @@ async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
         cattle_url=cattle,
         namespace=NS,
         resync_interval=2.0,
+        key_refresh_interval=0.2,
         identity="test-replica",
         backoff_base=0.05,
         backoff_cap=0.5,
@@ -440,3 +441,20 @@ async def test_a_missing_cattle_secret_fails_the_hit_and_says_so_in_status(world
     condition = await until(unreachable, what="TargetReachable=False")
     assert f"Secret {APP_NS}/absent does not exist" in condition["message"]
     assert (await world.receiver("web-up"))["status"]["lastHit"]["error"] == condition["message"]
+    [event] = await until(lambda: _events(world, "web-up", "HitFailed"), what="a HitFailed Event")
+    assert event["type"] == "Warning" and condition["message"] in event["message"]
+
+
+async def test_a_rotated_key_signs_new_tokens_while_existing_urls_keep_working(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    old = await world.granted("web-up")
+    old_kid = (await world.receiver("web-up"))["status"]["tokenKid"]
+    new_kid = await add_key(world.client, NS)
+    assert new_kid > old_kid
+    await asyncio.sleep(0.6)  # a few key refresh intervals: every part now holds both keys
+    code, _ = await world.hit(old)
+    assert code == 200
+    await world.patch("web-up", {"metadata": {"annotations": {"webhook-service.dev/token-generation": "2"}}})
+    new = await until(lambda: _new_token(world, "web-up", old), what="a new token")
+    await until(lambda: _accepts_token(world, new), what="the new token accepted")
+    assert (await world.receiver("web-up"))["status"]["tokenKid"] == new_kid

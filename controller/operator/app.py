@@ -37,6 +37,7 @@ from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.kube.client import KubeClient
+from controller.kube.errors import KubeError
 from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app
 from controller.metrics import Metrics
@@ -60,7 +61,7 @@ def discover_connection() -> kopf.ConnectionInfo:
     settings = kopf.OperatorSettings()
     info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
     if info is None:
-        raise kopf.LoginError(
+        raise KubeError(
             "no Kubernetes credentials: not in a pod with a service account, no KUBECONFIG, no ~/.kube/config"
         )
     return info

@@ -107,6 +107,7 @@ class ReceiverHandlers:
         # status is written once per MIRROR_DELAY with the latest ledger, not once per hit.
         self._mirrors: dict[str, ledgers.Ledger] = {}
         self._mirror_tasks: dict[str, asyncio.Task[None]] = {}
+        self._failed: dict[str, str] = {}  # receiver -> the failed hit last reported as an Event
 
     async def close(self) -> None:
         tasks = list(self._mirror_tasks.values())
@@ -315,9 +316,18 @@ class ReceiverHandlers:
                 if hit is None:
                     continue
                 try:
-                    await update_status(self.deps.client, namespace, name, _mirror(led, hit))
+                    receiver = await update_status(self.deps.client, namespace, name, _mirror(led, hit))
                 except KubeError as e:
                     logger.warning("could not update the status of %s: %s", key, e)
+                    continue
+                if (
+                    receiver is not None
+                    and hit.intent_state == "failed"
+                    and self._failed.get(key) != hit.hit_id
+                ):
+                    self._failed[key] = hit.hit_id
+                    message = f"hit {hit.hit_id} failed on {led['target']}: {hit.reason}"
+                    await post_event(self.deps.client, receiver, "Warning", "HitFailed", message)
         finally:
             # No await between the loop's last check and this: a new ledger can't slip in between.
             self._mirror_tasks.pop(key, None)
