@@ -3,18 +3,20 @@
 Package layout (each module has one responsibility; the folder listing is the architecture):
 
 - ``settings``      one frozen dataclass of settings, built once by ``cli``
-- ``cli``           argparse subcommands (run, validate, trigger-url, status, cattle-sandbox)
+- ``cli``           argparse subcommands (run, operator, validate, trigger-url, status, keys, cattle-sandbox)
 - ``service``       wires the parts of ``run`` together (aiohttp app, store, watcher, reconciler)
 - ``model``         receivers, targets and intents as typed values; raw JSON shapes in ``bodies``
 - ``receivers/``    the CRD schema, the YAML loader, the folder watcher
 - ``tokens``        Ed25519 signing keys and JWT trigger tokens
 - ``registry``      the in-memory set of active receivers the listener checks every hit against
 - ``listener/``     the aiohttp trigger endpoint, error answers, rate limits, Alertmanager payloads
-- ``store/``        the durable store interface and its SQLite implementation
+- ``store/``        the durable store interface; SQLite, and IntentLedger objects on Kubernetes
 - ``reconciler``    folds pending intents into a desired scale and converges the target
 - ``fold``          the pure fold of scale intents
 - ``drivers/``      one module per driver; a new driver joins by adding a module
 - ``cattle/``       the Cattle (Rancher 1.x) API client and its error hierarchy
 - ``sandbox/``      an in-process emulation of the part of Cattle's API the drivers use
+- ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring
+- ``kube/``         the Kubernetes API client and its error hierarchy
 - ``metrics``       Prometheus metrics on an explicit registry
 """
