@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -137,14 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    host, port = parse_listen(args.listen)
     if float(args.hit_retention_days) < 1:
         raise SystemExit(
             "webhook-service: --hit-retention-days must be at least 1 (idempotency keys last 24 h)"
         )
-    return Settings(
+    return replace(
+        shared_settings(args),
         receivers_dir=Path(args.receivers),
         state_dir=Path(args.state),
+        hit_retention_days=float(args.hit_retention_days),
+    )
+
+
+def shared_settings(args: argparse.Namespace) -> Settings:
+    """The settings ``run`` and ``operator`` have in common: the listener and the default Cattle."""
+    host, port = parse_listen(args.listen)
+    return Settings(
         listen_host=host,
         listen_port=port,
         public_url=args.public_url or "",
@@ -154,7 +163,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
         max_body_bytes=int(args.max_body_bytes),
         resync_interval=float(args.resync_interval),
-        hit_retention_days=float(args.hit_retention_days),
         log_level=args.log_level,
     )
 
@@ -201,21 +209,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def operator_settings_from(args: argparse.Namespace) -> Settings:
-    host, port = parse_listen(args.listen)
-    return Settings(
-        listen_host=host,
-        listen_port=port,
-        public_url=args.public_url or "",
-        cattle_url=args.cattle_url,
-        cattle_access_key=os.environ.get("CATTLE_ACCESS_KEY") or None,
-        cattle_secret_key=os.environ.get("CATTLE_SECRET_KEY") or None,
-        sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
-        max_body_bytes=int(args.max_body_bytes),
-        resync_interval=float(args.resync_interval),
-        log_level=args.log_level,
-        namespace=args.namespace,
-        peering_name=args.peering,
-        identity=args.identity,
+    return replace(
+        shared_settings(args), namespace=args.namespace, peering_name=args.peering, identity=args.identity
     )
 
 

@@ -66,6 +66,19 @@ async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
         await runner.cleanup()
 
 
+def cattle_client(
+    session: aiohttp.ClientSession, endpoint: CattleEndpoint, settings: Settings, metrics: Metrics
+) -> CattleClient:
+    return CattleClient(
+        session,
+        base_url=endpoint.url,
+        access_key=endpoint.access_key,
+        secret_key=endpoint.secret_key,
+        timeout=settings.cattle_timeout,
+        metrics=metrics,
+    )
+
+
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
     settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     metrics = Metrics()
@@ -109,14 +122,7 @@ async def serve(
         interval=settings.watch_interval,
     )
     await watcher.scan_once()
-    cattle = CattleClient(
-        session,
-        base_url=endpoint.url,
-        access_key=endpoint.access_key,
-        secret_key=endpoint.secret_key,
-        timeout=settings.cattle_timeout,
-        metrics=metrics,
-    )
+    cattle = cattle_client(session, endpoint, settings, metrics)
     reconciler = Reconciler(
         store=store,
         drivers=drivers,

@@ -33,7 +33,6 @@ import kopf
 from aiohttp import web
 
 from controller.backoff import Backoff
-from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.kube.client import KubeClient
@@ -48,7 +47,7 @@ from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.registry import ReceiverRegistry
-from controller.service import CattleEndpoint, cattle_endpoint
+from controller.service import CattleEndpoint, cattle_client, cattle_endpoint
 from controller.settings import Settings
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
@@ -128,14 +127,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             cattle = None
             if endpoint is not None:
                 logger.info("default Cattle: %s", endpoint.label)
-                cattle = CattleClient(
-                    session,
-                    base_url=endpoint.url,
-                    access_key=endpoint.access_key,
-                    secret_key=endpoint.secret_key,
-                    timeout=settings.cattle_timeout,
-                    metrics=metrics,
-                )
+                cattle = cattle_client(session, endpoint, settings, metrics)
             else:
                 logger.info(
                     "no default Cattle (CATTLE_URL unset): scaleService receivers need cattleSecretRef"
