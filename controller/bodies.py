@@ -6,7 +6,7 @@ frozen values in ``controller.model`` instead.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Required, TypedDict
 
 
 class ObjectMeta(TypedDict, total=False):
@@ -36,10 +36,28 @@ class SecretRef(TypedDict):
     name: str  # a Secret in the receiver's namespace
 
 
+class ScaleHostConfig(TypedDict, total=False):
+    projectId: Required[str]
+    hostSelector: Required[dict[str, str]]
+    action: Required[Literal["up", "down"]]
+    amount: Required[int]
+    min: Required[int]
+    max: Required[int]
+    deleteOption: Literal["mostRecent", "leastRecent"]
+
+
+class SignatureSpec(TypedDict, total=False):
+    scheme: Required[Literal["standard-webhooks", "github"]]
+    secretRef: SecretRef
+    secretFile: str
+
+
 class ReceiverSpec(TypedDict, total=False):
     driver: str
     scaleServiceConfig: ScaleServiceConfig
+    scaleHostConfig: ScaleHostConfig
     cattleSecretRef: SecretRef
+    signature: SignatureSpec
     fireOn: list[str]
     cooldownSeconds: int
     dedupeWindowSeconds: int
