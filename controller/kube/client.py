@@ -34,6 +34,7 @@ from controller.kube.errors import KubeError, KubeUnavailable, classify
 
 KubeObject = dict[str, Any]
 
+WATCH_SECONDS = 300
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -125,13 +126,17 @@ class KubeClient:
 
     async def watch(self, ref: Ref, *, resource_version: str | None = None) -> AsyncIterator[KubeObject]:
         """Yield watch events ({"type", "object"}) until the server closes the stream."""
-        params = {"watch": "true", "allowWatchBookmarks": "true"}
+        # The server ends the watch after WATCH_SECONDS; a silent connection is given up a bit later.
+        params = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(WATCH_SECONDS)}
         if resource_version:
             params["resourceVersion"] = resource_version
         url = self._server + ref.path()
         try:
             async with self._session.get(
-                url, params=params, headers=self._headers, timeout=aiohttp.ClientTimeout(sock_read=None)
+                url,
+                params=params,
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=WATCH_SECONDS + 30),
             ) as response:
                 if response.status >= 400:
                     raise await _error(response)
