@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from controller.bodies import ReceiverSpec
+from controller.bodies import ReceiverSpec, SignatureSpec
 
 Outcome = Literal["accepted", "ignored", "duplicate", "cooldown", "suspended"]
 Disposition = Literal["act", "ignored", "suspended"]
@@ -97,6 +97,8 @@ class Receiver:
     dedupe_window_seconds: float = 60.0
     rate_limit: RateLimit | None = None
     suspend: bool = False
+    # The sender must also sign its hits (checked right after the token, before anything else).
+    signature: SignatureSpec | None = field(default=None, hash=False)
     source: str = ""  # the file (or "kubernetes") it came from, for messages
 
     @property

@@ -24,6 +24,7 @@ from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app
+from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
@@ -140,6 +141,7 @@ async def serve(
             drivers=drivers,
             metrics=metrics,
             wake=reconciler.wake,
+            signatures=SignatureSecrets(kube=None),
         )
     )
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -20,6 +20,7 @@ from controller.drivers.base import ScaleDriver
 from controller.listener.errors import error_middleware
 from controller.listener.handlers import Handlers
 from controller.listener.ratelimit import RateLimiter
+from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.registry import ReceiverRegistry
 from controller.settings import Settings
@@ -39,6 +40,8 @@ class ListenerDeps:
     metrics: Metrics
     wake: Callable[[str], None]  # called with the target id after a hit is recorded as "accepted"
     clock: Callable[[], float] = time.time
+    # Receivers' sender secrets (spec.signature); without a Kubernetes client only secretFile works.
+    signatures: SignatureSecrets = field(default_factory=SignatureSecrets)
 
 
 LISTENER_DEPS: web.AppKey[ListenerDeps] = web.AppKey("listener_deps", ListenerDeps)

@@ -1,11 +1,15 @@
 """The listener's views: the trigger endpoint, health, readiness and metrics.
 
 The trigger endpoint checks a hit in a fixed order, cheapest and most telling first: where the
-token is, whether it verifies, whether it is the receiver's current token, the receiver's rate
-limit, the headers, and only then the body. It never decides a hit's outcome itself beyond what the
-receiver's spec says (suspended, or an Alertmanager status outside ``fireOn``): idempotency,
-Alertmanager retries and cooldown are decided by ``store.record_hit`` in the same transaction that
-records the hit, so it answers 200 only once the hit is durable.
+token is, whether it verifies (which names the receiver), the sender's signature when the receiver
+requires one (``spec.signature``: the body is read for it, and the same bytes are parsed later),
+whether it is the receiver's current token, the receiver's rate limit, the headers, and only then
+the body. An unsigned hit thus costs nothing but a 401: no rate-limit token, no record.
+
+The view never decides a hit's outcome itself beyond what the receiver's spec says (suspended, or
+an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries and cooldown are
+decided by ``store.record_hit`` in the same transaction that records the hit, so it answers 200 only
+once the hit is durable.
 
 Views are methods of ``Handlers``, which holds the listener's dependencies explicitly (built by
 ``controller.listener.app.build_app``).
@@ -23,10 +27,11 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.bodies import AlertmanagerPayload
+from controller.listener import signature
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
 from controller.listener.ratelimit import RateLimiter, retry_after_header
-from controller.model import ActiveReceiver, Disposition, Receiver
+from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
 from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
 from controller.tokens import TokenError, TokenRejected, check_current
 
@@ -66,7 +71,13 @@ class Handlers:
             self.deps.metrics.hit_latency.observe(time.perf_counter() - started)
 
     async def _trigger(self, request: web.Request) -> web.Response:
-        active = self._authenticate(request)
+        claims = self._verify_token(request)
+        current = self.deps.registry.get(claims.receiver_key)
+        raw: bytes | None = None
+        if current is not None and current.receiver.signature is not None:
+            raw = await self._read_raw(request)
+            await self._check_signature(current.receiver, request, raw)
+        active = self._check_current(claims, current, request)
         receiver = active.receiver
         if active.refusal is not None:
             raise ApiError(
@@ -74,7 +85,7 @@ class Handlers:
             )
         self._check_rate_limit(receiver)
         idempotency_key = _idempotency_key(request)
-        body = await self._read_body(request)
+        body = _parse_body(request, raw if raw is not None else await self._read_raw(request))
         disposition, reason = _disposition(receiver, body)
         intent = None
         if disposition == "act":
@@ -117,17 +128,33 @@ class Handlers:
             self.deps.wake(receiver.target.id)
         return web.json_response({"receiver": receiver.key, "outcome": result.outcome, "hit": result.hit_id})
 
-    def _authenticate(self, request: web.Request) -> ActiveReceiver:
+    def _verify_token(self, request: web.Request) -> TokenClaims:
         token = _find_token(request)
         try:
-            claims = self.deps.verifier.verify(token)
-            return check_current(
-                claims, self.deps.registry.get(claims.receiver_key), request.query.get("projectId")
-            )
+            return self.deps.verifier.verify(token)
         except TokenError as e:
-            status = 403 if isinstance(e, TokenRejected) else 401
-            logger.warning("rejected a trigger token: %s (%s)", e.code, e)
-            raise ApiError(status, e.code, str(e)) from e
+            raise _token_error(e) from e
+
+    def _check_current(
+        self, claims: TokenClaims, current: ActiveReceiver | None, request: web.Request
+    ) -> ActiveReceiver:
+        try:
+            return check_current(claims, current, request.query.get("projectId"))
+        except TokenError as e:
+            raise _token_error(e) from e
+
+    async def _check_signature(self, receiver: Receiver, request: web.Request, raw: bytes) -> None:
+        spec = receiver.signature
+        assert spec is not None
+        try:
+            secret = await self.deps.signatures.secret(receiver)
+            signature.verify(spec["scheme"], secret, request.headers, raw, self.deps.clock())
+        except signature.SignatureError as e:
+            logger.warning("rejected a hit of %s: %s (%s)", receiver.key, e.code, e)
+            headers = {}
+            if isinstance(e, signature.SignatureSecretUnavailable):
+                headers["Retry-After"] = str(e.retry_after)
+            raise ApiError(e.status, e.code, e.message, headers) from e
 
     def _check_rate_limit(self, receiver: Receiver) -> None:
         if receiver.rate_limit is None:
@@ -146,25 +173,15 @@ class Handlers:
             {"Retry-After": retry_after_header(wait)},
         )
 
-    async def _read_body(self, request: web.Request) -> Body:
+    async def _read_raw(self, request: web.Request) -> bytes:
         limit = self.deps.settings.max_body_bytes
         too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
         if request.content_length is not None and request.content_length > limit:
             raise too_large
         try:
-            raw = await request.read()
+            return await request.read()
         except web.HTTPRequestEntityTooLarge as e:
             raise too_large from e
-        if not raw or not _is_json(request.content_type):
-            return Body(alertmanager=None)
-        try:
-            data: Any = json.loads(raw)
-        except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested arrays
-            raise ApiError(400, "malformed_body", "The body is declared JSON but does not parse.") from e
-        try:
-            return Body(alertmanager=parse_payload(data))
-        except MalformedPayload as e:
-            raise ApiError(400, "malformed_body", f"{e}.") from e
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -182,6 +199,25 @@ class Handlers:
     async def metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.deps.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _token_error(error: TokenError) -> ApiError:
+    status = 403 if isinstance(error, TokenRejected) else 401
+    logger.warning("rejected a trigger token: %s (%s)", error.code, error)
+    return ApiError(status, error.code, str(error))
+
+
+def _parse_body(request: web.Request, raw: bytes) -> Body:
+    if not raw or not _is_json(request.content_type):
+        return Body(alertmanager=None)
+    try:
+        data: Any = json.loads(raw)
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested arrays
+        raise ApiError(400, "malformed_body", "The body is declared JSON but does not parse.") from e
+    try:
+        return Body(alertmanager=parse_payload(data))
+    except MalformedPayload as e:
+        raise ApiError(400, "malformed_body", f"{e}.") from e
 
 
 def _find_token(request: web.Request) -> str:

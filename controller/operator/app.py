@@ -39,6 +39,7 @@ from controller.kube.client import KubeClient
 from controller.kube.errors import KubeError
 from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app
+from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.operator import handlers
 from controller.operator.cattle import SecretCattleClients
@@ -157,6 +158,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 drivers=drivers,
                 metrics=metrics,
                 wake=lambda _target: None,
+                signatures=SignatureSecrets(kube=client),
             )
             runner = web.AppRunner(build_app(deps), access_log_class=RedactingAccessLogger)
             await runner.setup()

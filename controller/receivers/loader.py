@@ -176,7 +176,7 @@ def _load_document(
         ]
     if driver.config_field not in spec:
         return [Problem(f"spec.{driver.config_field}", f"required when driver is {driver.name}")]
-    problems = driver.check(spec)
+    problems = driver.check(spec) + _check_signature(spec)
     if problems:
         return problems
     receiver = _receiver(metadata, spec, driver, path)
@@ -227,6 +227,15 @@ def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _check_signature(spec: ReceiverSpec) -> list[Problem]:
+    """Exactly one place for the secret. secretRef passes in standalone mode too: the same manifest
+    may be meant for the operator, and the listener answers its hits 401 with the reason."""
+    signature = spec.get("signature")
+    if signature is None or ("secretRef" in signature) != ("secretFile" in signature):
+        return []
+    return [Problem("spec.signature", "set exactly one of secretRef and secretFile")]
+
+
 def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriver, path: Path) -> Receiver:
     rate_limit = spec.get("rateLimit")
     namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
@@ -243,6 +252,7 @@ def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriv
         dedupe_window_seconds=float(spec["dedupeWindowSeconds"]),
         rate_limit=RateLimit(rate_limit["requests"], float(rate_limit["perSeconds"])) if rate_limit else None,
         suspend=spec["suspend"],
+        signature=spec.get("signature"),
         source=str(path),
     )
 
