@@ -116,6 +116,28 @@ class CattleService(TypedDict, total=False):
     actions: dict[str, str]
 
 
+class CattleHost(TypedDict, total=False):
+    """A Cattle host. Its machine-driver settings are in one ``<driver>Config`` field (e.g.
+    ``digitaloceanConfig``) that a TypedDict can't name; custom hosts have none and no ``driver``."""
+
+    id: str
+    type: str
+    kind: str
+    name: str | None
+    hostname: str | None
+    accountId: str
+    state: str  # for an active host with an agentState, the agent state (reconnecting, disconnected)
+    agentState: str | None
+    transitioning: Literal["yes", "no", "error"]
+    labels: dict[str, str]
+    driver: str | None
+    hostTemplateId: str | None
+    created: str
+    createdTS: int
+    links: dict[str, str]
+    actions: dict[str, str]
+
+
 class CattlePagination(TypedDict, total=False):
     first: str | None
     previous: str | None

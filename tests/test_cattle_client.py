@@ -292,3 +292,75 @@ async def test_requests_are_counted_by_method_and_status(
     sample = metrics.registry.get_sample_value
     assert sample("webhook_cattle_requests_total", {"method": "GET", "code": "200"}) == 1.0
     assert sample("webhook_cattle_requests_total", {"method": "GET", "code": "0"}) == 1.0
+
+
+# -- hosts
+
+HOSTS_URL = f"{BASE}/projects/1a5/hosts"
+
+
+def host_body(host_id: str, **extra: Any) -> dict[str, Any]:
+    return {"id": host_id, "type": "host", "state": "active", "labels": {"role": "worker"}, **extra}
+
+
+async def test_list_hosts_follows_pagination(mocked: aioresponses, client: CattleClient) -> None:
+    second = f"{HOSTS_URL}?marker=m2"
+    mocked.get(HOSTS_URL, payload={**page([], second), "data": [host_body("1h1"), host_body("1h2")]})
+    mocked.get(second, payload={**page([], None), "data": [host_body("1h3")]})
+
+    got = await client.list_hosts("1a5")
+
+    assert [h["id"] for h in got] == ["1h1", "1h2", "1h3"]
+
+
+async def test_get_host_uses_the_project_scoped_url(mocked: aioresponses, client: CattleClient) -> None:
+    mocked.get(f"{HOSTS_URL}/1h3", payload=host_body("1h3", agentState="disconnected"))
+
+    assert (await client.get_host("1a5", "1h3"))["agentState"] == "disconnected"
+
+
+async def test_create_host_posts_the_body_and_returns_the_requested_host(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    body = {"hostname": "worker-4", "labels": {"role": "worker"}, "digitaloceanConfig": {"size": "2gb"}}
+    mocked.post(HOSTS_URL, status=201, payload=host_body("1h9", state="requested", transitioning="yes"))
+
+    got = await client.create_host("1a5", body)
+
+    assert (got["id"], got["state"]) == ("1h9", "requested")
+    assert only_call(mocked, "POST", HOSTS_URL)["json"] == body
+
+
+async def test_evacuate_host_posts_a_host_evacuate_event_that_deletes_it(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    url = f"{BASE}/projects/1a5/externalhostevents"
+    mocked.post(url, status=201, payload={"id": "1ee1", "type": "externalHostEvent"})
+
+    await client.evacuate_host("1a5", "1h3")
+
+    assert only_call(mocked, "POST", url)["json"] == {
+        "eventType": "host.evacuate",
+        "hostId": "1h3",
+        "deleteHost": True,
+    }
+
+
+async def test_a_refused_host_create_is_busy_with_cattles_code(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    mocked.post(
+        HOSTS_URL, status=422, payload=error_body(422, "DriverConfigExactlyOneRequired", "one config")
+    )
+
+    with pytest.raises(CattleBusy, match="DriverConfigExactlyOneRequired"):
+        await client.create_host("1a5", {"hostname": "x"})
+
+
+async def test_host_with_malformed_labels_is_a_protocol_error(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    mocked.get(f"{HOSTS_URL}/1h3", payload=host_body("1h3", labels=["role=worker"]))
+
+    with pytest.raises(CattleProtocolError, match="malformed labels"):
+        await client.get_host("1a5", "1h3")

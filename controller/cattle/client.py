@@ -1,4 +1,5 @@
-"""A small client for Cattle's v2-beta API (also ``/v1``): read a project, read, list and scale services.
+"""A small client for Cattle's v2-beta API (also ``/v1``): read a project, read, list and scale services,
+list, create and evacuate hosts.
 
 Design decisions:
 
@@ -10,9 +11,10 @@ Design decisions:
 - The answer is checked for shape (a JSON object with an ``id``; a collection with ``data``) so a
   wrong URL that happens to answer 200 (a proxy's login page, another API) is a protocol error, not
   a service with no scale.
-- ``list_services`` follows ``pagination.next``, but only its query (the ``marker``) is applied to the
-  collection URL we built. Cattle builds links from the request's Host / X-Forwarded headers, which a
-  proxy can get wrong, and following a host named by an answer would send our credentials there.
+- ``list_services`` and ``list_hosts`` follow ``pagination.next``, but only its query (the ``marker``)
+  is applied to the collection URL we built. Cattle builds links from the request's Host /
+  X-Forwarded headers, which a proxy can get wrong, and following a host named by an answer would
+  send our credentials there.
 - Credentials go only into the ``Authorization`` header; nothing logged here contains them.
 """
 
@@ -30,7 +32,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from controller.bodies import CattleCollection, CattleErrorBody, CattleService
+from controller.bodies import CattleCollection, CattleErrorBody, CattleHost, CattleService
 from controller.cattle.errors import (
     CattleBusy,
     CattleError,
@@ -87,15 +89,39 @@ class CattleClient:
 
     async def list_services(self, project_id: str, **filters: str) -> list[CattleService]:
         """All services of the project matching ``filters`` (e.g. ``name="web"``), across every page."""
-        url = URL(f"{self._project_url(project_id)}/services").with_query(filters)
-        services: list[CattleService] = []
+        items = await self._list_all(f"{self._project_url(project_id)}/services", filters)
+        return [service(item) for item in items]
+
+    async def list_hosts(self, project_id: str, **filters: str) -> list[CattleHost]:
+        """All hosts of the project matching ``filters``, across every page (removed ones are hidden)."""
+        items = await self._list_all(f"{self._project_url(project_id)}/hosts", filters)
+        return [host(item) for item in items]
+
+    async def get_host(self, project_id: str, host_id: str) -> CattleHost:
+        return host(await self._request("GET", self._host_url(project_id, host_id)))
+
+    async def create_host(self, project_id: str, body: Mapping[str, Any]) -> CattleHost:
+        """POST a new host (``hostname``, ``labels`` and exactly one ``<driver>Config``); Cattle answers
+        at once with the host in ``requested`` and provisions it asynchronously."""
+        return host(await self._request("POST", f"{self._project_url(project_id)}/hosts", body=body))
+
+    async def evacuate_host(self, project_id: str, host_id: str) -> dict[str, Any]:
+        """Remove a host the way Cattle does: a ``host.evacuate`` event with ``deleteHost`` deactivates it,
+        removes its containers, then removes and purges the host. Returns the event resource."""
+        body = {"eventType": "host.evacuate", "hostId": host_id, "deleteHost": True}
+        data = await self._request("POST", f"{self._project_url(project_id)}/externalhostevents", body=body)
+        return resource(data, "externalHostEvent")
+
+    async def _list_all(self, collection_url: str, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        url = URL(collection_url).with_query(filters)
+        items: list[dict[str, Any]] = []
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             page = collection(await self._request("GET", str(url)))
-            services.extend(service(item) for item in page["data"])
+            items.extend(page["data"])
             next_link = (page.get("pagination") or {}).get("next")
             if not next_link:
-                return services
+                return items
             url = url.with_query(URL(next_link).query)
             if url.query_string in seen:
                 raise CattleProtocolError(f"GET {url.path}: pagination.next repeats a page ({next_link})")
@@ -107,6 +133,9 @@ class CattleClient:
 
     def _service_url(self, project_id: str, service_id: str) -> str:
         return f"{self._project_url(project_id)}/services/{quote(service_id, safe='')}"
+
+    def _host_url(self, project_id: str, host_id: str) -> str:
+        return f"{self._project_url(project_id)}/hosts/{quote(host_id, safe='')}"
 
     async def _request(self, method: str, url: str, *, body: Mapping[str, Any] | None = None) -> Any:
         """Send one request; return the decoded JSON of a 2xx answer or raise a ``CattleError``."""
@@ -198,6 +227,14 @@ def service(data: Any) -> CattleService:
     if scale is not None and (not isinstance(scale, int) or isinstance(scale, bool)):
         raise CattleProtocolError(f"service {checked['id']} has a non-integer scale {scale!r}")
     return cast(CattleService, checked)
+
+
+def host(data: Any) -> CattleHost:
+    checked = resource(data, "host")
+    labels = checked.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        raise CattleProtocolError(f"host {checked['id']} has malformed labels {truncate(repr(labels))}")
+    return cast(CattleHost, checked)
 
 
 def collection(data: Any) -> CattleCollection:

@@ -1,9 +1,11 @@
-"""The sandbox: an in-process emulation of the part of Cattle's API the scaleService driver uses.
+"""The sandbox: an in-process emulation of the part of Cattle's API the Cattle drivers use.
 
 It answers like Cattle (see /work/shared/cattle-api.md) so the client cannot tell the difference: the
 same URLs under ``/v1`` and ``/v2-beta``, HTTP Basic auth with Cattle's challenge, Cattle's error body,
 collections with ``marker`` pagination and ``field_modifier`` filters, partial-update PUTs that answer
-with the whole resource in ``updating-active``, and 409 for a service busy in another process.
+with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
+lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
+``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
 
 Design decisions:
 
@@ -13,6 +15,8 @@ Design decisions:
 - Domain refusals raise ``ApiError``; one middleware turns them (and aiohttp's own 404/405) into
   Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
 - ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
+- ``fail_host_create`` fails chosen host creations by their call number (the 3rd POST of a host...),
+  once each, so a test can stage a partial failure exactly and watch the retry.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -37,8 +41,10 @@ from aiohttp import web
 from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.sandbox.state import (
     ACTIONS_BY_STATE,
+    HOST_ACTIONS_BY_STATE,
     UPDATABLE_EXTRA,
     ApiError,
+    SandboxHost,
     SandboxProject,
     SandboxService,
     SandboxState,
@@ -66,6 +72,8 @@ class SandboxOptions:
     fail_rate: float = 0.0  # share of requests answered 503 before anything else happens
     transition_ms: int = 100  # how long a scale update stays "updating-active"
     seed: int | None = None  # random seed for fail_rate, for repeatable runs
+    fail_host_create: Set[int] = frozenset()  # 1-based POST-of-a-host calls that fail (once each)
+    fail_host_create_status: int = 500  # how they fail: 500 (ServiceUnavailable-like) or 422
 
 
 SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
@@ -91,6 +99,10 @@ def make_sandbox_app(
         app.router.add_get(scope + "/services", list_services)
         app.router.add_get(scope + "/services/{sid}", get_service)
         app.router.add_put(scope + "/services/{sid}", put_service)
+        app.router.add_get(scope + "/hosts", list_hosts)
+        app.router.add_post(scope + "/hosts", post_host)
+        app.router.add_get(scope + "/hosts/{hid}", get_host)
+        app.router.add_post(scope + "/externalhostevents", post_external_host_event)
     return app
 
 
@@ -112,8 +124,9 @@ async def run_sandbox(
 
 async def log_banner(app: web.Application) -> None:
     state = app[SANDBOX_STATE]
-    count = sum(len(p.services) for p in state.projects.values())
-    logger.warning("%s (%d projects, %d services)", BANNER, len(state.projects), count)
+    services = sum(len(p.services) for p in state.projects.values())
+    hosts = sum(len(p.hosts) for p in state.projects.values())
+    logger.warning("%s (%d projects, %d services, %d hosts)", BANNER, len(state.projects), services, hosts)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -202,6 +215,7 @@ async def api_root(request: web.Request) -> web.Response:
         "schemas": f"{base}/schemas",
         "projects": f"{base}/projects",
         "services": f"{base}/services",
+        "hosts": f"{base}/hosts",
     }
     return web.json_response(
         {"id": request.match_info["version"], "type": "apiVersion", "links": links, "actions": {}}
@@ -212,7 +226,16 @@ async def schemas(request: web.Request) -> web.Response:
     base = api_base(request)
     items = [
         {"id": t, "type": "schema", "links": {"self": f"{base}/schemas/{t.lower()}"}}
-        for t in ("apiVersion", "collection", "error", "project", "schema", "service")
+        for t in (
+            "apiVersion",
+            "collection",
+            "error",
+            "externalHostEvent",
+            "host",
+            "project",
+            "schema",
+            "service",
+        )
     ]
     return web.json_response(collection_body(request, items, "schema"))
 
@@ -252,6 +275,63 @@ async def put_service(request: web.Request) -> web.Response:
         raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
     service = state.update(project.id, request.match_info["sid"], changes)
     return web.json_response(render_service(service, api_base(request), request.match_info["version"]))
+
+
+async def list_hosts(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    items = [render_host(h, api_base(request)) for h in request.app[SANDBOX_STATE].hosts(project.id)]
+    return web.json_response(collection_body(request, items, "host"))
+
+
+async def get_host(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    host = request.app[SANDBOX_STATE].host(project.id, request.match_info["hid"])
+    return web.json_response(render_host(host, api_base(request)))
+
+
+async def post_host(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    state, options = request.app[SANDBOX_STATE], request.app[SANDBOX_OPTIONS]
+    body = await json_object(request)
+    state.host_create_calls += 1
+    if state.host_create_calls in options.fail_host_create:
+        status = options.fail_host_create_status
+        code = "InvalidState" if status == 422 else "ServiceUnavailable"
+        raise ApiError(status, code, f"sandbox: injected failure of host create #{state.host_create_calls}")
+    host = state.create_host(project.id, body)
+    return web.json_response(render_host(host, api_base(request)), status=201)
+
+
+async def post_external_host_event(request: web.Request) -> web.Response:
+    project = project_in_scope(request)
+    body = await json_object(request)
+    if body.get("eventType") != "host.evacuate":
+        raise ApiError(422, "InvalidOption", "eventType must be host.evacuate", field_name="eventType")
+    host_id = body.get("hostId")
+    if not isinstance(host_id, str) or not host_id:
+        raise ApiError(422, "MissingRequired", "hostId is required", field_name="hostId")
+    event = request.app[SANDBOX_STATE].evacuate_host(
+        project.id, host_id, delete=body.get("deleteHost") is True
+    )
+    self_url = f"{api_base(request)}/projects/{project.id}/externalhostevents/{event['id']}"
+    rendered = {
+        "id": event["id"], "type": "externalHostEvent", "kind": "externalHostEvent",
+        "baseType": "externalEvent", "eventType": "host.evacuate", "hostId": host_id,
+        "deleteHost": event["deleteHost"], "hostLabel": None, "accountId": project.id,
+        "state": "requested", "transitioning": "yes",
+        **timestamps(event["created"]), "links": {"self": self_url}, "actions": {},
+    }  # fmt: skip
+    return web.json_response(rendered, status=201)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        raise ApiError(400, "InvalidBodyContent", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
+    return body
 
 
 def collection_body(request: web.Request, items: list[dict[str, Any]], resource_type: str) -> dict[str, Any]:
@@ -364,4 +444,25 @@ def render_service(service: SandboxService, base: str, version: str) -> dict[str
                   "instances": f"{self_url}/instances"},
         "actions": {a: f"{self_url}/?action={a}" for a in ACTIONS_BY_STATE.get(service.state, ())},
     }  # fmt: skip
+    return body
+
+
+def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
+    """The whole host, null fields included; a machine-driver host carries its ``<driver>Config``."""
+    project_url = f"{base}/projects/{host.project_id}"
+    self_url = f"{project_url}/hosts/{host.id}"
+    body: dict[str, Any] = {
+        "id": host.id, "type": "host", "kind": "host", "baseType": "host", "name": host.name,
+        "hostname": host.hostname, "description": None, "accountId": host.project_id,
+        "state": host.shown_state, "agentState": host.agent_state, "transitioning": host.transitioning,
+        "transitioningMessage": "In Progress" if host.transitioning == "yes" else None,
+        "labels": dict(host.labels), "driver": host.driver, "hostTemplateId": None, "physicalHostId": None,
+        "removed": None, "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{host.project_id}/{host.id}")),
+        **timestamps(host.created), **host.extra,
+        "links": {"self": self_url, "account": f"{project_url}/accounts/{host.project_id}",
+                  "instances": f"{self_url}/instances", "stats": f"{self_url}/stats"},
+        "actions": {a: f"{self_url}/?action={a}" for a in HOST_ACTIONS_BY_STATE.get(host.shown_state, ())},
+    }  # fmt: skip
+    if host.driver is not None:
+        body[f"{host.driver}Config"] = dict(host.config or {})
     return body

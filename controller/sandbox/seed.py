@@ -1,4 +1,4 @@
-"""The sandbox's starting world, read from YAML: projects and their services.
+"""The sandbox's starting world, read from YAML: projects, their services and their hosts.
 
 Kept apart from the live state so a seed is a plain frozen value: tests build one in code, ``make run``
 loads ``examples/sandbox-seed.yaml``, and every sandbox started from it begins identical. Field names
@@ -10,6 +10,15 @@ reported all at once, with the path of the offending field.
         name: Default
         services:
           - {id: 1s7, name: web, stackId: 1st1, scale: 1, image: "docker:nginx:1.13"}
+        hosts:
+          - {id: 1h1, name: worker-1, labels: {role: worker}, driver: digitalocean,
+             digitaloceanConfig: {region: nyc3, size: 1gb, image: ubuntu-16-04-x64}}
+          - {id: 1h4, name: edge-1, labels: {role: edge}}  # no driver: a custom host
+
+A host with a ``driver`` carries that driver's ``<driver>Config`` (a machine-driver host, which the
+scaleHost driver can clone); a host without one is custom. ``hostname`` defaults to ``name``; ``state``
+(default active) and ``agentState`` (e.g. disconnected) are Cattle's fields. Seeded hosts are created
+in file order, one second apart, before the sandbox starts.
 """
 
 from __future__ import annotations
@@ -41,10 +50,23 @@ class SeedService:
 
 
 @dataclass(frozen=True)
+class SeedHost:
+    id: str
+    name: str
+    hostname: str = ""  # "" means the same as name
+    labels: Mapping[str, str] = field(default_factory=dict)
+    state: str = "active"
+    agent_state: str | None = None
+    driver: str | None = None  # None: a custom host
+    config: Mapping[str, Any] | None = None  # the <driver>Config of a machine-driver host
+
+
+@dataclass(frozen=True)
 class SeedProject:
     id: str
     name: str = "Default"
     services: tuple[SeedService, ...] = ()
+    hosts: tuple[SeedHost, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,7 @@ def parse_seed(data: Any, *, source: str = "<seed>") -> SandboxSeed:
     _check_unique([p.id for p in projects], "project", problems)
     for p in projects:
         _check_unique([s.id for s in p.services], f"service in project {p.id}", problems)
+        _check_unique([h.id for h in p.hosts], f"host in project {p.id}", problems)
     if problems:
         raise SeedError(f"{source}: " + "; ".join(problems))
     return SandboxSeed(projects=tuple(projects))
@@ -81,10 +104,55 @@ def _project(data: Any, where: str, problems: list[str]) -> SeedProject:
     if not isinstance(services, list):
         problems.append(f"{where}.services: expected a list")
         services = []
+    hosts = data.get("hosts", [])
+    if not isinstance(hosts, list):
+        problems.append(f"{where}.hosts: expected a list")
+        hosts = []
     return SeedProject(
         id=_text(data, "id", where, problems),
         name=_text(data, "name", where, problems, default="Default"),
         services=tuple(_service(s, f"{where}.services[{i}]", problems) for i, s in enumerate(services)),
+        hosts=tuple(_host(h, f"{where}.hosts[{i}]", problems) for i, h in enumerate(hosts)),
+    )
+
+
+def _host(data: Any, where: str, problems: list[str]) -> SeedHost:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping")
+        return SeedHost(id="", name="")
+    labels = data.get("labels", {})
+    if not isinstance(labels, dict):
+        problems.append(f"{where}.labels: expected a mapping")
+        labels = {}
+    driver = data.get("driver")
+    configs = sorted(k for k in data if k.endswith("Config"))
+    config: Mapping[str, Any] | None = None
+    if driver is None:
+        if configs:
+            problems.append(f"{where}.{configs[0]}: a custom host (no driver) has no driver config")
+    elif not isinstance(driver, str) or not driver:
+        problems.append(f"{where}.driver: expected a non-empty string, got {driver!r}")
+        driver = None
+    elif configs != [f"{driver}Config"] or not isinstance(data[f"{driver}Config"], dict):
+        problems.append(
+            f"{where}.{driver}Config: a {driver} host needs exactly this one driver config mapping"
+        )
+    else:
+        config = dict(data[f"{driver}Config"])
+    agent_state = data.get("agentState")
+    if agent_state is not None and not isinstance(agent_state, str):
+        problems.append(f"{where}.agentState: expected a string, got {agent_state!r}")
+        agent_state = None
+    name = _text(data, "name", where, problems)
+    return SeedHost(
+        id=_text(data, "id", where, problems),
+        name=name,
+        hostname=_text(data, "hostname", where, problems, default=name or "-"),
+        labels={str(k): str(v) for k, v in labels.items()},
+        state=_text(data, "state", where, problems, default="active"),
+        agent_state=agent_state,
+        driver=driver,
+        config=config,
     )
 
 
@@ -139,6 +207,20 @@ DEFAULT_SEED = SandboxSeed(
             services=(
                 SeedService(id="1s7", name="web", stack_id="1st1", scale=1, image="docker:nginx:1.13"),
                 SeedService(id="1s8", name="worker", stack_id="1st1", scale=2),
+            ),
+            hosts=(
+                *(
+                    SeedHost(
+                        id=f"1h{n}",
+                        name=f"worker-{n}",
+                        hostname=f"worker-{n}",
+                        labels={"role": "worker"},
+                        driver="digitalocean",
+                        config={"image": "ubuntu-16-04-x64", "region": "nyc3", "size": "2gb"},
+                    )
+                    for n in (1, 2, 3)
+                ),
+                SeedHost(id="1h4", name="edge-1", hostname="edge-1", labels={"role": "edge"}),
             ),
         ),
     )

@@ -1,10 +1,15 @@
-"""The sandbox's live world: projects and services, their states and transitions, Cattle's refusals.
+"""The sandbox's live world: projects, services and hosts, their states and transitions, Cattle's refusals.
 
 Transitions are computed lazily from an injected clock when a service is read, never by a
 background task: a test advances a fake clock instead of sleeping, and nothing runs between
 requests. A state set by a test (``restarting``, ``upgrading``...) stays until the test changes it.
 Refusals raise ``ApiError``, which the HTTP edge (``controller.sandbox.app``) renders as Cattle's
 error body.
+
+Hosts follow Cattle's machine lifecycle: a created host walks ``HOST_CREATE_STEPS`` (requested ->
+... -> active) evenly over the transition time, and an evacuation with ``deleteHost`` takes it through
+``removing`` to ``removed`` (hidden from lists, still readable by id). An active host with an
+``agent_state`` shows that instead (``disconnected``, ``reconnecting``), as Cattle does.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.sandbox.seed import DEFAULT_SEED, SandboxSeed, SeedProject, SeedService
+from controller.sandbox.seed import DEFAULT_SEED, SandboxSeed, SeedHost, SeedProject, SeedService
 
 UPDATABLE_EXTRA = ("scalePolicy", "metadata", "lbConfig", "retainIp", "selectorLink", "selectorContainer")
 TRANSITIONING_STATES = frozenset(
@@ -35,6 +40,21 @@ ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
     "finishing-upgrade": ("update", "cancelupgrade", "remove"),
     "restarting": ("activate", "deactivate", "remove"),
 }
+
+HOST_CREATE_STEPS = (
+    "requested",
+    "registering",
+    "inactive",
+    "provisioning",
+    "provisioned",
+    "activating",
+    "active",
+)
+HOST_ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
+    "active": ("update", "deactivate", "evacuate"),
+    "inactive": ("update", "activate", "remove", "evacuate"),
+}
+HIDDEN_STATES = frozenset({"removed", "purged"})
 
 
 class ApiError(Exception):
@@ -83,12 +103,41 @@ class SandboxService:
 
 
 @dataclass
+class SandboxHost:
+    id: str
+    project_id: str
+    name: str
+    hostname: str
+    labels: dict[str, str]
+    driver: str | None  # None: a custom host
+    config: dict[str, Any] | None  # its <driver>Config
+    state: str
+    created: float
+    agent_state: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # other fields sent on create, kept as sent
+    schedule: list[tuple[float, str]] = field(default_factory=list)  # (when, state) still to come
+
+    @property
+    def shown_state(self) -> str:
+        return self.agent_state if self.state == "active" and self.agent_state else self.state
+
+    @property
+    def transitioning(self) -> str:
+        return "yes" if self.schedule else "no"
+
+    def settle(self, now: float) -> None:
+        while self.schedule and now >= self.schedule[0][0]:
+            _, self.state = self.schedule.pop(0)
+
+
+@dataclass
 class SandboxProject:
     id: str
     name: str
     created: float
     state: str = "active"
     services: dict[str, SandboxService] = field(default_factory=dict)
+    hosts: dict[str, SandboxHost] = field(default_factory=dict)
 
 
 class SandboxState:
@@ -100,6 +149,9 @@ class SandboxState:
         self._transition = transition_ms / 1000
         self._created = clock()
         self._next_index = 1
+        self._next_host = 1
+        self._next_event = 1
+        self.host_create_calls = 0  # every POST of a host so far, for the app's injected failures
         self.projects: dict[str, SandboxProject] = {}
         for project in seed.projects:
             self.add_project(project)
@@ -109,7 +161,20 @@ class SandboxState:
         self.projects[seed.id] = project
         for s in seed.services:
             self.add_service(seed.id, s)
+        for i, h in enumerate(seed.hosts):
+            self.add_host(seed.id, h, created=self._created - (len(seed.hosts) - i))
         return project
+
+    def add_host(self, project_id: str, seed: SeedHost, *, created: float) -> SandboxHost:
+        host = SandboxHost(
+            id=seed.id, project_id=project_id, name=seed.name, hostname=seed.hostname or seed.name,
+            labels=dict(seed.labels), driver=seed.driver,
+            config=dict(seed.config) if seed.config is not None else None, state=seed.state,
+            agent_state=seed.agent_state, created=created,
+        )  # fmt: skip
+        self._next_host = max(self._next_host, id_number(seed.id) + 1)
+        self.projects[project_id].hosts[seed.id] = host
+        return host
 
     def add_service(self, project_id: str, seed: SeedService) -> SandboxService:
         service = SandboxService(
@@ -141,6 +206,63 @@ class SandboxState:
         listed = [self.service(project_id, sid) for sid in self.project(project_id).services]
         return [s for s in listed if s.state not in ("removed", "purged")]
 
+    def host(self, project_id: str, host_id: str) -> SandboxHost:
+        try:
+            host = self.project(project_id).hosts[host_id]
+        except KeyError:
+            raise ApiError(404, "NotFound", f"host {host_id} not found") from None
+        host.settle(self._clock())
+        return host
+
+    def hosts(self, project_id: str) -> list[SandboxHost]:
+        """The project's hosts in creation order; removed ones are hidden, as in Cattle's lists."""
+        listed = [self.host(project_id, hid) for hid in self.project(project_id).hosts]
+        return [h for h in listed if h.state not in HIDDEN_STATES]
+
+    def create_host(self, project_id: str, body: Mapping[str, Any]) -> SandboxHost:
+        """POST of a host: exactly one ``<driver>Config``; it then provisions over the transition time."""
+        project = self.project(project_id)
+        driver, config = driver_config(body)
+        hostname = body.get("hostname") or body.get("name")
+        if not isinstance(hostname, str) or not hostname:
+            raise ApiError(422, "MissingRequired", "hostname is required", field_name="hostname")
+        if any(hostname in (h.hostname, h.name) for h in self.hosts(project_id)):
+            raise ApiError(422, "NotUnique", f"a host named {hostname} exists", field_name="hostname")
+        labels = body.get("labels") or {}
+        if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+            raise ApiError(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
+        now = self._clock()
+        host = SandboxHost(
+            id=f"1h{self._next_host}", project_id=project_id, name=str(body.get("name") or hostname),
+            hostname=hostname, labels=dict(labels), driver=driver, config=config, state=HOST_CREATE_STEPS[0],
+            created=now, extra={k: v for k, v in body.items() if k in HOST_EXTRA},
+        )  # fmt: skip
+        steps = HOST_CREATE_STEPS[1:]
+        host.schedule = [(now + self._transition * (i + 1) / len(steps), s) for i, s in enumerate(steps)]
+        self._next_host += 1
+        project.hosts[host.id] = host
+        return host
+
+    def evacuate_host(self, project_id: str, host_id: str, *, delete: bool) -> dict[str, Any]:
+        """A ``host.evacuate`` external host event: deactivate the host, then (``delete``) remove it."""
+        try:
+            host = self.host(project_id, host_id)
+        except ApiError:
+            raise ApiError(
+                422, "InvalidReference", f"host {host_id} not found", field_name="hostId"
+            ) from None
+        if host.state in HIDDEN_STATES:
+            raise ApiError(422, "InvalidReference", f"host {host_id} is removed", field_name="hostId")
+        now = self._clock()
+        if host.state != "removing":
+            if delete:
+                host.state, host.schedule = "removing", [(now + self._transition, "removed")]
+            else:
+                host.state, host.schedule = "deactivating", [(now + self._transition, "inactive")]
+        event = {"id": f"1ee{self._next_event}", "hostId": host_id, "deleteHost": delete, "created": now}
+        self._next_event += 1
+        return event
+
     def set_state(self, project_id: str, service_id: str, state: str) -> SandboxService:
         """Put a service in any state (e.g. "restarting") until changed again: for exercising refusals."""
         service = self.service(project_id, service_id)
@@ -168,6 +290,33 @@ class SandboxState:
             service.settles_at = self._clock() + self._transition
         # Otherwise (activating, upgrading...) the running process applies the new scale later.
         return service
+
+
+HOST_EXTRA = ("description", "engineInstallUrl", "engineOpt", "engineEnv", "engineLabel",
+              "engineInsecureRegistry", "engineRegistryMirror", "engineStorageDriver")  # fmt: skip
+
+
+def driver_config(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The one non-null ``<driver>Config`` of a host create, as (driver, config)."""
+    configs = [k for k, v in body.items() if k.endswith("Config") and v is not None]
+    if len(configs) != 1:
+        if body.get("hostTemplateId"):
+            raise ApiError(422, "InvalidReference", "no such host template", field_name="hostTemplateId")
+        raise ApiError(
+            422,
+            "DriverConfigExactlyOneRequired",
+            "exactly one <driver>Config is required",
+            field_name="driver",
+        )
+    config = body[configs[0]]
+    if not isinstance(config, dict):
+        raise ApiError(422, "InvalidFormat", f"{configs[0]} must be a map", field_name=configs[0])
+    return configs[0].removesuffix("Config"), dict(config)
+
+
+def id_number(resource_id: str) -> int:
+    digits = resource_id.lstrip("0123456789").lstrip("abcdefghijklmnopqrstuvwxyz")
+    return int(digits) if digits.isdigit() else 0
 
 
 def check_update(changes: Mapping[str, Any]) -> None:

@@ -1,0 +1,275 @@
+"""``scaleHost``: grow or shrink a group of Cattle hosts (Rancher 1.x machine-driver hosts).
+
+The group is the project's hosts whose labels match *every* pair of ``hostSelector`` (Rancher's own
+driver matched one pair by accident) and that are in service: ``active``, or unhealthy at rest
+(``inactive``, ``disconnected``, ``reconnecting``). Its size is the scale, so the reconciler's fold,
+durable intents and retries work unchanged: each intent's step is ``amount``, clamped to min..max,
+which is also why one hit never adds or removes more than ``amount`` hosts. Hosts being created or
+removed are not members; unhealthy ones are, so that removing them is what shrinks the group.
+
+``apply(desired)`` is idempotent, because a retry (after a crash, a timeout, or the third of five
+creates failing) must never double the hosts:
+
+- **up** clones a machine-driver member (its ``<driver>Config`` and labels, minus the agent-reported
+  ``io.rancher.host.*`` ones) into hosts named deterministically: template ``worker-3`` gives
+  ``worker-4``, ``worker-5``..., numbered after the highest ``worker-N`` among *all* the project's
+  names and hostnames, so no hostname ever repeats. Before creating, it counts the hosts still on
+  their way (transitioning, not removing) that carry the group's labels and such a name: a retry sees
+  the hosts its failed attempt created and creates only the missing ones. A group with no
+  machine-driver member can't grow (``TargetRefused``).
+- **down** removes members the way Cattle does (a ``host.evacuate`` event with ``deleteHost``):
+  unhealthy ones first, then by ``deleteOption`` on the creation time (``mostRecent``, the default,
+  or ``leastRecent``), as many as the group exceeds ``desired``.
+
+``deleteOption`` is a property of the down receiver, not of the group: an up and a down receiver of
+one selector share one target (one fold, one order), so it can't be in the target key, and the
+reconciler hands ``apply`` only the desired size. The driver therefore remembers the option of each
+down receiver it has built a target for (receivers are loaded before intents are applied, in every
+mode); a group with no down receiver loaded (e.g. removed while intents were pending) uses
+``mostRecent``, and of two down receivers of one group with different options the last loaded wins.
+
+Creation and removal are asynchronous in Cattle, so ``apply`` then polls (like ``scale_service``)
+until the group shows ``desired`` members, within ``ctx.confirm_timeout``; otherwise ``TimeoutError``
+and the reconciler retries. A Cattle error on a create (422, 500...) propagates as classified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import quote, unquote
+
+from controller.bodies import CattleHost, ReceiverSpec, ScaleHostConfig
+from controller.cattle.client import CattleClient
+from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
+from controller.model import Problem, ScaleIntent, Target
+
+HEALTHY = "active"
+UNHEALTHY = frozenset({"inactive", "disconnected", "reconnecting"})  # removed first on the way down
+LEAVING = frozenset({"deactivating", "removing", "removed", "purging", "purged", "error", "erroring"})
+AGENT_LABEL_PREFIX = "io.rancher.host."  # labels the agent reports about the machine: not cloned
+CLONED_FIELDS = (
+    "description", "engineInstallUrl", "engineOpt", "engineEnv", "engineLabel", "engineInsecureRegistry",
+    "engineRegistryMirror", "engineStorageDriver",
+)  # fmt: skip
+NUMBERED = re.compile(r"^(.*?)(\d+)$")
+
+
+class ScaleHostDriver:
+    name = "scaleHost"
+    config_field = "scaleHostConfig"
+
+    def __init__(self) -> None:
+        # deleteOption of the down receivers seen by ``target``, by target id. See the module docstring.
+        self._delete_options: dict[str, str] = {}
+
+    def check(self, spec: ReceiverSpec) -> list[Problem]:
+        config = spec["scaleHostConfig"]
+        problems = []
+        if config["max"] < config["min"]:
+            problems.append(
+                Problem("spec.scaleHostConfig.max", f"max ({config['max']}) must be >= min ({config['min']})")
+            )
+        if "deleteOption" in config and config["action"] == "up":
+            problems.append(Problem("spec.scaleHostConfig.deleteOption", "only for action down"))
+        return problems
+
+    def target(self, spec: ReceiverSpec, namespace: str) -> Target:
+        config = spec["scaleHostConfig"]
+        ref = spec.get("cattleSecretRef")
+        selector = selector_text(config["hostSelector"])
+        target = self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
+        if config["action"] == "down":
+            self._delete_options[target.id] = config.get("deleteOption", "mostRecent")
+        return target
+
+    def target_from_key(self, key: str) -> Target:
+        # "1a5/role=worker,zone=a@ns/secret": the selector text escapes "@", "," and "=".
+        group, _, secret = key.partition("@")
+        project_id, _, selector = group.partition("/")
+        if not project_id or not selector:
+            raise TargetRefused(f"malformed scaleHost target key {key!r} (want projectId/k=v,...)")
+        return self._target(project_id, selector, secret or None)
+
+    def _target(self, project_id: str, selector: str, secret: str | None) -> Target:
+        claims = {"projectId": project_id, "hostSelector": selector}
+        if secret is not None:
+            claims[CATTLE_SECRET_CLAIM] = secret
+        return Target(
+            driver=self.name,
+            key=f"{project_id}/{selector}" + (f"@{secret}" if secret else ""),
+            project_id=project_id,
+            claims=claims,
+        )
+
+    def intent(self, spec: ReceiverSpec) -> ScaleIntent:
+        config: ScaleHostConfig = spec["scaleHostConfig"]
+        return ScaleIntent(
+            action=config["action"], amount=config["amount"], min=config["min"], max=config["max"]
+        )
+
+    async def observe(self, target: Target, ctx: DriverContext) -> int:
+        cattle = await ctx.cattle_for(target)
+        hosts = await cattle.list_hosts(target.claims["projectId"])
+        return len(members(hosts, parse_selector(target.claims["hostSelector"])))
+
+    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
+        """Make the group ``desired`` hosts large (see the module docstring); returns the size seen."""
+        project_id = target.claims["projectId"]
+        selector = parse_selector(target.claims["hostSelector"])
+        cattle = await ctx.cattle_for(target)
+        hosts = await cattle.list_hosts(project_id)
+        group = members(hosts, selector)
+        if len(group) < desired:
+            await self._grow(cattle, target, hosts, group, desired - len(group))
+        elif len(group) > desired:
+            for host in removal_order(group, self._delete_options.get(target.id))[: len(group) - desired]:
+                await cattle.evacuate_host(project_id, host["id"])
+        return await self._wait(cattle, target, selector, desired, ctx)
+
+    async def _grow(
+        self,
+        cattle: CattleClient,
+        target: Target,
+        hosts: Sequence[CattleHost],
+        group: Sequence[CattleHost],
+        missing: int,
+    ) -> None:
+        template = clone_template(group)
+        if template is None:
+            raise TargetRefused(
+                f"host group {target.claims['hostSelector']} in project {target.claims['projectId']} has no "
+                "machine-driver host to clone (custom hosts can't be created by Cattle)"
+            )
+        prefix = name_prefix(template)
+        selector = parse_selector(target.claims["hostSelector"])
+        on_the_way = [
+            h for h in hosts if arriving(h, selector) and number_of(h.get("name"), prefix) is not None
+        ]
+        names = next_names(hosts, prefix, missing - len(on_the_way))
+        for name in names:  # one at a time: a failure leaves a known prefix of the names created
+            await cattle.create_host(target.claims["projectId"], clone_body(template, name))
+
+    async def _wait(
+        self,
+        cattle: CattleClient,
+        target: Target,
+        selector: Mapping[str, str],
+        desired: int,
+        ctx: DriverContext,
+    ) -> int:
+        deadline = time.monotonic() + ctx.confirm_timeout
+        wait = ctx.poll_interval
+        while True:
+            size = len(members(await cattle.list_hosts(target.claims["projectId"]), selector))
+            if size == desired:
+                return size
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"host group {target.claims['hostSelector']} did not reach {desired} hosts within "
+                    f"{ctx.confirm_timeout:g}s (has {size})"
+                )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, ctx.poll_max)
+
+
+def selector_text(selector: Mapping[str, str]) -> str:
+    """The canonical text of a selector: sorted ``k=v`` joined by ``,``; ``,``, ``=``, ``@`` and ``%``
+    inside keys or values are percent-escaped, so the text (and a target key) splits back exactly."""
+    return ",".join(f"{_escape(k)}={_escape(v)}" for k, v in sorted(selector.items()))
+
+
+def parse_selector(text: str) -> dict[str, str]:
+    pairs = (item.partition("=") for item in text.split(",") if item)
+    return {unquote(k): unquote(v) for k, _, v in pairs}
+
+
+def _escape(text: str) -> str:
+    return quote(text, safe="/:+ ")
+
+
+def matches(host: CattleHost, selector: Mapping[str, str]) -> bool:
+    labels = host.get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def members(hosts: Sequence[CattleHost], selector: Mapping[str, str]) -> list[CattleHost]:
+    """The group: matching hosts in service, healthy or unhealthy, neither being created nor removed."""
+    return [
+        h
+        for h in hosts
+        if matches(h, selector)
+        and h.get("transitioning") != "yes"
+        and (h.get("state") == HEALTHY or h.get("state") in UNHEALTHY)
+    ]
+
+
+def arriving(host: CattleHost, selector: Mapping[str, str]) -> bool:
+    """A matching host still being created (it will join the group when active)."""
+    return matches(host, selector) and host.get("transitioning") == "yes" and host.get("state") not in LEAVING
+
+
+def removal_order(group: Sequence[CattleHost], delete_option: str | None) -> list[CattleHost]:
+    """Unhealthy first, then the most (default) or least recently created."""
+    newest_first = delete_option != "leastRecent"
+
+    def key(host: CattleHost) -> tuple[bool, float]:
+        created = float(host.get("createdTS") or 0) + id_order(host) / 1e6
+        return host.get("state") == HEALTHY, -created if newest_first else created
+
+    return sorted(group, key=key)
+
+
+def id_order(host: CattleHost) -> int:
+    digits = re.search(r"(\d+)$", host.get("id", ""))
+    return int(digits.group(1)) if digits else 0
+
+
+def driver_config(host: CattleHost) -> tuple[str, dict[str, Any]] | None:
+    driver = host.get("driver")
+    config = cast(dict[str, Any], host).get(f"{driver}Config") if driver else None
+    return (f"{driver}Config", config) if isinstance(config, dict) else None
+
+
+def clone_template(group: Sequence[CattleHost]) -> CattleHost | None:
+    """The machine-driver member to clone: the newest healthy one, else the newest at all."""
+    candidates = [h for h in group if driver_config(h) is not None]
+    candidates.sort(key=lambda h: (h.get("state") == HEALTHY, h.get("createdTS") or 0, id_order(h)))
+    return candidates[-1] if candidates else None
+
+
+def name_prefix(template: CattleHost) -> str:
+    name = template.get("name") or template.get("hostname") or "host"
+    numbered = NUMBERED.match(name)
+    return numbered.group(1) if numbered else f"{name}-"
+
+
+def number_of(name: str | None, prefix: str) -> int | None:
+    if not name or not name.startswith(prefix):
+        return None
+    rest = name[len(prefix) :]
+    return int(rest) if rest.isdigit() else None
+
+
+def next_names(hosts: Sequence[CattleHost], prefix: str, count: int) -> list[str]:
+    """``count`` names after the highest ``<prefix>N`` among all the project's names and hostnames."""
+    numbers = [number_of(n, prefix) for h in hosts for n in (h.get("name"), h.get("hostname"))]
+    highest = max((n for n in numbers if n is not None), default=0)
+    return [f"{prefix}{highest + i}" for i in range(1, count + 1)]
+
+
+def clone_body(template: CattleHost, name: str) -> dict[str, Any]:
+    found = driver_config(template)
+    assert found is not None  # clone_template picked a machine-driver host
+    config_field, config = found
+    raw = cast(dict[str, Any], template)
+    labels = {k: v for k, v in (template.get("labels") or {}).items() if not k.startswith(AGENT_LABEL_PREFIX)}
+    body: dict[str, Any] = {"hostname": name, "name": name, "labels": labels, config_field: config}
+    body.update({f: raw[f] for f in CLONED_FIELDS if raw.get(f) is not None})
+    return body
+
+
+DRIVER = ScaleHostDriver()
