@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from controller.model import ActiveReceiver
+from controller.model import ActiveReceiver, Receiver
 
 
 class ReceiverRegistry:
@@ -25,6 +25,10 @@ class ReceiverRegistry:
 
     def remove(self, key: str) -> ActiveReceiver | None:
         return self._by_key.pop(key, None)
+
+    def receivers_of(self, target_id: str) -> list[Receiver]:
+        """The active receivers acting on a target (``DriverContext.receivers_of``)."""
+        return [a.receiver for a in self._by_key.values() if a.receiver.target.id == target_id]
 
     def keys(self) -> set[str]:
         return set(self._by_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import aiohttp
@@ -17,9 +17,9 @@ from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext, TargetRefused
-from controller.drivers.scale_host import DRIVER
+from controller.drivers.scale_host import DRIVER, delete_option
 from controller.metrics import Metrics
-from controller.model import Problem, ScaleIntent, Target
+from controller.model import Problem, Receiver, ScaleIntent, Target
 from controller.reconciler import Reconciler
 from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, run_sandbox
 from controller.sandbox.seed import SandboxSeed, SeedHost, SeedProject
@@ -91,6 +91,25 @@ def group(selector: dict[str, str], action: str = "up", **config: Any) -> Target
 
 
 WORKERS = {"role": "worker"}
+
+
+def receiver(receiver_spec: ReceiverSpec, name: str = "workers-down") -> Receiver:
+    return Receiver(
+        namespace="default",
+        name=name,
+        driver="scaleHost",
+        spec=receiver_spec,
+        target=DRIVER.target(receiver_spec, "default"),
+    )
+
+
+def test_the_first_down_receiver_by_name_decides_the_delete_option() -> None:
+    up = receiver(spec(WORKERS, "up"), "a-up")
+    least = receiver(spec(WORKERS, "down", deleteOption="leastRecent"), "b-down")
+    most = receiver(spec(WORKERS, "down", deleteOption="mostRecent"), "c-down")
+    assert delete_option([most, up, least]) == "leastRecent"
+    assert delete_option([up]) == "mostRecent"
+    assert delete_option([]) == "mostRecent"
 
 
 # -- spec and target
@@ -189,7 +208,10 @@ async def test_down_with_least_recent_removes_the_oldest_after_the_unhealthy(mak
     world = await make_world()
     world.sandbox.host("1a5", "1h3").state = "inactive"
 
-    assert await DRIVER.apply(group(WORKERS, "down", deleteOption="leastRecent"), 1, world.ctx) == 1
+    down = receiver(spec(WORKERS, "down", deleteOption="leastRecent"))
+    ctx = replace(world.ctx, receivers_of=lambda target_id: [down] if target_id == down.target.id else [])
+
+    assert await DRIVER.apply(down.target, 1, ctx) == 1
 
     assert world.leaving() == ["worker-1", "worker-3"]
 

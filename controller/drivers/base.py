@@ -15,13 +15,14 @@ The reconciler folds intents between ``observe`` and ``apply``, so drivers never
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.kube.client import KubeClient
-from controller.model import Problem, ScaleIntent, Target
+from controller.model import Problem, Receiver, ScaleIntent, Target
 
 
 class TargetRefused(Exception):
@@ -42,6 +43,9 @@ class DriverContext:
     cattle: CattleClient | None  # None in operator mode without a default Cattle (no CATTLE_URL)
     kube: KubeClient | None = None  # set in operator mode; drivers of Kubernetes workloads need it
     cattle_clients: CattleClients | None = None  # set in operator mode, where cattleSecretRef works
+    # The receivers currently declared for a target id (from the registry): for settings that belong to
+    # receivers rather than to intents, like scaleHost's deleteOption.
+    receivers_of: Callable[[str], Sequence[Receiver]] = lambda _target_id: ()
 
     async def cattle_for(self, target: Target) -> CattleClient:
         """The Cattle client for the target: its receiver's own credentials, else the defaults."""

@@ -23,10 +23,10 @@ creates failing) must never double the hosts:
 
 ``deleteOption`` is a property of the down receiver, not of the group: an up and a down receiver of
 one selector share one target (one fold, one order), so it can't be in the target key, and the
-reconciler hands ``apply`` only the desired size. The driver therefore remembers the option of each
-down receiver it has built a target for (receivers are loaded before intents are applied, in every
-mode); a group with no down receiver loaded (e.g. removed while intents were pending) uses
-``mostRecent``, and of two down receivers of one group with different options the last loaded wins.
+reconciler hands ``apply`` only the desired size. ``apply`` therefore asks the context for the
+target's current receivers (``ctx.receivers_of``, backed by the registry in both modes) and uses
+their down receiver's option; with none declared (e.g. removed while intents were pending) it is
+``mostRecent``, and of two down receivers that disagree the first by name wins.
 
 Creation and removal are asynchronous in Cattle, so ``apply`` then polls (like ``scale_service``)
 until the group shows ``desired`` members, within ``ctx.confirm_timeout``; otherwise ``TimeoutError``
@@ -45,7 +45,7 @@ from urllib.parse import quote, unquote
 from controller.bodies import CattleHost, ReceiverSpec, ScaleHostConfig
 from controller.cattle.client import CattleClient
 from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
-from controller.model import Problem, ScaleIntent, Target
+from controller.model import Problem, Receiver, ScaleIntent, Target
 
 HEALTHY = "active"
 UNHEALTHY = frozenset({"inactive", "disconnected", "reconnecting"})  # removed first on the way down
@@ -62,10 +62,6 @@ class ScaleHostDriver:
     name = "scaleHost"
     config_field = "scaleHostConfig"
 
-    def __init__(self) -> None:
-        # deleteOption of the down receivers seen by ``target``, by target id. See the module docstring.
-        self._delete_options: dict[str, str] = {}
-
     def check(self, spec: ReceiverSpec) -> list[Problem]:
         config = spec["scaleHostConfig"]
         problems = []
@@ -81,10 +77,7 @@ class ScaleHostDriver:
         config = spec["scaleHostConfig"]
         ref = spec.get("cattleSecretRef")
         selector = selector_text(config["hostSelector"])
-        target = self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
-        if config["action"] == "down":
-            self._delete_options[target.id] = config.get("deleteOption", "mostRecent")
-        return target
+        return self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
 
     def target_from_key(self, key: str) -> Target:
         # "1a5/role=worker,zone=a@ns/secret": the selector text escapes "@", "," and "=".
@@ -126,7 +119,8 @@ class ScaleHostDriver:
         if len(group) < desired:
             await self._grow(cattle, target, hosts, group, desired - len(group))
         elif len(group) > desired:
-            for host in removal_order(group, self._delete_options.get(target.id))[: len(group) - desired]:
+            option = delete_option(ctx.receivers_of(target.id))
+            for host in removal_order(group, option)[: len(group) - desired]:
                 await cattle.evacuate_host(project_id, host["id"])
         return await self._wait(cattle, target, selector, desired, ctx)
 
@@ -210,6 +204,15 @@ def members(hosts: Sequence[CattleHost], selector: Mapping[str, str]) -> list[Ca
 def arriving(host: CattleHost, selector: Mapping[str, str]) -> bool:
     """A matching host still being created (it will join the group when active)."""
     return matches(host, selector) and host.get("transitioning") == "yes" and host.get("state") not in LEAVING
+
+
+def delete_option(receivers: Sequence[Receiver]) -> str:
+    """The deleteOption of the target's down receivers; the first by name wins if they disagree."""
+    for receiver in sorted(receivers, key=lambda r: r.key):
+        config = receiver.spec.get("scaleHostConfig")
+        if config is not None and config["action"] == "down":
+            return config.get("deleteOption", "mostRecent")
+    return "mostRecent"
 
 
 def removal_order(group: Sequence[CattleHost], delete_option: str | None) -> list[CattleHost]:
