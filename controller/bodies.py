@@ -52,10 +52,18 @@ class SignatureSpec(TypedDict, total=False):
     secretFile: str
 
 
+class ForwardPostConfig(TypedDict, total=False):
+    projectId: Required[str]
+    serviceName: Required[str]
+    port: Required[int]
+    path: str  # default "/"
+
+
 class ReceiverSpec(TypedDict, total=False):
     driver: str
     scaleServiceConfig: ScaleServiceConfig
     scaleHostConfig: ScaleHostConfig
+    forwardPostConfig: ForwardPostConfig
     cattleSecretRef: SecretRef
     signature: SignatureSpec
     fireOn: list[str]

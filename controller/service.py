@@ -124,10 +124,13 @@ async def serve(
     )
     await watcher.scan_once()
     cattle = cattle_client(session, endpoint, settings, metrics)
+    ctx = DriverContext(
+        cattle=cattle, confirm_timeout=settings.confirm_timeout, receivers_of=registry.receivers_of
+    )
     reconciler = Reconciler(
         store=store,
         drivers=drivers,
-        ctx=DriverContext(cattle=cattle, confirm_timeout=settings.confirm_timeout),
+        ctx=ctx,
         metrics=metrics,
         backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
         resync_interval=settings.resync_interval,
@@ -142,6 +145,7 @@ async def serve(
             metrics=metrics,
             wake=reconciler.wake,
             signatures=SignatureSecrets(kube=None),
+            driver_ctx=ctx,
         )
     )
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)

@@ -265,6 +265,21 @@ async def test_scale_workload_scales_a_deployment_through_its_scale_subresource(
     await until(lambda: _equals(replicas(), 3), what="replicas clamped to max 3")
 
 
+async def test_a_forward_post_receiver_is_ready_and_forwards_through_the_shared_cattle(world: World) -> None:
+    obj = receiver("relay", forwardPostConfig={"projectId": "1a5", "serviceName": "web", "port": 80})
+    obj["spec"]["driver"] = "forwardPost"
+    del obj["spec"]["scaleServiceConfig"]
+    await world.apply(obj)
+    token = await world.granted("relay")
+    status = (await world.receiver("relay"))["status"]
+    assert (status["target"], status["action"]) == (
+        "forwardPost:1a5/web:80",
+        "forward each hit (synchronous pass-through)",
+    )
+    code, echo = await world.hit(token)
+    assert (code, echo["method"], echo["path"]) == (200, "POST", "/")
+
+
 async def test_a_workload_managed_by_an_hpa_is_not_ready_and_refuses_hits(world: World) -> None:
     world.kube.objects["apps/v1/deployments", APP_NS, "api"] = {
         "apiVersion": "apps/v1",

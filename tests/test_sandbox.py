@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from controller.cattle.client import CattleClient, basic_auth
-from controller.cattle.errors import CattleBusy, CattleNotFound, CattleUnauthorized, CattleUnavailable
+from controller.cattle.errors import (
+    CattleAnswerTooLarge,
+    CattleBusy,
+    CattleNotFound,
+    CattleUnauthorized,
+    CattleUnavailable,
+)
 from controller.sandbox import (
     SANDBOX_STATE,
     SandboxOptions,
@@ -25,6 +33,7 @@ from controller.sandbox import (
     parse_seed,
     run_sandbox,
 )
+from tests.upstream import upstream_app
 
 START = 1_700_000_000.0
 SERVICE = "/v2-beta/projects/1a5/services/1s7"
@@ -464,3 +473,95 @@ async def test_run_sandbox_listens_on_loopback_and_logs_the_banner(
         and "SANDBOX: this is an emulated Cattle API, not Rancher" in r.getMessage()
         for r in caplog.records
     )
+
+
+# -- Cattle's service proxy (forwardPost)
+
+
+PROXY = "/r/projects/1a5/web:8080"
+
+
+async def test_proxy_answers_as_an_echo_upstream_without_an_upstream(make_client: MakeClient) -> None:
+    client = await make_client()
+    async with client.post(
+        f"{PROXY}/hooks/in?a=1&a=2", data=b"hello", headers={"Content-Type": "text/plain"}
+    ) as response:
+        assert response.status == 200
+        echo = await response.json()
+    assert echo == {
+        "method": "POST",
+        "path": "/hooks/in",
+        "query": [["a", "1"], ["a", "2"]],
+        "contentType": "text/plain",
+        "body": "hello",
+    }
+
+
+async def test_proxy_forwards_to_a_seeded_upstream(
+    aiohttp_client: AiohttpClient, aiohttp_server: Any, clock: FakeClock
+) -> None:
+    upstream = await aiohttp_server(upstream_app())
+    seed = parse_seed(
+        {
+            "projects": [
+                {
+                    "id": "1a5",
+                    "services": [{"id": "1s7", "name": "web", "upstream": str(upstream.make_url(""))}],
+                }
+            ]
+        }
+    )
+    client = await aiohttp_client(make_sandbox_app(seed, SandboxOptions(), clock=clock))
+    async with client.post(f"{PROXY}/x?b=2", data=b"{}", headers={"Content-Type": "application/json"}) as r:
+        assert r.status == 200
+        seen = await r.json()
+    assert (seen["upstream"], seen["path"], seen["query"]) == (True, "/x", [["b", "2"]])
+    assert (seen["contentType"], seen["body"]) == ("application/json", "{}")
+    async with client.post(f"{PROXY}/status/201") as r:
+        assert (r.status, await r.text()) == (201, "upstream says 201")
+
+
+async def test_proxy_to_an_unknown_service_name_is_404(make_client: MakeClient) -> None:
+    client = await make_client()
+    status, body = await json_of(client, "POST", "/r/projects/1a5/nope:8080/")
+    assert (status, body["code"]) == (404, "NotFound")
+
+
+@pytest.mark.parametrize("endpoint", ["web:0", "web:65536", "web:http", "web"])
+async def test_proxy_port_outside_1_to_65535_is_422(make_client: MakeClient, endpoint: str) -> None:
+    client = await make_client()
+    status, body = await json_of(client, "POST", f"/r/projects/1a5/{endpoint}/")
+    assert (status, body["code"]) == (422, "InvalidOption")
+
+
+async def test_proxy_requires_the_same_auth_as_the_api(make_client: MakeClient) -> None:
+    client = await make_client(access_key="ak", secret_key="sk")
+    assert (await json_of(client, "POST", f"{PROXY}/"))[0] == 401
+    via = cattle(client, access_key="ak", secret_key="sk")
+    status, body, content_type = await via.proxy_post(
+        "1a5", "web", 8080, "/p", [("q", "1")], b"data", "text/plain", timeout=5, max_bytes=1024
+    )
+    assert (status, content_type) == (200, "application/json; charset=utf-8")
+    assert json.loads(body)["query"] == [["q", "1"]]
+
+
+async def test_proxy_post_refuses_an_answer_over_max_bytes(make_client: MakeClient) -> None:
+    client = await make_client()
+    with pytest.raises(CattleAnswerTooLarge):
+        await cattle(client).proxy_post("1a5", "web", 8080, "/", [], b"y" * 500, "", timeout=5, max_bytes=100)
+
+
+async def test_proxy_post_to_nothing_listening_is_unavailable() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = CattleClient(
+            session, base_url="http://127.0.0.1:9/v2-beta", access_key=None, secret_key=None
+        )
+        with pytest.raises(CattleUnavailable):
+            await client.proxy_post("1a5", "web", 80, "/", [], b"", "", timeout=2, max_bytes=100)
+
+
+def test_a_seed_upstream_must_be_an_http_url() -> None:
+    with pytest.raises(SeedError, match="upstream"):
+        parse_seed(
+            {"projects": [{"id": "1a5", "services": [{"id": "1s7", "name": "w", "upstream": "ftp://x"}]}]}
+        )

@@ -1,5 +1,5 @@
 """A small client for Cattle's v2-beta API (also ``/v1``): read a project, read, list and scale services,
-list, create and evacuate hosts.
+list, create and evacuate hosts; and POST through Cattle's service proxy (``proxy_post``).
 
 Design decisions:
 
@@ -24,7 +24,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import quote
@@ -34,11 +34,13 @@ from yarl import URL
 
 from controller.bodies import CattleCollection, CattleErrorBody, CattleHost, CattleService
 from controller.cattle.errors import (
+    CattleAnswerTooLarge,
     CattleBusy,
     CattleError,
     CattleNotFound,
     CattleProtocolError,
     CattleRequestError,
+    CattleTimeout,
     CattleUnauthorized,
     CattleUnavailable,
 )
@@ -48,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_IN_ERROR = 500
 MAX_PAGES = 10_000  # a guard against a server whose "next" never ends
+API_VERSIONS = ("v1", "v2-beta")  # the last segment of the API base; the proxy lives beside it
 
 
 class CattleClient:
@@ -111,6 +114,64 @@ class CattleClient:
         body = {"eventType": "host.evacuate", "hostId": host_id, "deleteHost": True}
         data = await self._request("POST", f"{self._project_url(project_id)}/externalhostevents", body=body)
         return resource(data, "externalHostEvent")
+
+    async def proxy_post(
+        self,
+        project_id: str,
+        service_name: str,
+        port: int,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        body: bytes,
+        content_type: str,
+        *,
+        timeout: float,  # noqa: ASYNC109 - an aiohttp per-request timeout, not a wait of ours
+        max_bytes: int,
+    ) -> tuple[int, bytes, str]:
+        """POST ``body`` to a service's port through Cattle's proxy (``/r/projects/{id}/{name}:{port}/...``).
+
+        Any HTTP answer is the upstream's, returned as (status, body, content type) and never raised:
+        the caller passes it on. Only a missing answer raises: ``CattleTimeout`` after ``timeout``
+        seconds, ``CattleUnavailable`` when nothing answers, ``CattleAnswerTooLarge`` over ``max_bytes``.
+        """
+        # The ids are schema-checked (no "/", "?" or "#"); yarl percent-encodes what else needs it.
+        url = URL(f"{self.proxy_base}/r/projects/{project_id}/{service_name}:{port}/{path.lstrip('/')}")
+        url = url.with_query(list(query))
+        where = f"POST {url.path}"
+        headers = {**self._headers, "Accept": "*/*"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        status = 0
+        try:
+            async with self._session.post(
+                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                status = response.status
+                if response.content_length is not None and response.content_length > max_bytes:
+                    raise CattleAnswerTooLarge(
+                        f"{where}: the answer has {response.content_length} bytes, over {max_bytes}",
+                        status=status,
+                    )
+                data = await response.content.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    raise CattleAnswerTooLarge(
+                        f"{where}: the answer is over {max_bytes} bytes", status=status
+                    )
+                answer_type = response.headers.get("Content-Type", "")
+        except TimeoutError as e:
+            raise CattleTimeout(f"{where}: no answer within {timeout:g}s") from e
+        except aiohttp.ClientError as e:
+            raise CattleUnavailable(f"{where}: {type(e).__name__}: {e}") from e
+        finally:
+            self._count("POST", status)
+        logger.debug("%s -> %d", where, status)
+        return status, data, answer_type
+
+    @property
+    def proxy_base(self) -> str:
+        """Cattle's root: the API base without its version segment (``/v2-beta``)."""
+        head, _, last = self._base.rpartition("/")
+        return head if last in API_VERSIONS else self._base
 
     async def _list_all(self, collection_url: str, filters: Mapping[str, str]) -> list[dict[str, Any]]:
         url = URL(collection_url).with_query(filters)

@@ -58,3 +58,13 @@ class CattleProtocolError(CattleError):
     """The answer was not the JSON Cattle sends (e.g. not Cattle at that URL)."""
 
     retryable = True
+
+
+class CattleTimeout(CattleUnavailable):
+    """No (complete) answer within the request's timeout."""
+
+
+class CattleAnswerTooLarge(CattleProtocolError):
+    """The answer's body is larger than the caller accepts (a proxied upstream's, say)."""
+
+    retryable = False

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from controller.drivers.base import ScaleDriver
+from controller.drivers.base import DriverContext, ScaleDriver
 from controller.listener.errors import error_middleware
 from controller.listener.handlers import Handlers
 from controller.listener.ratelimit import RateLimiter
@@ -42,6 +42,8 @@ class ListenerDeps:
     clock: Callable[[], float] = time.time
     # Receivers' sender secrets (spec.signature); without a Kubernetes client only secretFile works.
     signatures: SignatureSecrets = field(default_factory=SignatureSecrets)
+    # What pass-through drivers (controller.forwarding.Forwarder) forward with; None: they answer 502.
+    driver_ctx: DriverContext | None = None
 
 
 LISTENER_DEPS: web.AppKey[ListenerDeps] = web.AppKey("listener_deps", ListenerDeps)

@@ -6,6 +6,9 @@ requires one (``spec.signature``: the body is read for it, and the same bytes ar
 whether it is the receiver's current token, the receiver's rate limit, the headers, and only then
 the body. An unsigned hit thus costs nothing but a 401: no rate-limit token, no record.
 
+Pass-through drivers (``controller.forwarding.Forwarder``, e.g. forwardPost) leave right after the
+rate limit: the hit is forwarded and answered with the upstream's answer, and nothing is recorded.
+
 The view never decides a hit's outcome itself beyond what the receiver's spec says (suspended, or
 an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries and cooldown are
 decided by ``store.record_hit`` in the same transaction that records the hit, so it answers 200 only
@@ -27,6 +30,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.bodies import AlertmanagerPayload
+from controller.forwarding import ForwardedHit, Forwarder, ForwardError, forwarded_query
 from controller.listener import signature
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
@@ -84,12 +88,15 @@ class Handlers:
                 409, "receiver_not_ready", f"Receiver {receiver.key} is not ready: {active.refusal}."
             )
         self._check_rate_limit(receiver)
+        driver = self.deps.drivers[receiver.driver]
+        if isinstance(driver, Forwarder):
+            return await self._forward(driver, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
         body = _parse_body(request, raw if raw is not None else await self._read_raw(request))
         disposition, reason = _disposition(receiver, body)
         intent = None
         if disposition == "act":
-            intent = self.deps.drivers[receiver.driver].intent(receiver.spec).to_json()
+            intent = driver.intent(receiver.spec).to_json()
         hit = HitRequest(
             receiver=receiver.key,
             receiver_uid=active.uid,
@@ -127,6 +134,33 @@ class Handlers:
         if result.outcome == "accepted":
             self.deps.wake(receiver.target.id)
         return web.json_response({"receiver": receiver.key, "outcome": result.outcome, "hit": result.hit_id})
+
+    async def _forward(
+        self, forwarder: Forwarder, receiver: Receiver, request: web.Request, raw: bytes | None
+    ) -> web.Response:
+        """Answer with the upstream's answer; record nothing (a pass-through is not an intent)."""
+        if receiver.suspend:
+            self.deps.metrics.hits.labels(receiver.key, "suspended").inc()
+            return web.json_response({"receiver": receiver.key, "outcome": "suspended", "hit": None})
+        body = raw if raw is not None else await self._read_raw(request)
+        hit = ForwardedHit(
+            body=body,
+            content_type=request.headers.get("Content-Type", ""),
+            query=forwarded_query(list(request.query.items())),
+        )
+        try:
+            if self.deps.driver_ctx is None:
+                raise ForwardError("No Cattle is configured to forward through.")
+            answer = await forwarder.forward(receiver, hit, self.deps.driver_ctx)
+        except ForwardError as e:
+            raise ApiError(e.status, e.code, str(e)) from e
+        logger.info("hit of %s forwarded: upstream answered %d", receiver.key, answer.status)
+        self.deps.metrics.hits.labels(receiver.key, "forwarded").inc()
+        headers = {
+            "Content-Type": answer.content_type or "application/octet-stream",
+            "X-Webhook-Forwarded": "1",
+        }
+        return web.Response(status=answer.status, body=answer.body, headers=headers)
 
     def _verify_token(self, request: web.Request) -> TokenClaims:
         token = _find_token(request)

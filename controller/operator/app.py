@@ -133,17 +133,18 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 logger.info(
                     "no default Cattle (CATTLE_URL unset): scaleService receivers need cattleSecretRef"
                 )
+            # One context for the reconciler and the listener (pass-through drivers forward with it).
+            driver_ctx = DriverContext(
+                cattle=cattle,
+                kube=client,
+                cattle_clients=SecretCattleClients(client, session, metrics, timeout=settings.cattle_timeout),
+                confirm_timeout=settings.confirm_timeout,
+                receivers_of=registry.receivers_of,
+            )
             reconciler = Reconciler(
                 store=store,
                 drivers=drivers,
-                ctx=DriverContext(
-                    cattle=cattle,
-                    kube=client,
-                    cattle_clients=SecretCattleClients(
-                        client, session, metrics, timeout=settings.cattle_timeout
-                    ),
-                    confirm_timeout=settings.confirm_timeout,
-                ),
+                ctx=driver_ctx,
                 metrics=metrics,
                 backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
                 resync_interval=settings.resync_interval,
@@ -159,6 +160,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 metrics=metrics,
                 wake=lambda _target: None,
                 signatures=SignatureSecrets(kube=client),
+                driver_ctx=driver_ctx,
             )
             runner = web.AppRunner(build_app(deps), access_log_class=RedactingAccessLogger)
             await runner.setup()

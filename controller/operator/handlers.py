@@ -32,6 +32,7 @@ import kopf
 
 from controller.drivers.base import ScaleDriver
 from controller.drivers.scale_workload import hpa_conflict
+from controller.forwarding import Forwarder
 from controller.kube.client import SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.model import Receiver
@@ -146,7 +147,11 @@ class ReceiverHandlers:
         jti, kid, minted = await self._ensure_token(obj, receiver)
         refusal = await self._refusal(receiver)
         driver = self.deps.drivers[receiver.driver]
-        intent = driver.intent(receiver.spec)
+        if isinstance(driver, Forwarder):  # a pass-through has no step to show
+            action = "forward each hit (synchronous pass-through)"
+        else:
+            intent = driver.intent(receiver.spec)
+            action = f"{intent.action} {intent.amount} (min {intent.min}, max {intent.max})"
 
         def valid(_: KubeObject, status: dict[str, Any]) -> None:
             status.pop("problems", None)
@@ -156,7 +161,7 @@ class ReceiverHandlers:
                 tokenId=jti,
                 tokenKid=kid,
                 target=receiver.target.id,
-                action=f"{intent.action} {intent.amount} (min {intent.min}, max {intent.max})",
+                action=action,
             )
             issued = "TokenIssued" if minted else "TokenCurrent"
             set_condition(

@@ -7,6 +7,12 @@ with the whole resource in ``updating-active``, and 409 for a service busy in an
 lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
 ``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
 
+It also models Rancher 1.x's service proxy (what the forwardPost driver uses): ``POST
+/r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. A
+service seeded with ``upstream: http://host:port`` is forwarded to for real (body, Content-Type,
+query); any other answers as an echo upstream: 200 with ``{"method", "path", "query" (pairs),
+"contentType", "body" (text)}``. An unknown service name is 404, a port outside 1..65535 is 422.
+
 Design decisions:
 
 - The live world is in ``controller.sandbox.state``; transitions happen lazily, by the clock.
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from controller.sandbox.seed import SandboxSeed, load_seed
@@ -103,6 +110,8 @@ def make_sandbox_app(
         app.router.add_post(scope + "/hosts", post_host)
         app.router.add_get(scope + "/hosts/{hid}", get_host)
         app.router.add_post(scope + "/externalhostevents", post_external_host_event)
+    app.router.add_post("/r/projects/{pid}/{endpoint}", proxy_post)
+    app.router.add_post("/r/projects/{pid}/{endpoint}/{path:.*}", proxy_post)
     return app
 
 
@@ -322,6 +331,42 @@ async def post_external_host_event(request: web.Request) -> web.Response:
         **timestamps(event["created"]), "links": {"self": self_url}, "actions": {},
     }  # fmt: skip
     return web.json_response(rendered, status=201)
+
+
+async def proxy_post(request: web.Request) -> web.Response:
+    """Rancher's service proxy: POST to ``{serviceName}:{port}`` of the project; answer as upstream did."""
+    project = project_in_scope(request)
+    name, _, port_text = request.match_info["endpoint"].rpartition(":")
+    port = int(port_text) if port_text.isdigit() else 0
+    if not name or not 1 <= port <= 65535:
+        raise ApiError(422, "InvalidOption", "expected {serviceName}:{port} with a port in 1..65535")
+    service = request.app[SANDBOX_STATE].service_named(project.id, name)
+    path = "/" + request.match_info.get("path", "")
+    body = await request.read()
+    content_type = request.headers.get("Content-Type", "")
+    if service.upstream is None:
+        echo = {
+            "method": request.method,
+            "path": path,
+            "query": [[k, v] for k, v in request.query.items()],
+            "contentType": content_type,
+            "body": body.decode("utf-8", errors="replace"),
+        }
+        return web.json_response(echo)
+    headers = {"Content-Type": content_type} if content_type else {}
+    url = f"{service.upstream}{path}"
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(url, params=list(request.query.items()), data=body, headers=headers) as upstream,
+        ):
+            answer = await upstream.read()
+            answer_headers = {
+                "Content-Type": upstream.headers.get("Content-Type", "application/octet-stream")
+            }
+            return web.Response(status=upstream.status, body=answer, headers=answer_headers)
+    except aiohttp.ClientError as e:
+        raise ApiError(502, "BadGateway", f"upstream {service.upstream} of {name}: {e}") from e
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:

@@ -15,6 +15,9 @@ reported all at once, with the path of the offending field.
              digitaloceanConfig: {region: nyc3, size: 1gb, image: ubuntu-16-04-x64}}
           - {id: 1h4, name: edge-1, labels: {role: edge}}  # no driver: a custom host
 
+A service may name an ``upstream`` (``http://host:port``): Cattle's proxy (``/r/projects/...``) then
+forwards to it for real; without one the sandbox's proxy answers as an echo upstream.
+
 A host with a ``driver`` carries that driver's ``<driver>Config`` (a machine-driver host, which the
 scaleHost driver can clone); a host without one is custom. ``hostname`` defaults to ``name``; ``state``
 (default active) and ``agentState`` (e.g. disconnected) are Cattle's fields. Seeded hosts are created
@@ -47,6 +50,7 @@ class SeedService:
     image: str = DEFAULT_IMAGE
     labels: Mapping[str, str] = field(default_factory=dict)
     state: str = "active"
+    upstream: str | None = None  # where Cattle's proxy forwards to (http://host:port); None: an echo
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,18 @@ def _service(data: Any, where: str, problems: list[str]) -> SeedService:
         image=_text(data, "image", where, problems, default=DEFAULT_IMAGE),
         labels={str(k): str(v) for k, v in labels.items()},
         state=_text(data, "state", where, problems, default="active"),
+        upstream=_upstream(data, where, problems),
     )
+
+
+def _upstream(data: dict[str, Any], where: str, problems: list[str]) -> str | None:
+    upstream = data.get("upstream")
+    if upstream is None:
+        return None
+    if not isinstance(upstream, str) or not upstream.startswith(("http://", "https://")):
+        problems.append(f"{where}.upstream: expected an http:// or https:// URL, got {upstream!r}")
+        return None
+    return upstream.rstrip("/")
 
 
 def _text(

@@ -84,6 +84,7 @@ class SandboxService:
     extra: dict[str, Any] = field(default_factory=dict)  # other updatable fields, stored as sent
     settles_at: float | None = None  # end of the running update, if any
     settles_to: str = "active"
+    upstream: str | None = None  # where the proxy forwards (seed ``upstream``); None: an echo
 
     @property
     def transitioning(self) -> str:
@@ -180,7 +181,7 @@ class SandboxState:
         service = SandboxService(
             id=seed.id, project_id=project_id, name=seed.name, stack_id=seed.stack_id, kind=seed.kind,
             image=seed.image, labels=dict(seed.labels), scale=seed.scale, current_scale=0, state=seed.state,
-            created=self._created, create_index=self._next_index,
+            created=self._created, create_index=self._next_index, upstream=seed.upstream,
         )  # fmt: skip
         service.come_to_rest(seed.state)
         self._next_index += 1
@@ -205,6 +206,13 @@ class SandboxState:
         """The project's services in creation order; removed ones are hidden, as in Cattle's lists."""
         listed = [self.service(project_id, sid) for sid in self.project(project_id).services]
         return [s for s in listed if s.state not in ("removed", "purged")]
+
+    def service_named(self, project_id: str, name: str) -> SandboxService:
+        """The project's (listed) service with this name, as Cattle's proxy finds it."""
+        for service in self.services(project_id):
+            if service.name == name:
+                return service
+        raise ApiError(404, "NotFound", f"service {name} not found in project {project_id}")
 
     def host(self, project_id: str, host_id: str) -> SandboxHost:
         try:

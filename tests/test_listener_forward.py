@@ -1,0 +1,243 @@
+"""The listener's pass-through hook, with forwardPost: a hit goes through the in-process sandbox's
+service proxy to a real upstream (tests/upstream.py), and the upstream's answer is the hit's answer.
+
+One fixture builds it all: the upstream, a sandbox whose service ``web`` forwards to it (and ``echo``,
+which answers as the sandbox's echo), a real store, and a forwardPost driver with small bounds so the
+timeout and size tests are quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from controller.bodies import ReceiverSpec
+from controller.cattle.client import CattleClient
+from controller.drivers import load_drivers
+from controller.drivers.base import DriverContext, ScaleDriver
+from controller.drivers.forward_post import ForwardPostDriver
+from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
+from controller.metrics import Metrics
+from controller.model import ActiveReceiver, Receiver
+from controller.registry import ReceiverRegistry
+from controller.sandbox import SandboxOptions, make_sandbox_app, parse_seed
+from controller.settings import Settings
+from controller.store.sqlite import SqliteStore
+from controller.tokens import KeyRing, TokenVerifier, mint_token
+from tests.upstream import BIG, upstream_app
+
+AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+AiohttpServer = Callable[..., Awaitable[TestServer]]
+TIMEOUT = 0.5  # the driver's bound here; tests/upstream.py's /slow takes longer
+MAX_BYTES = 1024  # the driver's bound here; /big is larger
+
+
+def spec(service: str = "web", path: str = "/hooks") -> ReceiverSpec:
+    return {
+        "driver": "forwardPost",
+        "forwardPostConfig": {"projectId": "1a5", "serviceName": service, "port": 8080, "path": path},
+    }
+
+
+@dataclasses.dataclass
+class Harness:
+    client: TestClient[web.Request, web.Application]
+    registry: ReceiverRegistry
+    store: SqliteStore
+    keyring: KeyRing
+    metrics: Metrics
+    drivers: dict[str, ScaleDriver]
+
+    def add(self, name: str, receiver_spec: ReceiverSpec, **changes: Any) -> str:
+        """Register a forwardPost receiver; returns its token."""
+        driver = self.drivers["forwardPost"]
+        receiver = Receiver(
+            namespace="default",
+            name=name,
+            driver="forwardPost",
+            spec=receiver_spec,
+            target=driver.target(receiver_spec, "default"),
+            **changes,
+        )
+        token, kid = mint_token(
+            self.keyring, receiver=receiver, uid=f"uid-{name}", jti=f"jti-{name}", now=1.0
+        )
+        self.registry.put(
+            ActiveReceiver(receiver, uid=f"uid-{name}", jti=f"jti-{name}", token=token, kid=kid)
+        )
+        return token
+
+    async def hit(
+        self, token: str, *, query: dict[str, str] | None = None, body: bytes = b"", content_type: str = ""
+    ) -> ClientResponse:
+        params = {"key": token, "projectId": "1a5", **(query or {})}
+        headers = {"Content-Type": content_type} if content_type else {}
+        return await self.client.post(TRIGGER_PATH, params=params, data=body, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def make_harness(
+    tmp_path: Path, aiohttp_client: AiohttpClient, cattle_url: str | None
+) -> AsyncIterator[Harness]:
+    keyring = KeyRing.load_or_create(tmp_path / "keys")
+    drivers = dict(load_drivers())
+    drivers["forwardPost"] = ForwardPostDriver(timeout=TIMEOUT, max_bytes=MAX_BYTES)
+    registry = ReceiverRegistry()
+    registry.loaded = True
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    metrics = Metrics()
+    session = aiohttp.ClientSession()
+    cattle = None
+    if cattle_url is not None:
+        cattle = CattleClient(session, base_url=cattle_url, access_key="ak", secret_key="sk")
+    deps = ListenerDeps(
+        settings=Settings(state_dir=tmp_path, max_body_bytes=4096),
+        registry=registry,
+        verifier=TokenVerifier(keyring),
+        store=store,
+        drivers=drivers,
+        metrics=metrics,
+        wake=lambda _: None,
+        clock=lambda: 2.0,
+        driver_ctx=DriverContext(cattle=cattle),
+    )
+    client = await aiohttp_client(build_app(deps))
+    try:
+        yield Harness(client, registry, store, keyring, metrics, drivers)
+    finally:
+        await session.close()
+        await store.close()
+
+
+@pytest.fixture
+async def harness(
+    tmp_path: Path, aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer
+) -> AsyncIterator[Harness]:
+    upstream = await aiohttp_server(upstream_app())
+    seed = parse_seed(
+        {
+            "projects": [
+                {
+                    "id": "1a5",
+                    "services": [
+                        {"id": "1s7", "name": "web", "upstream": str(upstream.make_url("")).rstrip("/")},
+                        {"id": "1s8", "name": "echo"},
+                    ],
+                }
+            ]
+        }
+    )
+    sandbox = await aiohttp_server(make_sandbox_app(seed, SandboxOptions(access_key="ak", secret_key="sk")))
+    async with make_harness(tmp_path, aiohttp_client, str(sandbox.make_url("/v2-beta"))) as h:
+        yield h
+
+
+async def nothing_recorded(store: SqliteStore) -> bool:
+    return await store.last_hits() == {} and await store.targets_with_work() == []
+
+
+async def test_a_hit_is_forwarded_with_its_body_content_type_and_query_without_token_params(
+    harness: Harness,
+) -> None:
+    token = harness.add("fwd", spec())
+    response = await harness.hit(
+        token, query={"env": "prod", "token": token}, body=b'{"a": 1}', content_type="application/json"
+    )
+    assert (response.status, response.headers["X-Webhook-Forwarded"]) == (200, "1")
+    seen = await response.json()
+    assert seen == {
+        "upstream": True,
+        "path": "/hooks",
+        "query": [["env", "prod"]],
+        "contentType": "application/json",
+        "body": '{"a": 1}',
+    }
+    assert await nothing_recorded(harness.store)
+
+
+async def test_a_service_without_upstream_answers_as_the_sandbox_echo(harness: Harness) -> None:
+    token = harness.add("echo", spec(service="echo", path="/in"))
+    response = await harness.hit(token, body=b"plain words", content_type="text/plain; charset=utf-8")
+    echo = await response.json()
+    assert (echo["path"], echo["contentType"], echo["body"]) == (
+        "/in",
+        "text/plain; charset=utf-8",
+        "plain words",
+    )
+
+
+@pytest.mark.parametrize("code", [201, 500])
+async def test_the_upstream_status_and_body_are_the_answer(harness: Harness, code: int) -> None:
+    token = harness.add("status", spec(path=f"/status/{code}"))
+    response = await harness.hit(token)
+    assert (response.status, await response.text()) == (code, f"upstream says {code}")
+    assert response.content_type == "text/plain"
+    assert await nothing_recorded(harness.store)
+
+
+async def test_an_upstream_slower_than_the_timeout_is_504(harness: Harness) -> None:
+    token = harness.add("slow", spec(path="/slow"))
+    response = await harness.hit(token)
+    assert (response.status, (await response.json())["code"]) == (504, "upstream_timeout")
+    assert await nothing_recorded(harness.store)
+
+
+async def test_an_upstream_answer_over_the_bound_is_502(harness: Harness) -> None:
+    assert BIG > MAX_BYTES
+    token = harness.add("big", spec(path="/big"))
+    response = await harness.hit(token)
+    assert (response.status, (await response.json())["code"]) == (502, "upstream_too_large")
+
+
+async def test_an_unknown_service_answers_cattles_404(harness: Harness) -> None:
+    token = harness.add("gone", spec(service="gone"))
+    response = await harness.hit(token)
+    assert (response.status, (await response.json())["code"]) == (404, "NotFound")
+
+
+async def test_a_suspended_receiver_forwards_nothing(harness: Harness) -> None:
+    token = harness.add("off", spec(), suspend=True)
+    response = await harness.hit(token)
+    assert (response.status, (await response.json())["outcome"]) == (200, "suspended")
+    assert "X-Webhook-Forwarded" not in response.headers
+
+
+async def test_forwarded_hits_are_counted_as_forwarded(harness: Harness) -> None:
+    token = harness.add("fwd", spec())
+    await harness.hit(token)
+    assert harness.metrics.hits.labels("default/fwd", "forwarded")._value.get() == 1
+
+
+async def test_the_token_is_still_checked_before_forwarding(harness: Harness) -> None:
+    harness.add("fwd", spec())
+    response = await harness.hit("not-a-token")
+    assert response.status == 401
+
+
+async def test_cattle_down_is_502(
+    tmp_path: Path, aiohttp_client: AiohttpClient, unused_tcp_port: int
+) -> None:
+    down = f"http://127.0.0.1:{unused_tcp_port}/v2-beta"
+    async with make_harness(tmp_path, aiohttp_client, down) as h:
+        token = h.add("fwd", spec())
+        response = await h.hit(token)
+        assert (response.status, (await response.json())["code"]) == (502, "upstream_unavailable")
+        assert await nothing_recorded(h.store)
+
+
+async def test_no_cattle_configured_is_502(tmp_path: Path, aiohttp_client: AiohttpClient) -> None:
+    async with make_harness(tmp_path, aiohttp_client, None) as h:
+        token = h.add("fwd", spec())
+        response = await h.hit(token)
+        body = json.loads(await response.read())
+        assert (response.status, body["code"]) == (502, "upstream_unavailable")
