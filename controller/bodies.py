@@ -59,11 +59,22 @@ class ForwardPostConfig(TypedDict, total=False):
     path: str  # default "/"
 
 
+class ServiceUpgradeConfig(TypedDict, total=False):
+    projectId: Required[str]
+    serviceSelector: Required[dict[str, str]]  # labels every selected launch config (or sidekick) carries
+    tag: Required[str]  # exact, glob, or "regex:<expression>"
+    payloadFormat: Required[Literal["dockerhub", "alicloud", "azure", "registry"]]
+    batchSize: int  # default 1
+    intervalMillis: int  # default 2000
+    startFirst: bool  # default false
+
+
 class ReceiverSpec(TypedDict, total=False):
     driver: str
     scaleServiceConfig: ScaleServiceConfig
     scaleHostConfig: ScaleHostConfig
     forwardPostConfig: ForwardPostConfig
+    serviceUpgradeConfig: ServiceUpgradeConfig
     cattleSecretRef: SecretRef
     signature: SignatureSpec
     fireOn: list[str]
@@ -99,6 +110,9 @@ class AlertmanagerPayload(TypedDict, total=False):
 
 
 class CattleLaunchConfig(TypedDict, total=False):
+    """A launch config; Cattle's has many more fields (ports, environment...), kept as they are."""
+
+    name: str  # a sidekick's (secondaryLaunchConfigs) name
     imageUuid: str
     labels: dict[str, str]
     version: str
@@ -120,6 +134,7 @@ class CattleService(TypedDict, total=False):
     currentScale: int
     launchConfig: CattleLaunchConfig
     secondaryLaunchConfigs: list[CattleLaunchConfig]
+    upgrade: dict[str, Any] | None  # the running upgrade: {"inServiceStrategy": {...}, ...}
     links: dict[str, str]
     actions: dict[str, str]
 

@@ -16,6 +16,9 @@ Why it is shaped this way:
   (honouring Retry-After), forever, so nothing accepted is dropped while Cattle is down. Permanent
   errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with a
   reason instead.
+- **Drivers that are not scales** (``controller.intents.IntentApplier``, e.g. serviceUpgrade) take
+  one generic hook: the pending intents are handed to the driver, which carries them out and
+  observes the target itself, and they are marked done only once it returns (``_apply_intents``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from controller.backoff import Backoff
 from controller.cattle.errors import CattleError, CattleUnauthorized
 from controller.drivers.base import DriverContext, ScaleDriver, TargetRefused
 from controller.fold import fold
+from controller.intents import IntentApplier
 from controller.kube.errors import KubeError, KubeUnauthorized, KubeUnavailable
 from controller.metrics import Metrics
 from controller.model import Target
@@ -126,6 +130,8 @@ class Reconciler:
     async def reconcile_once(self, target_id: str) -> str:
         """One pass over the target. Returns what it did: "converged", "applied" or "idle"."""
         driver, target = self._resolve(target_id)
+        if isinstance(driver, IntentApplier):
+            return await self._apply_intents(driver, target)
         result = "idle"
         state = await self._store.get_target(target_id)
         if state is not None and state.desired is not None and not state.converged:
@@ -152,6 +158,36 @@ class Reconciler:
             self._metrics.observed_scale.labels(target_id).set(current)
         else:
             await self._converge(driver, target, desired)
+        return "applied"
+
+    async def _apply_intents(self, applier: IntentApplier, target: Target) -> str:
+        """Hand the pending intents to a driver that carries them out itself (e.g. serviceUpgrade).
+
+        Durability: the intents stay pending until ``apply_intents`` returns, i.e. until the work is
+        finished (an upgrade finished, not merely started); only then are they marked folded. A crash
+        or a retryable error mid-way leaves them pending, and the next pass (the resync, or the start
+        of the next run) hands them over again. The driver observes the target first, so it continues
+        what it finds (a service already carrying the new image and upgrading/upgraded is waited for
+        and finished) instead of starting it again. Permanent failures (``TargetRefused``, a
+        non-retryable Cattle error) fail the intents in ``_reconcile_with_retry`` as for scale drivers.
+        """
+        target_id = target.id
+        pending = await self._store.pending_intents(target_id)
+        self._metrics.pending_intents.labels(target_id).set(len(pending))
+        if not pending:
+            state = await self._store.get_target(target_id)
+            if state is not None and not state.converged:  # a crash between commit_fold and set_observed
+                await self._store.set_observed(target_id, state.desired, converged=True, error=None)
+            return "idle"
+        steps = await applier.apply_intents(target, pending, self._ctx)
+        # For a driver that is not a scale, the recorded "desired" (and "observed") is not a scale but
+        # what the newest intent achieved, e.g. how many services run the pushed image: it gives the
+        # status a number, and converged=True tells the next pass there is nothing to finish.
+        done = steps[-1].after if steps else 0
+        await self._store.commit_fold(target_id, done, steps)
+        await self._store.set_observed(target_id, done, converged=True, error=None)
+        self._metrics.pending_intents.labels(target_id).set(0)
+        logger.info("[%s] applied %d intent(s): %d done", target_id, len(steps), done)
         return "applied"
 
     async def _converge(self, driver: ScaleDriver, target: Target, desired: int) -> None:

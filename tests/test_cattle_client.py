@@ -364,3 +364,55 @@ async def test_host_with_malformed_labels_is_a_protocol_error(
 
     with pytest.raises(CattleProtocolError, match="malformed labels"):
         await client.get_host("1a5", "1h3")
+
+
+# -- in-service upgrades
+
+
+async def test_upgrade_service_posts_the_in_service_strategy_to_the_upgrade_action(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    url = f"{SERVICE_URL}/?action=upgrade"
+    strategy = {
+        "batchSize": 1,
+        "intervalMillis": 2000,
+        "startFirst": False,
+        "launchConfig": {"imageUuid": "x"},
+    }
+    mocked.post(url, status=202, payload=service_body(state="upgrading", transitioning="yes"))
+
+    got = await client.upgrade_service("1a5", "1s7", strategy)
+
+    assert got["state"] == "upgrading"
+    assert only_call(mocked, "POST", url)["json"] == {"inServiceStrategy": strategy}
+
+
+@pytest.mark.parametrize(
+    ("method", "action", "state"),
+    [
+        ("finish_upgrade", "finishupgrade", "finishing-upgrade"),
+        ("rollback_service", "rollback", "rolling-back"),
+    ],
+)
+async def test_finish_and_rollback_post_their_action_without_a_body(
+    mocked: aioresponses, client: CattleClient, method: str, action: str, state: str
+) -> None:
+    url = f"{SERVICE_URL}/?action={action}"
+    mocked.post(url, status=202, payload=service_body(state=state, transitioning="yes"))
+
+    got = await getattr(client, method)("1a5", "1s7")
+
+    assert got["state"] == state
+    assert only_call(mocked, "POST", url)["json"] is None
+
+
+async def test_an_action_not_available_is_busy_with_cattles_code(
+    mocked: aioresponses, client: CattleClient
+) -> None:
+    url = f"{SERVICE_URL}/?action=finishupgrade"
+    mocked.post(url, status=422, payload=error_body(422, "ActionNotAvailable", "finishupgrade"))
+
+    with pytest.raises(CattleBusy) as caught:
+        await client.finish_upgrade("1a5", "1s7")
+
+    assert (caught.value.status, caught.value.code) == (422, "ActionNotAvailable")

@@ -1,5 +1,6 @@
 """A small client for Cattle's v2-beta API (also ``/v1``): read a project, read, list and scale services,
-list, create and evacuate hosts; and POST through Cattle's service proxy (``proxy_post``).
+upgrade them in service (``upgrade_service``, ``finish_upgrade``, ``rollback_service``), list, create
+and evacuate hosts; and POST through Cattle's service proxy (``proxy_post``).
 
 Design decisions:
 
@@ -15,6 +16,9 @@ Design decisions:
   is applied to the collection URL we built. Cattle builds links from the request's Host /
   X-Forwarded headers, which a proxy can get wrong, and following a host named by an answer would
   send our credentials there.
+- Service actions are POSTed to ``{service}/?action=name`` without first checking the resource's
+  ``actions`` map (go-rancher does): that would cost a GET and still race. Cattle's own refusal, 422
+  ``ActionNotAvailable``, arrives classified like any other 422.
 - Credentials go only into the ``Authorization`` header; nothing logged here contains them.
 """
 
@@ -89,6 +93,22 @@ class CattleClient:
         """PUT a partial update of the scale alone; Cattle answers with the whole (transitioning) resource."""
         data = await self._request("PUT", self._service_url(project_id, service_id), body={"scale": scale})
         return service(data)
+
+    async def upgrade_service(
+        self, project_id: str, service_id: str, strategy: Mapping[str, Any]
+    ) -> CattleService:
+        """Start an in-service upgrade. ``strategy`` is Cattle's ``inServiceStrategy``: ``batchSize``,
+        ``intervalMillis``, ``startFirst``, the full new ``launchConfig`` and/or ``secondaryLaunchConfigs``.
+        Cattle answers 202 with the service already ``upgrading``; poll it until it is ``upgraded``."""
+        return await self._service_action(project_id, service_id, "upgrade", {"inServiceStrategy": strategy})
+
+    async def finish_upgrade(self, project_id: str, service_id: str) -> CattleService:
+        """Drop the previous launch configs of an ``upgraded`` service (it goes ``finishing-upgrade``)."""
+        return await self._service_action(project_id, service_id, "finishupgrade")
+
+    async def rollback_service(self, project_id: str, service_id: str) -> CattleService:
+        """Restore the launch configs from before the upgrade (it goes ``rolling-back``, then ``active``)."""
+        return await self._service_action(project_id, service_id, "rollback")
 
     async def list_services(self, project_id: str, **filters: str) -> list[CattleService]:
         """All services of the project matching ``filters`` (e.g. ``name="web"``), across every page."""
@@ -188,6 +208,12 @@ class CattleClient:
                 raise CattleProtocolError(f"GET {url.path}: pagination.next repeats a page ({next_link})")
             seen.add(url.query_string)
         raise CattleProtocolError(f"GET {url.path}: more than {MAX_PAGES} pages")
+
+    async def _service_action(
+        self, project_id: str, service_id: str, action: str, body: Mapping[str, Any] | None = None
+    ) -> CattleService:
+        url = f"{self._service_url(project_id, service_id)}/?action={action}"
+        return service(await self._request("POST", url, body=body))
 
     def _project_url(self, project_id: str) -> str:
         return f"{self._base}/projects/{quote(project_id, safe='')}"

@@ -8,6 +8,9 @@ the body. An unsigned hit thus costs nothing but a 401: no rate-limit token, no 
 
 Pass-through drivers (``controller.forwarding.Forwarder``, e.g. forwardPost) leave right after the
 rate limit: the hit is forwarded and answered with the upstream's answer, and nothing is recorded.
+Body-reading drivers (``controller.intents.BodyReader``, e.g. serviceUpgrade) decide from the body
+whether the hit acts and what its intent is, instead of the Alertmanager parsing and
+``driver.intent``; everything else (suspend, idempotency, cooldown, recording) is the same.
 
 The view never decides a hit's outcome itself beyond what the receiver's spec says (suspended, or
 an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries and cooldown are
@@ -31,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.bodies import AlertmanagerPayload
 from controller.forwarding import ForwardedHit, Forwarder, ForwardError, forwarded_query
+from controller.intents import BodyReader, MalformedBody
 from controller.listener import signature
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
@@ -92,11 +96,17 @@ class Handlers:
         if isinstance(driver, Forwarder):
             return await self._forward(driver, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
-        body = _parse_body(request, raw if raw is not None else await self._read_raw(request))
-        disposition, reason = _disposition(receiver, body)
-        intent = None
-        if disposition == "act":
-            intent = driver.intent(receiver.spec).to_json()
+        raw_body = raw if raw is not None else await self._read_raw(request)
+        intent: dict[str, Any] | None = None
+        alertmanager: AlertmanagerPayload | None = None
+        if isinstance(driver, BodyReader):
+            disposition, reason, intent = _decide(driver, receiver, raw_body, request.content_type)
+        else:
+            body = _parse_body(request, raw_body)
+            alertmanager = body.alertmanager
+            disposition, reason = _disposition(receiver, body)
+            if disposition == "act":
+                intent = driver.intent(receiver.spec).to_json()
         hit = HitRequest(
             receiver=receiver.key,
             receiver_uid=active.uid,
@@ -105,7 +115,7 @@ class Handlers:
             reason=reason,
             intent=intent,
             idempotency_key=idempotency_key,
-            dedupe_key=dedupe_key(body.alertmanager) if body.alertmanager is not None else None,
+            dedupe_key=dedupe_key(alertmanager) if alertmanager is not None else None,
             dedupe_window=receiver.dedupe_window_seconds,
             cooldown=receiver.cooldown_seconds,
             received_at=self.deps.clock(),
@@ -291,6 +301,19 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 def _is_json(content_type: str) -> bool:
     return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _decide(
+    reader: BodyReader, receiver: Receiver, raw: bytes, content_type: str
+) -> tuple[Disposition, str | None, dict[str, Any] | None]:
+    """A body-reading driver's decision, once the receiver is known not to be suspended."""
+    if receiver.suspend:
+        return "suspended", "receiver is suspended", None
+    try:
+        decision = reader.decide(receiver.spec, raw, content_type)
+    except MalformedBody as e:
+        raise ApiError(400, "malformed_body", f"The body is malformed at {e.field}: {e.message}.") from e
+    return decision.disposition, decision.reason, decision.intent
 
 
 def _disposition(receiver: Receiver, body: Body) -> tuple[Disposition, str | None]:

@@ -33,6 +33,7 @@ import kopf
 from controller.drivers.base import ScaleDriver
 from controller.drivers.scale_workload import hpa_conflict
 from controller.forwarding import Forwarder
+from controller.intents import BodyReader
 from controller.kube.client import SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.model import Receiver
@@ -149,6 +150,8 @@ class ReceiverHandlers:
         driver = self.deps.drivers[receiver.driver]
         if isinstance(driver, Forwarder):  # a pass-through has no step to show
             action = "forward each hit (synchronous pass-through)"
+        elif isinstance(driver, BodyReader):  # the step comes from each hit's body
+            action = "act on what each hit's body says (e.g. upgrade to the pushed image)"
         else:
             intent = driver.intent(receiver.spec)
             action = f"{intent.action} {intent.amount} (min {intent.min}, max {intent.max})"

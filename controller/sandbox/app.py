@@ -6,6 +6,10 @@ collections with ``marker`` pagination and ``field_modifier`` filters, partial-u
 with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
 lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
 ``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
+Service actions (``POST .../services/{id}/?action=upgrade``, ``finishupgrade``, ``rollback``, ...)
+answer 202 with the service already transitioning, or 422 ``ActionNotAvailable`` when its state
+doesn't offer the action; the ``launchConfig``, ``secondaryLaunchConfigs`` and ``upgrade`` fields show
+an in-service upgrade the way Cattle does.
 
 It also models Rancher 1.x's service proxy (what the forwardPost driver uses): ``POST
 /r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. A
@@ -21,6 +25,8 @@ Design decisions:
 - Domain refusals raise ``ApiError``; one middleware turns them (and aiohttp's own 404/405) into
   Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
 - ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
+- ``fail_upgrade_of`` names services whose upgrades fail (``upgrading``, transitioning ``error``),
+  so a test can watch a driver notice the failure and roll back.
 - ``fail_host_create`` fails chosen host creations by their call number (the 3rd POST of a host...),
   once each, so a test can stage a partial failure exactly and watch the retry.
 """
@@ -37,7 +43,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Mapping, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -81,6 +87,7 @@ class SandboxOptions:
     seed: int | None = None  # random seed for fail_rate, for repeatable runs
     fail_host_create: Set[int] = frozenset()  # 1-based POST-of-a-host calls that fail (once each)
     fail_host_create_status: int = 500  # how they fail: 500 (ServiceUnavailable-like) or 422
+    fail_upgrade_of: Set[str] = frozenset()  # service ids whose upgrades end in transitioning "error"
 
 
 SANDBOX_STATE = web.AppKey("sandbox_state", SandboxState)
@@ -106,6 +113,8 @@ def make_sandbox_app(
         app.router.add_get(scope + "/services", list_services)
         app.router.add_get(scope + "/services/{sid}", get_service)
         app.router.add_put(scope + "/services/{sid}", put_service)
+        app.router.add_post(scope + "/services/{sid}", post_service_action)
+        app.router.add_post(scope + "/services/{sid}/", post_service_action)
         app.router.add_get(scope + "/hosts", list_hosts)
         app.router.add_post(scope + "/hosts", post_host)
         app.router.add_get(scope + "/hosts/{hid}", get_host)
@@ -284,6 +293,22 @@ async def put_service(request: web.Request) -> web.Response:
         raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
     service = state.update(project.id, request.match_info["sid"], changes)
     return web.json_response(render_service(service, api_base(request), request.match_info["version"]))
+
+
+async def post_service_action(request: web.Request) -> web.Response:
+    """``POST .../services/{id}/?action=name``: a process-backed action, answered 202 while it runs."""
+    project = project_in_scope(request)
+    state, options = request.app[SANDBOX_STATE], request.app[SANDBOX_OPTIONS]
+    service_id = request.match_info["sid"]
+    state.service(project.id, service_id)  # 404 first, as Cattle does
+    action = request.query.get("action")
+    if not action:
+        raise ApiError(405, "MethodNotAllowed", "POST to a service needs ?action=")
+    body = await json_object(request) if await request.read() else {}
+    failing = service_id in options.fail_upgrade_of
+    service = state.act(project.id, service_id, action, body, failing=failing)
+    rendered = render_service(service, api_base(request), request.match_info["version"])
+    return web.json_response(rendered, status=202)
 
 
 async def list_hosts(request: web.Request) -> web.Response:
@@ -473,23 +498,48 @@ def render_service(service: SandboxService, base: str, version: str) -> dict[str
         "name": service.name, "description": service.description, "accountId": service.project_id,
         stack_field: service.stack_id, "state": service.state, "healthState": service.health_state,
         "transitioning": service.transitioning,
-        "transitioningMessage": "In Progress" if service.transitioning == "yes" else None,
+        "transitioningMessage": transitioning_message(service),
         "transitioningProgress": None, "scale": service.scale, "currentScale": service.current_scale,
         "startOnCreate": True, "assignServiceIpAddress": False, "system": False, "fqdn": None, "vip": None,
-        "publicEndpoints": None, "upgrade": None, "linkedServices": None, "instanceIds": [],
+        "publicEndpoints": None, "upgrade": render_upgrade(service), "linkedServices": None,
+        "instanceIds": [],
         "createIndex": service.create_index, "removed": None, "removeTime": None,
         "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{service.project_id}/{service.id}")),
         **timestamps(service.created),
         **dict.fromkeys(UPDATABLE_EXTRA), **service.extra,
-        "launchConfig": {"type": "launchConfig", "kind": "container", "imageUuid": service.image,
-                         "labels": dict(service.labels), "version": "0", "networkMode": "managed"},
-        "secondaryLaunchConfigs": [],
+        "launchConfig": render_launch_config(service.launch.primary, "launchConfig"),
+        "secondaryLaunchConfigs": [
+            render_launch_config(c, "secondaryLaunchConfig") for c in service.launch.secondary
+        ],
         "links": {"self": self_url, "account": f"{project_url}/accounts/{service.project_id}",
                   stack_link: f"{project_url}/stacks/{service.stack_id}",
                   "instances": f"{self_url}/instances"},
         "actions": {a: f"{self_url}/?action={a}" for a in ACTIONS_BY_STATE.get(service.state, ())},
     }  # fmt: skip
     return body
+
+
+def transitioning_message(service: SandboxService) -> str | None:
+    if service.error is not None:
+        return service.error
+    return "In Progress" if service.transitioning == "yes" else None
+
+
+def render_launch_config(config: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return {"type": kind, "kind": "container", "networkMode": "managed", "labels": {}, **config}
+
+
+def render_upgrade(service: SandboxService) -> dict[str, Any] | None:
+    """Cattle's ``upgrade`` field: the running upgrade's strategy, with what it replaced."""
+    if service.strategy is None:
+        return None
+    strategy = {"type": "inServiceUpgradeStrategy", **service.strategy}
+    if (previous := service.previous) is not None:
+        strategy["previousLaunchConfig"] = render_launch_config(previous.primary, "launchConfig")
+        strategy["previousSecondaryLaunchConfigs"] = [
+            render_launch_config(c, "secondaryLaunchConfig") for c in previous.secondary
+        ]
+    return {"type": "serviceUpgrade", "inServiceStrategy": strategy, "toServiceStrategy": None}
 
 
 def render_host(host: SandboxHost, base: str) -> dict[str, Any]:

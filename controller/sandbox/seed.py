@@ -9,11 +9,15 @@ reported all at once, with the path of the offending field.
       - id: 1a5
         name: Default
         services:
-          - {id: 1s7, name: web, stackId: 1st1, scale: 1, image: "docker:nginx:1.13"}
+          - {id: 1s7, name: web, stackId: 1st1, scale: 1, image: "docker:nginx:1.13",
+             labels: {tier: front}, sidekicks: [{name: logs, image: "docker:fluentd:1.2"}]}
         hosts:
           - {id: 1h1, name: worker-1, labels: {role: worker}, driver: digitalocean,
              digitaloceanConfig: {region: nyc3, size: 1gb, image: ubuntu-16-04-x64}}
           - {id: 1h4, name: edge-1, labels: {role: edge}}  # no driver: a custom host
+
+A service's ``image`` and ``labels`` become its ``launchConfig``; each of its ``sidekicks`` (``name``,
+``image``, ``labels``) becomes one of its ``secondaryLaunchConfigs``, as in-service upgrades see them.
 
 A service may name an ``upstream`` (``http://host:port``): Cattle's proxy (``/r/projects/...``) then
 forwards to it for real; without one the sandbox's proxy answers as an echo upstream.
@@ -41,6 +45,13 @@ class SeedError(ValueError):
 
 
 @dataclass(frozen=True)
+class SeedSidekick:
+    name: str
+    image: str = DEFAULT_IMAGE
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SeedService:
     id: str
     name: str
@@ -51,6 +62,7 @@ class SeedService:
     labels: Mapping[str, str] = field(default_factory=dict)
     state: str = "active"
     upstream: str | None = None  # where Cattle's proxy forwards to (http://host:port); None: an echo
+    sidekicks: tuple[SeedSidekick, ...] = ()  # its secondaryLaunchConfigs
 
 
 @dataclass(frozen=True)
@@ -182,7 +194,34 @@ def _service(data: Any, where: str, problems: list[str]) -> SeedService:
         labels={str(k): str(v) for k, v in labels.items()},
         state=_text(data, "state", where, problems, default="active"),
         upstream=_upstream(data, where, problems),
+        sidekicks=_sidekicks(data, where, problems),
     )
+
+
+def _sidekicks(data: dict[str, Any], where: str, problems: list[str]) -> tuple[SeedSidekick, ...]:
+    sidekicks = data.get("sidekicks", [])
+    if not isinstance(sidekicks, list):
+        problems.append(f"{where}.sidekicks: expected a list")
+        return ()
+    parsed: list[SeedSidekick] = []
+    for i, item in enumerate(sidekicks):
+        at = f"{where}.sidekicks[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{at}: expected a mapping")
+            continue
+        labels = item.get("labels", {})
+        if not isinstance(labels, dict):
+            problems.append(f"{at}.labels: expected a mapping")
+            labels = {}
+        parsed.append(
+            SeedSidekick(
+                name=_text(item, "name", at, problems),
+                image=_text(item, "image", at, problems, default=DEFAULT_IMAGE),
+                labels={str(k): str(v) for k, v in labels.items()},
+            )
+        )
+    _check_unique([s.name for s in parsed], f"sidekick name in {where}", problems)
+    return tuple(parsed)
 
 
 def _upstream(data: dict[str, Any], where: str, problems: list[str]) -> str | None:

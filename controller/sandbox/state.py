@@ -10,10 +10,19 @@ Hosts follow Cattle's machine lifecycle: a created host walks ``HOST_CREATE_STEP
 ... -> active) evenly over the transition time, and an evacuation with ``deleteHost`` takes it through
 ``removing`` to ``removed`` (hidden from lists, still readable by id). An active host with an
 ``agent_state`` shows that instead (``disconnected``, ``reconnecting``), as Cattle does.
+
+Service actions (``?action=...``) are processes: each moves the service to its transitioning state at
+once and settles after the transition time (``PROCESSES``). An in-service upgrade writes the new
+launch configs (with a new ``version``) at once and keeps the previous ones until ``finishupgrade``
+drops them or ``rollback`` restores them; it takes one transition per batch. An upgrade that is set
+to fail (the app's ``fail_upgrade_of``) stays ``upgrading`` with transitioning ``error``, as a Cattle
+process that failed does.
 """
 
 from __future__ import annotations
 
+import math
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +49,21 @@ ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
     "finishing-upgrade": ("update", "cancelupgrade", "remove"),
     "restarting": ("activate", "deactivate", "remove"),
 }
+SERVICE_ACTIONS = frozenset(a for actions in ACTIONS_BY_STATE.values() for a in actions) - {"update"}
+# action -> (its transitioning state, where it settles); upgrade and continueupgrade may fail instead.
+PROCESSES: Mapping[str, tuple[str, str]] = {
+    "activate": ("activating", "active"),
+    "deactivate": ("deactivating", "inactive"),
+    "restart": ("restarting", "active"),
+    "remove": ("removing", "removed"),
+    "upgrade": ("upgrading", "upgraded"),
+    "continueupgrade": ("upgrading", "upgraded"),
+    "cancelupgrade": ("canceling-upgrade", "canceled-upgrade"),
+    "finishupgrade": ("finishing-upgrade", "active"),
+    "rollback": ("rolling-back", "active"),
+}
+UPGRADE_FAILURE = "image pull failed"
+INITIAL_VERSION = "0"
 
 HOST_CREATE_STEPS = (
     "requested",
@@ -65,6 +89,15 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.field_name = status, code, message, field_name
 
 
+@dataclass(frozen=True)
+class LaunchConfigs:
+    """A service's ``launchConfig`` and ``secondaryLaunchConfigs`` (each with its ``name``), as Cattle's
+    JSON: what an upgrade replaces and a rollback restores."""
+
+    primary: Mapping[str, Any]
+    secondary: tuple[Mapping[str, Any], ...] = ()
+
+
 @dataclass
 class SandboxService:
     id: str
@@ -72,8 +105,7 @@ class SandboxService:
     name: str
     stack_id: str
     kind: str
-    image: str
-    labels: dict[str, str]
+    launch: LaunchConfigs
     scale: int
     current_scale: int
     state: str
@@ -84,19 +116,38 @@ class SandboxService:
     extra: dict[str, Any] = field(default_factory=dict)  # other updatable fields, stored as sent
     settles_at: float | None = None  # end of the running update, if any
     settles_to: str = "active"
+    settles_failing: bool = False  # the running process ends in error instead of in ``settles_to``
+    error: str | None = None  # transitioningMessage of a process that failed (transitioning "error")
     upstream: str | None = None  # where the proxy forwards (seed ``upstream``); None: an echo
+    previous: LaunchConfigs | None = None  # before the running upgrade, for rollback
+    strategy: Mapping[str, Any] | None = None  # the running upgrade's inServiceStrategy, as sent
+    upgrades: int = 0  # upgrades so far, for new launch config versions
+
+    @property
+    def image(self) -> str:
+        return str(self.launch.primary.get("imageUuid", ""))
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(self.launch.primary.get("labels") or {})
 
     @property
     def transitioning(self) -> str:
+        if self.error is not None:
+            return "error"
         return "yes" if self.state in TRANSITIONING_STATES else "no"
 
     def settle(self, now: float) -> None:
         if self.settles_at is not None and now >= self.settles_at:
             self.settles_at = None
-            self.come_to_rest(self.settles_to)
+            if self.settles_failing:
+                self.settles_failing, self.error = False, UPGRADE_FAILURE
+            else:
+                self.come_to_rest(self.settles_to)
 
     def come_to_rest(self, state: str) -> None:
         self.state = state
+        self.error = None
         if state == "active":
             self.current_scale = self.scale
         elif state == "inactive":
@@ -178,9 +229,16 @@ class SandboxState:
         return host
 
     def add_service(self, project_id: str, seed: SeedService) -> SandboxService:
+        launch = LaunchConfigs(
+            primary={"imageUuid": seed.image, "labels": dict(seed.labels), "version": INITIAL_VERSION},
+            secondary=tuple(
+                {"name": s.name, "imageUuid": s.image, "labels": dict(s.labels), "version": INITIAL_VERSION}
+                for s in seed.sidekicks
+            ),
+        )
         service = SandboxService(
             id=seed.id, project_id=project_id, name=seed.name, stack_id=seed.stack_id, kind=seed.kind,
-            image=seed.image, labels=dict(seed.labels), scale=seed.scale, current_scale=0, state=seed.state,
+            launch=launch, scale=seed.scale, current_scale=0, state=seed.state,
             created=self._created, create_index=self._next_index, upstream=seed.upstream,
         )  # fmt: skip
         service.come_to_rest(seed.state)
@@ -274,7 +332,7 @@ class SandboxState:
     def set_state(self, project_id: str, service_id: str, state: str) -> SandboxService:
         """Put a service in any state (e.g. "restarting") until changed again: for exercising refusals."""
         service = self.service(project_id, service_id)
-        service.settles_at = None
+        service.settles_at, service.settles_failing = None, False
         service.come_to_rest(state)
         return service
 
@@ -294,9 +352,38 @@ class SandboxState:
         if service.state in ("active", "updating-active", "inactive", "updating-inactive"):
             resting = "inactive" if service.state.endswith("inactive") else "active"
             service.state = f"updating-{resting}"
-            service.settles_to = resting
+            service.settles_to, service.settles_failing = resting, False
             service.settles_at = self._clock() + self._transition
         # Otherwise (activating, upgrading...) the running process applies the new scale later.
+        return service
+
+    def act(
+        self, project_id: str, service_id: str, action: str, body: Mapping[str, Any], *, failing: bool = False
+    ) -> SandboxService:
+        """``POST ...?action=``: refused unless the current state offers it; then its process starts.
+        ``failing`` makes an upgrade (or its continuation) end in error instead of ``upgraded``."""
+        service = self.service(project_id, service_id)
+        if action not in SERVICE_ACTIONS:
+            raise ApiError(422, "InvalidAction", f"no action {action} on a service", field_name="action")
+        if action not in ACTIONS_BY_STATE.get(service.state, ()):
+            raise ApiError(
+                422, "ActionNotAvailable", f"{action} is not available on a {service.state} service",
+                field_name="action",
+            )  # fmt: skip
+        batches = 1
+        if action == "upgrade":
+            strategy = in_service_strategy(body)
+            service.launch, service.previous = upgraded(service, strategy), service.launch
+            service.strategy, service.upgrades = strategy, service.upgrades + 1
+            batches = max(1, math.ceil(service.scale / strategy["batchSize"]))
+        elif action == "rollback" and service.previous is not None:
+            service.launch, service.previous, service.strategy = service.previous, None, None
+        elif action == "finishupgrade":
+            service.previous, service.strategy = None, None
+        via, to = PROCESSES[action]
+        service.come_to_rest(via)
+        service.settles_to, service.settles_at = to, self._clock() + self._transition * batches
+        service.settles_failing = failing and action in ("upgrade", "continueupgrade")
         return service
 
 
@@ -325,6 +412,71 @@ def driver_config(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 def id_number(resource_id: str) -> int:
     digits = resource_id.lstrip("0123456789").lstrip("abcdefghijklmnopqrstuvwxyz")
     return int(digits) if digits.isdigit() else 0
+
+
+def in_service_strategy(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked ``inServiceStrategy`` of an upgrade, with Cattle's defaults filled in."""
+    strategy = body.get("inServiceStrategy")
+    if strategy is None:
+        raise ApiError(
+            422, "MissingRequired", "inServiceStrategy is required", field_name="inServiceStrategy"
+        )
+    if not isinstance(strategy, dict):
+        raise ApiError(
+            422, "InvalidFormat", "inServiceStrategy must be a map", field_name="inServiceStrategy"
+        )
+    if strategy.get("launchConfig") is None and strategy.get("secondaryLaunchConfigs") is None:
+        raise ApiError(
+            422, "InvalidOption", "launchConfig or secondaryLaunchConfigs is required",
+            field_name="launchConfig",
+        )  # fmt: skip
+    checked = {"batchSize": 1, "intervalMillis": 2000, "startFirst": False, **strategy}
+    for key, low in (("batchSize", 1), ("intervalMillis", 100)):
+        value = checked[key]
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ApiError(422, "InvalidFormat", f"{key} must be an integer", field_name=key)
+        if value < low:
+            raise ApiError(422, "MinLimitExceeded", f"{key} must be >= {low}", field_name=key)
+    launch = checked.get("launchConfig")
+    if launch is not None and not (isinstance(launch, dict) and isinstance(launch.get("imageUuid"), str)):
+        raise ApiError(
+            422, "MissingRequired", "launchConfig needs an imageUuid", field_name="launchConfig.imageUuid"
+        )
+    secondary = checked.get("secondaryLaunchConfigs")
+    if secondary is not None and not (
+        isinstance(secondary, list) and all(isinstance(c, dict) and c.get("name") for c in secondary)
+    ):
+        raise ApiError(
+            422, "InvalidFormat", "secondaryLaunchConfigs must be a list of maps with a name",
+            field_name="secondaryLaunchConfigs",
+        )  # fmt: skip
+    for config in [launch or {}, *(secondary or ())]:
+        labels = config.get("labels")
+        if labels is not None and not (
+            isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+        ):
+            raise ApiError(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
+    return checked
+
+
+def upgraded(service: SandboxService, strategy: Mapping[str, Any]) -> LaunchConfigs:
+    """The launch configs after an upgrade: the ones sent replace theirs (a sidekick by ``name``), each
+    with a new version; an unknown sidekick name is refused."""
+    version = str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{service.id}/{service.upgrades + 1}"))
+    primary = service.launch.primary
+    if strategy.get("launchConfig") is not None:
+        primary = {**strategy["launchConfig"], "version": version}
+    sent = {c["name"]: c for c in strategy.get("secondaryLaunchConfigs") or ()}
+    unknown = sorted(set(sent) - {c["name"] for c in service.launch.secondary})
+    if unknown:
+        raise ApiError(
+            422, "InvalidReference", f"no sidekick named {', '.join(unknown)}",
+            field_name="secondaryLaunchConfigs",
+        )  # fmt: skip
+    secondary = tuple(
+        {**sent[c["name"]], "version": version} if c["name"] in sent else c for c in service.launch.secondary
+    )
+    return LaunchConfigs(primary=primary, secondary=secondary)
 
 
 def check_update(changes: Mapping[str, Any]) -> None:

@@ -1,0 +1,355 @@
+"""``serviceUpgrade``: when a registry reports a push, upgrade the Cattle services running that image.
+
+The hit's body says what was pushed (``controller.registry_push``: Docker Hub, Alibaba Cloud, Azure
+ACR or a Docker Registry v2 envelope), so this driver is a ``BodyReader`` (``controller.intents``):
+``decide`` keeps the pushes whose tag matches ``tag`` (exact, glob or ``regex:``) and asks for the
+last of them; a push of another tag is answered 200 ``ignored`` with the reason. The intent records
+the image and the upgrade strategy in force when the hit was accepted (as scale intents record their
+bounds), so editing or removing the receiver later does not change an upgrade already accepted.
+
+The upgrade is not a scale, so the driver is also an ``IntentApplier``: the reconciler hands it the
+pending intents and marks them done only when ``apply_intents`` returns. Only the newest intent is
+carried out; older ones are superseded by it (upgrading to v1.2 and then at once to v1.3 is wasted
+work) and recorded as such. For each service of the project whose launch config, or one of whose
+sidekicks, carries every ``serviceSelector`` label, the launch configs running the pushed repository
+(same registry and repository after normalising; Rancher upgraded every selected service whatever its
+image, which users called a bug) get the new image through Cattle's in-service upgrade, which then is
+waited for (``upgraded``), finished and waited for again (``active``).
+
+Durability: a crash or a timeout leaves the intent pending, and the next pass starts from what Cattle
+shows, so an upgrade is never started twice. Per service, ``_drive`` looks at the service each time
+round and does the one thing its state calls for: a service already running the new image and
+``upgrading`` is waited for, one ``upgraded`` is finished, one ``active`` with the new image is done,
+and only one at rest with the old image gets an upgrade. Waiting has no poll limit, only an overall
+``deadline`` (``UPGRADE_DEADLINE``) with capped exponential backoff; past it ``TimeoutError`` makes the
+reconciler retry later (and this pass's work is picked up where it stands).
+
+Failure: Cattle marks a failing upgrade ``transitioning: error`` and leaves it ``upgrading``. The
+driver then rolls it back when Cattle offers ``rollback`` and raises ``TargetRefused``: the reconciler
+fails the intents with the message (status, ``reconciles{result="failed"}``, an error log line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec, ServiceUpgradeConfig
+from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
+from controller.drivers.scale_host import parse_selector, selector_text
+from controller.intents import Decision, MalformedBody
+from controller.model import Problem, ScaleIntent, Target
+from controller.registry_push import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
+from controller.store.base import FoldStep, PendingIntent
+
+logger = logging.getLogger(__name__)
+
+UPGRADE_DEADLINE = 1800.0  # seconds one pass waits for its upgrades before the reconciler retries
+DEFAULT_BATCH_SIZE = 1
+DEFAULT_INTERVAL_MILLIS = 2000
+NOT_A_SCALE = "serviceUpgrade's intents come from the body: it has no scale to observe or set"
+STARTABLE = frozenset({"active", "inactive"})  # at rest, where Cattle accepts ?action=upgrade
+IN_UPGRADE = frozenset({"upgrading", "upgraded", "finishing-upgrade"})
+TRANSIENT = frozenset({"activating", "updating-active", "updating-inactive", "rolling-back", "restarting"})
+POLL_CAP = 5.0  # seconds; upgrades take minutes, so a look every few seconds is enough
+CONFIG = "spec.serviceUpgradeConfig"
+
+
+@runtime_checkable
+class UpgradeClient(Protocol):
+    """The part of ``CattleClient`` this driver uses (a fake in unit tests)."""
+
+    async def list_services(self, project_id: str) -> list[CattleService]: ...
+
+    async def get_service(self, project_id: str, service_id: str) -> CattleService: ...
+
+    async def upgrade_service(self, project_id: str, service_id: str, strategy: dict[str, Any]) -> Any: ...
+
+    async def finish_upgrade(self, project_id: str, service_id: str) -> Any: ...
+
+    async def rollback_service(self, project_id: str, service_id: str) -> Any: ...
+
+
+class ServiceUpgradeDriver:
+    name = "serviceUpgrade"
+    config_field = "serviceUpgradeConfig"
+
+    def __init__(
+        self,
+        *,
+        deadline: float = UPGRADE_DEADLINE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        poll_cap: float = POLL_CAP,
+    ) -> None:
+        self.deadline = deadline
+        self.poll_cap = poll_cap  # the longest wait between two looks at an upgrading service
+        self.clock = clock
+        self.sleep = sleep
+
+    # -- the receiver
+
+    def check(self, spec: ReceiverSpec) -> list[Problem]:
+        config = spec["serviceUpgradeConfig"]
+        problems = []
+        batch = config.get("batchSize", DEFAULT_BATCH_SIZE)
+        if batch < 1:
+            problems.append(Problem(f"{CONFIG}.batchSize", f"batchSize ({batch}) must be >= 1"))
+        interval = config.get("intervalMillis", DEFAULT_INTERVAL_MILLIS)
+        if interval < 100:
+            problems.append(
+                Problem(f"{CONFIG}.intervalMillis", f"intervalMillis ({interval}) must be >= 100")
+            )
+        try:
+            TagPattern(config["tag"])
+        except ValueError as e:
+            problems.append(Problem(f"{CONFIG}.tag", f"tag {config['tag']!r}: {e}"))
+        if config["payloadFormat"] not in FORMATS:
+            problems.append(
+                Problem(
+                    f"{CONFIG}.payloadFormat",
+                    f"payloadFormat {config['payloadFormat']!r} is not one of {', '.join(FORMATS)}",
+                )
+            )
+        if not config["serviceSelector"]:
+            problems.append(Problem(f"{CONFIG}.serviceSelector", "must name at least one label"))
+        return problems
+
+    def target(self, spec: ReceiverSpec, namespace: str) -> Target:
+        config = spec["serviceUpgradeConfig"]
+        ref = spec.get("cattleSecretRef")
+        selector = selector_text(config["serviceSelector"])
+        return self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
+
+    def target_from_key(self, key: str) -> Target:
+        group, _, secret = key.partition("@")
+        project_id, _, selector = group.partition("/")
+        if not project_id or not selector:
+            raise TargetRefused(f"malformed serviceUpgrade target key {key!r} (want projectId/k=v,...)")
+        return self._target(project_id, selector, secret or None)
+
+    def _target(self, project_id: str, selector: str, secret: str | None) -> Target:
+        claims = {"projectId": project_id, "serviceSelector": selector}
+        if secret is not None:
+            claims[CATTLE_SECRET_CLAIM] = secret
+        return Target(
+            driver=self.name,
+            key=f"{project_id}/{selector}" + (f"@{secret}" if secret else ""),
+            project_id=project_id,
+            claims=claims,
+        )
+
+    def intent(self, spec: ReceiverSpec) -> ScaleIntent:
+        raise TargetRefused("serviceUpgrade's intents come from the body")
+
+    async def observe(self, target: Target, ctx: DriverContext) -> int:
+        raise TargetRefused(NOT_A_SCALE)
+
+    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
+        raise TargetRefused(NOT_A_SCALE)
+
+    # -- the hit (BodyReader)
+
+    def decide(self, spec: ReceiverSpec, body: bytes, content_type: str) -> Decision:
+        config = spec["serviceUpgradeConfig"]
+        payload_format = config["payloadFormat"]
+        try:
+            data = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            raise MalformedBody("body", f"a {payload_format} push must be JSON") from e
+        try:
+            pushes = parse_pushes(payload_format, data)
+        except MalformedPush as e:
+            raise MalformedBody(e.field or "body", str(e).partition(": ")[2]) from e
+        pattern = TagPattern(config["tag"])
+        wanted = [p for p in pushes if pattern.matches(p.tag)]
+        if not pushes:
+            return Decision("ignored", f"the {payload_format} body reports no tag push")
+        if not wanted:
+            tags = ", ".join(sorted({p.tag for p in pushes}))
+            verb = "does" if len(pushes) == 1 else "do"
+            return Decision("ignored", f"tag {tags} {verb} not match {pattern.text}")
+        push = wanted[-1]
+        intent = {
+            "registry": push.registry,
+            "repository": push.repository,
+            "tag": push.tag,
+            "image": push.image,
+            "strategy": strategy_of(config),
+        }
+        return Decision("act", None, intent)
+
+    # -- the upgrade (IntentApplier)
+
+    async def apply_intents(
+        self, target: Target, pending: Sequence[PendingIntent], ctx: DriverContext
+    ) -> list[FoldStep]:
+        """Upgrade to the newest intent's image; return a step per intent (``after``: services upgraded)."""
+        newest = pending[-1]
+        steps = [FoldStep(p.seq, p.hit_id, before=0, after=0, clamped=False) for p in pending[:-1]]
+        for p in pending[:-1]:
+            logger.info(
+                "[%s] hit %s (%s) is superseded by hit %s (%s)",
+                target.id, p.hit_id, p.intent.get("image"), newest.hit_id, newest.intent.get("image"),
+            )  # fmt: skip
+        upgraded = await self._upgrade(target, newest.intent, ctx)
+        steps.append(FoldStep(newest.seq, newest.hit_id, before=0, after=upgraded, clamped=False))
+        return steps
+
+    async def _upgrade(self, target: Target, intent: Mapping[str, Any], ctx: DriverContext) -> int:
+        cattle = await upgrade_client(target, ctx)
+        project_id = target.claims["projectId"]
+        selector = parse_selector(target.claims["serviceSelector"])
+        repository = (intent["registry"], intent["repository"])
+        image = f"docker:{intent['image']}"
+        services = [s for s in await cattle.list_services(project_id) if selected(s, selector)]
+        deadline = self.clock() + self.deadline
+        count = 0
+        for service in services:
+            if not running(service, repository):
+                logger.info(
+                    "[%s] service %s (%s) is selected but does not run %s/%s: left alone",
+                    target.id, service.get("id"), service.get("name"), *repository,
+                )  # fmt: skip
+                continue
+            await self._drive(
+                cattle, project_id, service, repository, image, intent["strategy"], deadline, ctx
+            )
+            logger.info(
+                "[%s] service %s (%s) runs %s", target.id, service.get("id"), service.get("name"), image
+            )
+            count += 1
+        if count == 0:
+            logger.warning(
+                "[%s] no service selected by %s runs %s/%s: nothing upgraded",
+                target.id, target.claims["serviceSelector"], *repository,
+            )  # fmt: skip
+        return count
+
+    async def _drive(
+        self,
+        cattle: UpgradeClient,
+        project_id: str,
+        service: CattleService,
+        repository: tuple[str, str],
+        image: str,
+        strategy: Mapping[str, Any],
+        deadline: float,
+        ctx: DriverContext,
+    ) -> None:
+        """Take one service to rest on ``image``, doing at each look what its state calls for."""
+        service_id = service["id"]
+        wait = ctx.poll_interval
+        while True:
+            state, busy = service.get("state", ""), service.get("transitioning") == "yes"
+            carries = carries_image(service, repository, image)
+            if service.get("transitioning") == "error":
+                await self._fail(cattle, project_id, service, image)
+            if state in STARTABLE and not busy:
+                if carries:
+                    return
+                body = upgrade_strategy(service, repository, image, strategy)
+                logger.info("service %s (%s): upgrading to %s", service_id, service.get("name"), image)
+                service = await cattle.upgrade_service(project_id, service_id, body) or service
+            elif state == "upgraded" and not busy:
+                # Ours (a pass interrupted before finishing) or an older one: either way Cattle
+                # accepts a new upgrade only once this one is finished.
+                logger.info("service %s (%s): finishing the upgrade", service_id, service.get("name"))
+                service = await cattle.finish_upgrade(project_id, service_id) or service
+            elif state not in IN_UPGRADE | STARTABLE | TRANSIENT:
+                raise TargetRefused(
+                    f"service {service_id} ({service.get('name')}) is {state}: "
+                    f"it can't be upgraded to {image}"
+                )
+            if self.clock() > deadline:
+                raise TimeoutError(
+                    f"service {service_id} did not finish upgrading to {image} within {self.deadline:g}s "
+                    f"(state {service.get('state')}); the next pass continues it"
+                )
+            await self.sleep(wait)
+            wait = min(wait * 2, self.poll_cap)
+            service = await cattle.get_service(project_id, service_id)
+
+    async def _fail(self, cattle: UpgradeClient, project_id: str, service: CattleService, image: str) -> None:
+        service_id = service["id"]
+        message = service.get("transitioningMessage") or "Cattle reports an error"
+        what = f"service {service_id} ({service.get('name')}) failed to upgrade to {image}: {message}"
+        if "rollback" in (service.get("actions") or {}):
+            await cattle.rollback_service(project_id, service_id)
+            logger.error("%s; rolling back", what)
+            raise TargetRefused(f"{what}; rolled back")
+        logger.error("%s; Cattle offers no rollback", what)
+        raise TargetRefused(f"{what}; Cattle offers no rollback")
+
+
+async def upgrade_client(target: Target, ctx: DriverContext) -> UpgradeClient:
+    cattle: object = await ctx.cattle_for(target)
+    if not isinstance(cattle, UpgradeClient):
+        raise TargetRefused("this Cattle client can't upgrade services (no upgrade_service)")
+    return cattle
+
+
+def strategy_of(config: ServiceUpgradeConfig) -> dict[str, Any]:
+    return {
+        "batchSize": config.get("batchSize", DEFAULT_BATCH_SIZE),
+        "intervalMillis": config.get("intervalMillis", DEFAULT_INTERVAL_MILLIS),
+        "startFirst": config.get("startFirst", False),
+    }
+
+
+def launch_configs(service: CattleService) -> list[CattleLaunchConfig]:
+    primary = service.get("launchConfig")
+    return ([primary] if primary else []) + list(service.get("secondaryLaunchConfigs") or [])
+
+
+def selected(service: CattleService, selector: Mapping[str, str]) -> bool:
+    """Whether the launch config, or a sidekick's, carries every label of ``selector``."""
+    return any(
+        all((config.get("labels") or {}).get(k) == v for k, v in selector.items())
+        for config in launch_configs(service)
+    )
+
+
+def runs(config: CattleLaunchConfig, repository: tuple[str, str]) -> bool:
+    image = config.get("imageUuid")
+    return bool(image) and image_repository(image or "")[:2] == repository
+
+
+def running(service: CattleService, repository: tuple[str, str]) -> bool:
+    return any(runs(config, repository) for config in launch_configs(service))
+
+
+def carries_image(service: CattleService, repository: tuple[str, str], image: str) -> bool:
+    """Whether every launch config of the pushed repository already names ``image``."""
+    return all(c.get("imageUuid") == image for c in launch_configs(service) if runs(c, repository))
+
+
+def upgrade_strategy(
+    service: CattleService, repository: tuple[str, str], image: str, strategy: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``inServiceStrategy``: the full new launch config(s) of the pushed repository only."""
+    body: dict[str, Any] = dict(strategy)
+    primary = service.get("launchConfig")
+    if primary and runs(primary, repository):
+        body["launchConfig"] = new_config(primary, image)
+    sidekicks = [
+        new_config(c, image) for c in service.get("secondaryLaunchConfigs") or [] if runs(c, repository)
+    ]
+    if sidekicks:
+        body["secondaryLaunchConfigs"] = sidekicks
+    return body
+
+
+def new_config(config: CattleLaunchConfig, image: str) -> dict[str, Any]:
+    new: dict[str, Any] = copy.deepcopy(dict(config))
+    new.pop("version", None)  # Cattle gives the new config its own version
+    new["imageUuid"] = image
+    return new
+
+
+DRIVER = ServiceUpgradeDriver()
