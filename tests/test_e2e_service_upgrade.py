@@ -1,0 +1,110 @@
+"""serviceUpgrade with real processes: a Docker Hub push upgrades exactly the selected launch configs
+running the pushed repository; a SIGKILL mid-upgrade is survived without starting the upgrade twice.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.processes import Sandbox, Service, eventually
+
+pytestmark = pytest.mark.e2e
+
+FIXTURE = Path(__file__).parent / "fixtures" / "registry" / "dockerhub-push.json"
+SEED = """\
+projects:
+  - id: 1a5
+    name: Default
+    services:
+      - {id: 1s7, name: web, stackId: 1st1, scale: 2, image: "docker:acme/web:v1.4.1", labels: {app: web}}
+      # Selected (same label) but another repository: a push of acme/web must leave it alone.
+      - {id: 1s8, name: worker, stackId: 1st1, scale: 1, image: "docker:acme/worker:v1.4.1",
+         labels: {app: web}}
+      # Selected through its sidekick, which runs acme/web; its primary (redis) must stay.
+      - {id: 1s9, name: api, stackId: 1st1, scale: 1, image: "docker:redis:7", labels: {app: api},
+         sidekicks: [{name: web-side, image: "docker:acme/web:v1.4.1", labels: {app: web}}]}
+"""
+RECEIVER = """\
+apiVersion: webhook-service.dev/v1
+kind: Receiver
+metadata: {name: web-deploy}
+spec:
+  driver: serviceUpgrade
+  serviceUpgradeConfig:
+    projectId: 1a5
+    serviceSelector: {app: web}
+    tag: "v1.*"
+    payloadFormat: dockerhub
+    batchSize: 1
+    intervalMillis: 100
+"""
+
+
+def service(sandbox: Sandbox, service_id: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{sandbox.url}/projects/1a5/services/{service_id}", timeout=2) as answer:
+        data: dict[str, Any] = json.load(answer)
+        return data
+
+
+def first_upgrade_version(service_id: str) -> str:
+    # The sandbox names launch config versions after the service and its upgrade count.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{service_id}/1"))
+
+
+async def test_a_push_upgrades_the_matching_launch_configs_once_across_a_sigkill(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(SEED)
+    # Slow upgrades (two batches of 1.5 s for web), so the kill lands mid-upgrade.
+    sandbox = Sandbox(tmp_path, seed, "--transition-ms", "1500").start_and_wait()
+    receivers = tmp_path / "receivers"
+    receivers.mkdir()
+    (receivers / "web-deploy.yaml").write_text(RECEIVER)
+    svc = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
+    try:
+        svc.start_and_wait()
+        await eventually(lambda: svc.has_receiver("default/web-deploy"), what="the receiver loaded")
+        url = svc.trigger_url("web-deploy")
+        push = json.loads(FIXTURE.read_text())
+        async with aiohttp.ClientSession() as session:
+            other = {**push, "push_data": {**push["push_data"], "tag": "v2.0.0"}}
+            async with session.post(url, json=other) as answer:
+                assert (answer.status, (await answer.json())["outcome"]) == (200, "ignored")
+            async with session.post(url, json=push) as answer:
+                assert (answer.status, (await answer.json())["outcome"]) == (200, "accepted")
+
+        await eventually(lambda: service(sandbox, "1s7")["state"] == "upgrading", what="web upgrading")
+        svc.kill()
+        assert service(sandbox, "1s7")["state"] in ("upgrading", "upgraded")
+
+        svc.start_and_wait()
+
+        def done() -> bool:
+            web, api = service(sandbox, "1s7"), service(sandbox, "1s9")
+            return (
+                (web["state"], api["state"]) == ("active", "active")
+                and web["launchConfig"]["imageUuid"] == "docker:acme/web:v1.4.2"
+                and api["secondaryLaunchConfigs"][0]["imageUuid"] == "docker:acme/web:v1.4.2"
+            )
+
+        await eventually(done, within=45, what="web and api upgraded and finished")
+        web = service(sandbox, "1s7")
+        assert web["launchConfig"]["version"] == first_upgrade_version("1s7")  # started once, not twice
+        api = service(sandbox, "1s9")
+        assert api["launchConfig"]["imageUuid"] == "docker:redis:7"
+        [side] = api["secondaryLaunchConfigs"]
+        assert side["imageUuid"] == "docker:acme/web:v1.4.2"
+        worker = service(sandbox, "1s8")
+        assert (worker["launchConfig"]["imageUuid"], worker["state"]) == (
+            "docker:acme/worker:v1.4.1",
+            "active",
+        )
+    finally:
+        assert svc.stop() in (0, None), svc.output()
+        sandbox.stop()
