@@ -353,7 +353,7 @@ async def test_older_intents_are_superseded_by_the_newest() -> None:
 
 async def test_a_failed_upgrade_is_rolled_back_and_refused() -> None:
     cattle = FakeCattle({"1s1": service("1s1")}, fail={"1s1"})
-    with pytest.raises(TargetRefused, match="image pull failed; rolled back"):
+    with pytest.raises(TargetRefused, match="image pull failed; rollback started"):
         await upgrade(cattle)
     assert cattle.calls == [("upgrade", "1s1"), ("rollback", "1s1")]
 

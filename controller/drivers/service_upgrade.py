@@ -282,7 +282,7 @@ class ServiceUpgradeDriver:
         if "rollback" in (service.get("actions") or {}):
             await cattle.rollback_service(project_id, service_id)
             logger.error("%s; rolling back", what)
-            raise TargetRefused(f"{what}; rolled back")
+            raise TargetRefused(f"{what}; rollback started (Cattle restores the previous launch config)")
         logger.error("%s; Cattle offers no rollback", what)
         raise TargetRefused(f"{what}; Cattle offers no rollback")
 
