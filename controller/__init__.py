@@ -9,11 +9,14 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``receivers/``    the CRD schema, the YAML loader, the folder watcher
 - ``tokens``        Ed25519 signing keys and JWT trigger tokens
 - ``registry``      the in-memory set of active receivers the listener checks every hit against
-- ``listener/``     the aiohttp trigger endpoint, error answers, rate limits, Alertmanager payloads
+- ``listener/``     the aiohttp trigger endpoint, errors, rate limits, Alertmanager payloads, signatures
 - ``store/``        the durable store interface; SQLite, and IntentLedger objects on Kubernetes
 - ``reconciler``    folds pending intents into a desired scale and converges the target
 - ``fold``          the pure fold of scale intents
 - ``drivers/``      one module per driver; a new driver joins by adding a module
+- ``forwarding``    the protocol of pass-through drivers (forwardPost): the listener answers with theirs
+- ``intents``       protocols of drivers that read the hit's body and apply their own intents (serviceUpgrade)
+- ``registry_push`` registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
 - ``cattle/``       the Cattle (Rancher 1.x) API client and its error hierarchy
 - ``sandbox/``      an in-process emulation of the part of Cattle's API the drivers use
 - ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring

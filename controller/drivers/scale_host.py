@@ -40,11 +40,17 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
-from urllib.parse import quote, unquote
 
 from controller.bodies import CattleHost, ReceiverSpec, ScaleHostConfig
 from controller.cattle.client import CattleClient
-from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
+from controller.drivers._selector import (
+    parse_selector,
+    secret_of,
+    selector_target,
+    selector_target_from_key,
+    selector_text,
+)
+from controller.drivers.base import DriverContext, TargetRefused
 from controller.model import Problem, Receiver, ScaleIntent, Target
 
 HEALTHY = "active"
@@ -75,28 +81,13 @@ class ScaleHostDriver:
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
         config = spec["scaleHostConfig"]
-        ref = spec.get("cattleSecretRef")
         selector = selector_text(config["hostSelector"])
-        return self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
+        return selector_target(
+            self.name, "hostSelector", config["projectId"], selector, secret_of(spec, namespace)
+        )
 
     def target_from_key(self, key: str) -> Target:
-        # "1a5/role=worker,zone=a@ns/secret": the selector text escapes "@", "," and "=".
-        group, _, secret = key.partition("@")
-        project_id, _, selector = group.partition("/")
-        if not project_id or not selector:
-            raise TargetRefused(f"malformed scaleHost target key {key!r} (want projectId/k=v,...)")
-        return self._target(project_id, selector, secret or None)
-
-    def _target(self, project_id: str, selector: str, secret: str | None) -> Target:
-        claims = {"projectId": project_id, "hostSelector": selector}
-        if secret is not None:
-            claims[CATTLE_SECRET_CLAIM] = secret
-        return Target(
-            driver=self.name,
-            key=f"{project_id}/{selector}" + (f"@{secret}" if secret else ""),
-            project_id=project_id,
-            claims=claims,
-        )
+        return selector_target_from_key(self.name, "hostSelector", key)
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
         config: ScaleHostConfig = spec["scaleHostConfig"]
@@ -168,21 +159,6 @@ class ScaleHostDriver:
                 )
             await asyncio.sleep(wait)
             wait = min(wait * 2, ctx.poll_max)
-
-
-def selector_text(selector: Mapping[str, str]) -> str:
-    """The canonical text of a selector: sorted ``k=v`` joined by ``,``; ``,``, ``=``, ``@`` and ``%``
-    inside keys or values are percent-escaped, so the text (and a target key) splits back exactly."""
-    return ",".join(f"{_escape(k)}={_escape(v)}" for k, v in sorted(selector.items()))
-
-
-def parse_selector(text: str) -> dict[str, str]:
-    pairs = (item.partition("=") for item in text.split(",") if item)
-    return {unquote(k): unquote(v) for k, _, v in pairs}
-
-
-def _escape(text: str) -> str:
-    return quote(text, safe="/:+ ")
 
 
 def matches(host: CattleHost, selector: Mapping[str, str]) -> bool:

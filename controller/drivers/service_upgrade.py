@@ -40,8 +40,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec, ServiceUpgradeConfig
-from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
-from controller.drivers.scale_host import parse_selector, selector_text
+from controller.drivers._selector import (
+    parse_selector,
+    secret_of,
+    selector_target,
+    selector_target_from_key,
+    selector_text,
+)
+from controller.drivers.base import DriverContext, TargetRefused
 from controller.intents import Decision, MalformedBody
 from controller.model import Problem, ScaleIntent, Target
 from controller.registry_push import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
@@ -122,27 +128,13 @@ class ServiceUpgradeDriver:
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
         config = spec["serviceUpgradeConfig"]
-        ref = spec.get("cattleSecretRef")
         selector = selector_text(config["serviceSelector"])
-        return self._target(config["projectId"], selector, f"{namespace}/{ref['name']}" if ref else None)
+        return selector_target(
+            self.name, "serviceSelector", config["projectId"], selector, secret_of(spec, namespace)
+        )
 
     def target_from_key(self, key: str) -> Target:
-        group, _, secret = key.partition("@")
-        project_id, _, selector = group.partition("/")
-        if not project_id or not selector:
-            raise TargetRefused(f"malformed serviceUpgrade target key {key!r} (want projectId/k=v,...)")
-        return self._target(project_id, selector, secret or None)
-
-    def _target(self, project_id: str, selector: str, secret: str | None) -> Target:
-        claims = {"projectId": project_id, "serviceSelector": selector}
-        if secret is not None:
-            claims[CATTLE_SECRET_CLAIM] = secret
-        return Target(
-            driver=self.name,
-            key=f"{project_id}/{selector}" + (f"@{secret}" if secret else ""),
-            project_id=project_id,
-            claims=claims,
-        )
+        return selector_target_from_key(self.name, "serviceSelector", key)
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
         raise TargetRefused("serviceUpgrade's intents come from the body")
