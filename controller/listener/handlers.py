@@ -64,6 +64,14 @@ class Handlers:
     def __init__(self, deps: ListenerDeps, limiter: RateLimiter) -> None:
         self.deps = deps
         self.limiter = limiter
+        # Sorted once: an isinstance check against a runtime-checkable Protocol costs ~15 us, about
+        # a tenth of a hit's whole budget at full load.
+        self._forwarders: dict[str, Forwarder] = {
+            name: d for name, d in deps.drivers.items() if isinstance(d, Forwarder)
+        }
+        self._body_readers: dict[str, BodyReader] = {
+            name: d for name, d in deps.drivers.items() if isinstance(d, BodyReader)
+        }
 
     async def trigger(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -93,14 +101,16 @@ class Handlers:
             )
         self._check_rate_limit(receiver)
         driver = self.deps.drivers[receiver.driver]
-        if isinstance(driver, Forwarder):
-            return await self._forward(driver, receiver, request, raw)
+        forwarder = self._forwarders.get(receiver.driver)
+        if forwarder is not None:
+            return await self._forward(forwarder, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
         raw_body = raw if raw is not None else await self._read_raw(request)
         intent: dict[str, Any] | None = None
         alertmanager: AlertmanagerPayload | None = None
-        if isinstance(driver, BodyReader):
-            disposition, reason, intent = _decide(driver, receiver, raw_body, request.content_type)
+        reader = self._body_readers.get(receiver.driver)
+        if reader is not None:
+            disposition, reason, intent = _decide(reader, receiver, raw_body, request.content_type)
         else:
             body = _parse_body(request, raw_body)
             alertmanager = body.alertmanager
