@@ -8,9 +8,12 @@ from pathlib import Path
 import kmock
 import pytest
 import yaml
+from pytest_aiohttp import AiohttpClient
 
+from controller.sandbox import SandboxSeed
 from controller.store.sqlite import SqliteStore
 from tests.kubeemu import KubeEmulator
+from tests.sandbox_harness import FakeClock, MakeClient, client_factory
 
 
 @pytest.fixture
@@ -20,6 +23,18 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await store.open()
     yield store
     await store.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """The sandbox's clock, at a fixed start; tests move ``clock.now``."""
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, seed: SandboxSeed, clock: FakeClock) -> MakeClient:
+    """Test clients on a fresh sandbox app with the requesting module's ``seed`` fixture."""
+    return client_factory(aiohttp_client, seed, clock)
 
 
 @pytest.fixture

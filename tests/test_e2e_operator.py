@@ -191,7 +191,6 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
     folders = [r.name for r in replicas if "folded" in r.output()]
     assert len(folders) == 1, f"folding replicas: {folders}"
     assert all("Traceback" not in r.output() for r in replicas), "\n".join(r.output() for r in replicas)
-    assert os.environ.get("KUBECONFIG") != str(kubeconfig)  # the processes got it, not this one
 
 
 async def run_cli(*args: str, kubeconfig: Path | None) -> tuple[int, str, str]:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from controller.drivers import load_drivers
 from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject
+from controller.kube.errors import KubeNotFound
 from controller.listener.app import ListenerDeps, build_app
 from controller.metrics import Metrics
 from controller.operator.app import Operator, operator
@@ -383,7 +384,7 @@ async def _accepts_token(world: World, token: str) -> bool:
 async def _gone(world: World, name: str) -> bool:
     try:
         await world.receiver(name)
-    except Exception:
+    except KubeNotFound:
         return True
     return False
 

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from controller.cattle.client import CattleClient, basic_auth
@@ -33,26 +30,11 @@ from controller.sandbox import (
     parse_seed,
     run_sandbox,
 )
+from tests.sandbox_harness import Client, FakeClock, MakeClient, json_of
 from tests.upstream import upstream_app
 
-START = 1_700_000_000.0
 SERVICE = "/v2-beta/projects/1a5/services/1s7"
 EXAMPLE_SEED = Path(__file__).parent.parent / "examples" / "sandbox-seed.yaml"
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -80,22 +62,9 @@ def seed() -> SandboxSeed:
     )
 
 
-@pytest.fixture
-def make_client(aiohttp_client: AiohttpClient, seed: SandboxSeed, clock: FakeClock) -> MakeClient:
-    async def make(**options: Any) -> Client:
-        return await aiohttp_client(make_sandbox_app(seed, SandboxOptions(**options), clock=clock))
-
-    return make
-
-
 def cattle(client: Client, *, access_key: str | None = None, secret_key: str | None = None) -> CattleClient:
     base = str(client.make_url("/v2-beta"))
     return CattleClient(client.session, base_url=base, access_key=access_key, secret_key=secret_key)
-
-
-async def json_of(client: Client, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    async with client.request(method, path, **kwargs) as response:
-        return response.status, await response.json()
 
 
 # -- resources

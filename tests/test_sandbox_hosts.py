@@ -3,36 +3,18 @@ and injected create failures — over HTTP as Cattle answers them."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from controller.sandbox import SANDBOX_STATE, SandboxOptions, SandboxSeed, make_sandbox_app, parse_seed
 from controller.sandbox.seed import SeedError
+from tests.sandbox_harness import START, FakeClock, MakeClient, client_factory, json_of
 
-START = 1_700_000_000.0
 HOSTS = "/v2-beta/projects/1a5/hosts"
 EVENTS = "/v2-beta/projects/1a5/externalhostevents"
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
 CLONE = {"hostname": "worker-4", "labels": {"role": "worker"}, "digitaloceanConfig": {"size": "2gb"}}
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -47,16 +29,7 @@ def seed() -> SandboxSeed:
 
 @pytest.fixture
 def make_client(aiohttp_client: AiohttpClient, seed: SandboxSeed, clock: FakeClock) -> MakeClient:
-    async def make(**options: Any) -> Client:
-        options.setdefault("transition_ms", 600)
-        return await aiohttp_client(make_sandbox_app(seed, SandboxOptions(**options), clock=clock))
-
-    return make
-
-
-async def json_of(client: Client, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    async with client.request(method, path, **kwargs) as response:
-        return response.status, await response.json()
+    return client_factory(aiohttp_client, seed, clock, transition_ms=600)
 
 
 async def test_hosts_carry_driver_config_labels_and_the_agent_state(make_client: MakeClient) -> None:

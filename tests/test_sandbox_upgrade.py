@@ -3,44 +3,23 @@ state, Cattle's 422 refusals, injected upgrade failures, and the client's three 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
 from controller.sandbox import (
     SANDBOX_STATE,
-    SandboxOptions,
     SandboxSeed,
     SeedError,
-    make_sandbox_app,
     parse_seed,
 )
 from controller.sandbox.seed import SeedProject, SeedService, SeedSidekick
+from tests.sandbox_harness import Client, FakeClock, MakeClient, json_of
 
-START = 1_700_000_000.0
 TRANSITION = 0.1  # SandboxOptions' default transition_ms, in seconds
 SERVICE = "/v2-beta/projects/1a5/services/1s7"
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -53,22 +32,9 @@ def seed() -> SandboxSeed:
     return SandboxSeed(projects=(SeedProject(id="1a5", services=(web_service, failing)),))
 
 
-@pytest.fixture
-def make_client(aiohttp_client: AiohttpClient, seed: SandboxSeed, clock: FakeClock) -> MakeClient:
-    async def make(**options: Any) -> Client:
-        return await aiohttp_client(make_sandbox_app(seed, SandboxOptions(**options), clock=clock))
-
-    return make
-
-
 def strategy(image: str = "docker:nginx:1.14", **extra: Any) -> dict[str, Any]:
     launch = {"imageUuid": image, "labels": {"tier": "front"}}
     return {"batchSize": 1, "intervalMillis": 2000, "startFirst": False, "launchConfig": launch, **extra}
-
-
-async def json_of(client: Client, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-    async with client.request(method, path, **kwargs) as response:
-        return response.status, await response.json()
 
 
 async def act(client: Client, action: str, body: Any = None, path: str = SERVICE) -> tuple[int, Any]:

@@ -3,7 +3,6 @@ upgrade that fails in Cattle is rolled back and its hit fails with Cattle's reas
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import cast
@@ -97,4 +96,3 @@ async def test_a_failed_upgrade_is_rolled_back_and_its_hit_fails_with_the_reason
     assert (
         last.reason is not None and "image pull failed" in last.reason and "rollback started" in last.reason
     )
-    assert json.loads(PUSH)["push_data"]["tag"] == "v1.4.2"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from controller.kube.client import LEDGERS, KubeClient, KubeObject, Ref
+from controller.kube.client import KubeClient, KubeObject, Ref
 from controller.kube.errors import KubeConflict
 from controller.model import RateLimit
 from controller.store.base import FoldStep, HitRateLimited, HitRequest, StoreUnavailable
@@ -143,8 +144,9 @@ async def test_the_ledger_lives_in_the_operator_namespace_under_a_stable_name(
     await replicas[0].record_hit(HIT)
     obj = kube.objects["webhook-service.dev/v1/intentledgers", NS, ledger_name(TARGET)]
     assert obj["spec"] == {"target": TARGET}
-    assert ledger_name(TARGET) == ledger_name(TARGET) and len(ledger_name(TARGET)) <= 63
-    assert LEDGERS.named(ledger_name(TARGET), NS).path().endswith(f"/intentledgers/{ledger_name(TARGET)}")
+    # A DNS-1123 label (target ids hold ':', '/' and '@'), and one per target.
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", ledger_name(TARGET))
+    assert ledger_name(TARGET) != ledger_name("scaleService:1a5/1s8")
 
 
 async def test_an_unreachable_api_server_answers_store_unavailable() -> None:

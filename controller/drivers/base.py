@@ -15,9 +15,11 @@ The reconciler folds intents between ``observe`` and ``apply``, so drivers never
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
@@ -60,6 +62,32 @@ class DriverContext:
     confirm_timeout: float = 60.0
     poll_interval: float = 0.02  # first wait before re-reading the target; doubles up to poll_max
     poll_max: float = 1.0
+
+
+_T = TypeVar("_T")
+
+
+async def wait_until(
+    read: Callable[[], Awaitable[_T]],
+    done: Callable[[_T], bool],
+    ctx: DriverContext,
+    failure: Callable[[_T], str],
+    *,
+    first: _T | None = None,
+) -> _T:
+    """Poll ``read`` (waits doubling from ``ctx.poll_interval`` to ``ctx.poll_max``) until ``done``;
+    ``TimeoutError(failure(last))`` after ``ctx.confirm_timeout``, which the reconciler retries.
+    ``first`` is a value already in hand (e.g. the answer to the write), checked before any read."""
+    deadline = time.monotonic() + ctx.confirm_timeout
+    wait = ctx.poll_interval
+    value = first if first is not None else await read()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise TimeoutError(failure(value))
+        await asyncio.sleep(wait)
+        wait = min(wait * 2, ctx.poll_max)
+        value = await read()
+    return value
 
 
 class ScaleDriver(Protocol):

@@ -35,9 +35,7 @@ and the reconciler retries. A Cattle error on a create (422, 500...) propagates 
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
@@ -50,7 +48,7 @@ from controller.drivers._selector import (
     selector_target_from_key,
     selector_text,
 )
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.base import DriverContext, TargetRefused, wait_until
 from controller.model import Problem, Receiver, ScaleIntent, Target
 
 HEALTHY = "active"
@@ -146,19 +144,20 @@ class ScaleHostDriver:
         desired: int,
         ctx: DriverContext,
     ) -> int:
-        deadline = time.monotonic() + ctx.confirm_timeout
-        wait = ctx.poll_interval
-        while True:
-            size = len(members(await cattle.list_hosts(target.claims["projectId"]), selector))
-            if size == desired:
-                return size
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"host group {target.claims['hostSelector']} did not reach {desired} hosts within "
-                    f"{ctx.confirm_timeout:g}s (has {size})"
-                )
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, ctx.poll_max)
+        project_id = target.claims["projectId"]
+
+        async def size() -> int:
+            return len(members(await cattle.list_hosts(project_id), selector))
+
+        return await wait_until(
+            size,
+            lambda n: n == desired,
+            ctx,
+            lambda n: (
+                f"host group {target.claims['hostSelector']} did not reach {desired} hosts within "
+                f"{ctx.confirm_timeout:g}s (has {n})"
+            ),
+        )
 
 
 def matches(host: CattleHost, selector: Mapping[str, str]) -> bool:

@@ -8,11 +8,8 @@ the reconciler fails the intents instead of retrying forever.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from controller.bodies import CattleService, ReceiverSpec
-from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
+from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused, wait_until
 from controller.model import Problem, ScaleIntent, Target
 
 SCALABLE_KINDS = frozenset({"service", "loadBalancerService"})
@@ -75,17 +72,16 @@ class ScaleServiceDriver:
         project_id, service_id = target.claims["projectId"], target.claims["serviceId"]
         cattle = await ctx.cattle_for(target)
         service = await cattle.set_service_scale(project_id, service_id, desired)
-        deadline = time.monotonic() + ctx.confirm_timeout
-        wait = ctx.poll_interval
-        while not settled(service, desired):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"service {service_id} did not settle at scale {desired} within {ctx.confirm_timeout:g}s "
-                    f"(state {service.get('state')}, scale {service.get('scale')})"
-                )
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, ctx.poll_max)
-            service = await cattle.get_service(project_id, service_id)
+        service = await wait_until(
+            lambda: cattle.get_service(project_id, service_id),
+            lambda s: settled(s, desired),
+            ctx,
+            lambda s: (
+                f"service {service_id} did not settle at scale {desired} within {ctx.confirm_timeout:g}s "
+                f"(state {s.get('state')}, scale {s.get('scale')})"
+            ),
+            first=service,
+        )
         return int(service.get("scale", 0))
 
 

@@ -37,9 +37,10 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec, ServiceUpgradeConfig
+from controller.cattle.client import CattleClient
 from controller.drivers._selector import (
     parse_selector,
     secret_of,
@@ -64,21 +65,6 @@ IN_UPGRADE = frozenset({"upgrading", "upgraded", "finishing-upgrade"})
 TRANSIENT = frozenset({"activating", "updating-active", "updating-inactive", "rolling-back", "restarting"})
 POLL_CAP = 5.0  # seconds; upgrades take minutes, so a look every few seconds is enough
 CONFIG = "spec.serviceUpgradeConfig"
-
-
-@runtime_checkable
-class UpgradeClient(Protocol):
-    """The part of ``CattleClient`` this driver uses (a fake in unit tests)."""
-
-    async def list_services(self, project_id: str) -> list[CattleService]: ...
-
-    async def get_service(self, project_id: str, service_id: str) -> CattleService: ...
-
-    async def upgrade_service(self, project_id: str, service_id: str, strategy: dict[str, Any]) -> Any: ...
-
-    async def finish_upgrade(self, project_id: str, service_id: str) -> Any: ...
-
-    async def rollback_service(self, project_id: str, service_id: str) -> Any: ...
 
 
 class ServiceUpgradeDriver:
@@ -194,7 +180,7 @@ class ServiceUpgradeDriver:
         return steps
 
     async def _upgrade(self, target: Target, intent: Mapping[str, Any], ctx: DriverContext) -> int:
-        cattle = await upgrade_client(target, ctx)
+        cattle = await ctx.cattle_for(target)
         project_id = target.claims["projectId"]
         selector = parse_selector(target.claims["serviceSelector"])
         repository = (intent["registry"], intent["repository"])
@@ -225,7 +211,7 @@ class ServiceUpgradeDriver:
 
     async def _drive(
         self,
-        cattle: UpgradeClient,
+        cattle: CattleClient,
         project_id: str,
         service: CattleService,
         repository: tuple[str, str],
@@ -247,12 +233,12 @@ class ServiceUpgradeDriver:
                     return
                 body = upgrade_strategy(service, repository, image, strategy)
                 logger.info("service %s (%s): upgrading to %s", service_id, service.get("name"), image)
-                service = await cattle.upgrade_service(project_id, service_id, body) or service
+                service = await cattle.upgrade_service(project_id, service_id, body)
             elif state == "upgraded" and not busy:
                 # Ours (a pass interrupted before finishing) or an older one: either way Cattle
                 # accepts a new upgrade only once this one is finished.
                 logger.info("service %s (%s): finishing the upgrade", service_id, service.get("name"))
-                service = await cattle.finish_upgrade(project_id, service_id) or service
+                service = await cattle.finish_upgrade(project_id, service_id)
             elif state not in IN_UPGRADE | STARTABLE | TRANSIENT:
                 raise TargetRefused(
                     f"service {service_id} ({service.get('name')}) is {state}: "
@@ -267,7 +253,7 @@ class ServiceUpgradeDriver:
             wait = min(wait * 2, self.poll_cap)
             service = await cattle.get_service(project_id, service_id)
 
-    async def _fail(self, cattle: UpgradeClient, project_id: str, service: CattleService, image: str) -> None:
+    async def _fail(self, cattle: CattleClient, project_id: str, service: CattleService, image: str) -> None:
         service_id = service["id"]
         message = service.get("transitioningMessage") or "Cattle reports an error"
         what = f"service {service_id} ({service.get('name')}) failed to upgrade to {image}: {message}"
@@ -277,13 +263,6 @@ class ServiceUpgradeDriver:
             raise TargetRefused(f"{what}; rollback started (Cattle restores the previous launch config)")
         logger.error("%s; Cattle offers no rollback", what)
         raise TargetRefused(f"{what}; Cattle offers no rollback")
-
-
-async def upgrade_client(target: Target, ctx: DriverContext) -> UpgradeClient:
-    cattle: object = await ctx.cattle_for(target)
-    if not isinstance(cattle, UpgradeClient):
-        raise TargetRefused("this Cattle client can't upgrade services (no upgrade_service)")
-    return cattle
 
 
 def strategy_of(config: ServiceUpgradeConfig) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from controller.intents import BodyReader
 from controller.kube.client import SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.model import Receiver
-from controller.operator.status import post_event, set_condition, update_status
+from controller.operator.status import now_rfc3339, post_event, set_condition, update_status
 from controller.receivers.loader import check_object
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
@@ -351,7 +351,7 @@ def _mirror(led: ledgers.Ledger, hit: HitRecord) -> Callable[[KubeObject, dict[s
         previous = status.get("lastHit") or {}
         if previous.get("hit", "") > hit.hit_id:
             return  # another target's ledger (before a target change) must not roll it back
-        last_hit = {"time": _rfc3339(hit.received_at), "outcome": hit.outcome, "hit": hit.hit_id}
+        last_hit = {"time": now_rfc3339(hit.received_at), "outcome": hit.outcome, "hit": hit.hit_id}
         if hit.intent_state == "failed" and hit.reason:
             last_hit["error"] = hit.reason
         status["lastHit"] = last_hit
@@ -363,10 +363,6 @@ def _mirror(led: ledgers.Ledger, hit: HitRecord) -> Callable[[KubeObject, dict[s
             set_condition(status, "TargetReachable", "True", "Reconciled", message, generation)
 
     return change
-
-
-def _rfc3339(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
 
 
 def _b64(text: str) -> str:
