@@ -42,6 +42,20 @@ def add_flag(
     parser.add_argument(flag, default=os.environ.get(env, default), help=f"{help} (env {env})", **kwargs)  # type: ignore[arg-type]
 
 
+def add_service_flags(
+    parser: argparse.ArgumentParser, *, cattle_default: str, cattle_help: str, resync_help: str
+) -> None:
+    """The flags ``run`` and ``operator`` share: the listener and the default Cattle (``shared_settings``)."""
+    add_flag(parser, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
+    add_flag(
+        parser, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs, as Alertmanager reaches it"
+    )
+    add_flag(parser, "--cattle-url", "CATTLE_URL", cattle_default, cattle_help)
+    add_flag(parser, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
+    add_flag(parser, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
+    add_flag(parser, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", resync_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="webhook-service",
@@ -55,22 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(
         run, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder: SQLite store and signing keys"
     )
-    add_flag(run, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
-    add_flag(run, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs (default http://<listen>)")
-    add_flag(
+    add_service_flags(
         run,
-        "--cattle-url",
-        "CATTLE_URL",
-        SANDBOX,
-        "Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' starts the embedded sandbox",
+        cattle_default=SANDBOX,
+        cattle_help="Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' embeds the sandbox",
+        resync_help="seconds between full reconcile passes",
     )
-    add_flag(run, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
-    add_flag(run, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
     add_flag(
         run, "--hit-retention-days", "WEBHOOK_HIT_RETENTION_DAYS", "7", "days of hit history kept (>= 1)"
-    )
-    add_flag(
-        run, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", "seconds between full reconcile passes"
     )
     run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
 
@@ -81,15 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(
         op, "--namespace", "WEBHOOK_NAMESPACE", "webhook-service", "the operator's namespace (ledgers, keys)"
     )
-    add_flag(op, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
-    add_flag(op, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs, as Alertmanager reaches it")
-    add_flag(
-        op, "--cattle-url", "CATTLE_URL", SANDBOX, "default Cattle API base; 'sandbox' embeds the sandbox"
-    )
-    add_flag(op, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
-    add_flag(op, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
-    add_flag(
-        op, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", "seconds between resyncs of a receiver"
+    add_service_flags(
+        op,
+        # No default Cattle: a forgotten CATTLE_URL must not send hits to an emulation.
+        cattle_default="",
+        cattle_help="default Cattle API base (none if empty); 'sandbox' embeds the sandbox",
+        resync_help="seconds between resyncs of a receiver",
     )
     add_flag(
         op, "--peering", "WEBHOOK_PEERING", "webhook-service", "ClusterKopfPeering name shared by replicas"

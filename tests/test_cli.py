@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.cli import build_parser, main, settings_from
+from controller.cli import build_parser, main, operator_settings_from, settings_from
 
 
 def test_flags_fall_back_to_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,3 +55,20 @@ def test_status_of_a_missing_state_folder_is_one_line_and_exit_2(capsys: pytest.
 def test_public_url_sets_the_base_of_trigger_urls() -> None:
     args = build_parser().parse_args(["run", "--public-url", "https://hooks.example.com/"])
     assert settings_from(args).base_url == "https://hooks.example.com"
+
+
+def test_the_operator_has_no_default_cattle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CATTLE_URL", raising=False)
+    settings = operator_settings_from(build_parser().parse_args(["operator"]))
+    assert settings.cattle_url == ""  # never the sandbox unless asked for
+
+
+def test_the_operator_takes_the_shared_flags_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CATTLE_URL", "http://rancher:8080/v2-beta")
+    monkeypatch.setenv("WEBHOOK_NAMESPACE", "ops")
+    settings = operator_settings_from(build_parser().parse_args(["operator", "--listen", "127.0.0.1:9000"]))
+    assert (settings.cattle_url, settings.namespace, settings.listen_port) == (
+        "http://rancher:8080/v2-beta",
+        "ops",
+        9000,
+    )
