@@ -110,6 +110,7 @@ class ReceiverHandlers:
         self._mirrors: dict[str, ledgers.Ledger] = {}
         self._mirror_tasks: dict[str, asyncio.Task[None]] = {}
         self._failed: dict[str, str] = {}  # receiver -> the failed hit last reported as an Event
+        self._shown: dict[str, tuple[Any, ...]] = {}  # receiver -> what was last mirrored to its status
 
     async def close(self) -> None:
         tasks = list(self._mirror_tasks.values())
@@ -309,7 +310,13 @@ class ReceiverHandlers:
         led = ledgers.from_json(body.get("ledger"), target)
         if ledgers.has_work(led):
             self.deps.reconciler.wake(target)
-        for key in led["receivers"]:
+        for key, entry in led["receivers"].items():
+            # What status shows of this ledger; a ledger event that changes none of it (another
+            # receiver's hit, a receiver long gone) costs no API call.
+            shown = (entry.get("lastHit"), led["desired"], led["observed"], led["lastError"])
+            if self._shown.get(key) == shown:
+                continue
+            self._shown[key] = shown
             self._mirrors[key] = led
             if key not in self._mirror_tasks:
                 self._mirror_tasks[key] = asyncio.create_task(self._mirror(key), name=f"status {key}")
@@ -327,6 +334,7 @@ class ReceiverHandlers:
                     receiver = await update_status(self.deps.client, namespace, name, _mirror(led, hit))
                 except KubeError as e:
                     logger.warning("could not update the status of %s: %s", key, e)
+                    self._shown.pop(key, None)  # so the next ledger event tries again
                     continue
                 if (
                     receiver is not None
