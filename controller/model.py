@@ -9,6 +9,7 @@ their intents fold in one order.
 from __future__ import annotations
 
 import json
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,14 +25,36 @@ KIND = "Receiver"
 DEFAULT_NAMESPACE = "default"
 
 
+MAX_PROBLEM_CHARS = 300  # a problem is a line in a log, a row in the store and in ``status``
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxdict, _SHOWN.maxlist = 2, 4, 4
+_SHOWN.maxstring = _SHOWN.maxother = _SHOWN.maxlong = 40
+
+
+def shown(value: Any) -> str:
+    """A short rendering of a value from a manifest, for a message: never the whole of a huge value
+    (``repr`` of an alias-expanded structure once wrote a 312 MB log line)."""
+    return _SHOWN.repr(value)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with a manifest: where (file, document, field path) and what."""
+    """One thing wrong with a manifest: where (file, document, field path) and what.
+
+    The path and message are cut to ``MAX_PROBLEM_CHARS`` here, once for every producer, because
+    both may quote what a hostile file contains.
+    """
 
     path: str  # field path like "spec.scaleServiceConfig.max"; "" for the whole document
     message: str
     file: str = ""
     document: int | None = None  # 0-based index of the YAML document in its file
+
+    def __post_init__(self) -> None:
+        for name in ("path", "message"):
+            text = getattr(self, name)
+            if len(text) > MAX_PROBLEM_CHARS:
+                object.__setattr__(self, name, text[: MAX_PROBLEM_CHARS - 3] + "...")
 
     def __str__(self) -> str:
         where = self.file or "<input>"

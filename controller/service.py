@@ -23,7 +23,7 @@ from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.listener.accesslog import RedactingAccessLogger
-from controller.listener.app import ListenerDeps, build_app
+from controller.listener.app import ListenerDeps, build_app, readiness
 from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.receivers.sync import ReceiverSync
@@ -135,6 +135,8 @@ async def serve(
         backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
         resync_interval=settings.resync_interval,
     )
+    health = readiness(store, registry)
+    health.add_note("manifests", watcher.problems_note)
     app = build_app(
         ListenerDeps(
             settings=settings,
@@ -146,6 +148,7 @@ async def serve(
             wake=reconciler.wake,
             signatures=SignatureSecrets(kube=None),
             driver_ctx=ctx,
+            health=health,
         )
     )
     runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)

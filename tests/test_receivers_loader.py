@@ -146,7 +146,7 @@ def test_unparseable_yaml_makes_the_file_unreadable(
     assert not result.readable
     assert [str(p) for p in result.problems] == [
         f"{MANIFESTS / 'broken/not-yaml.yaml'}: not valid YAML: "
-        "line 4, column 5: expected ',' or '}', but got ':'"
+        "line 4, column 5: did not find expected ',' or '}'"
     ]
 
 

@@ -132,10 +132,18 @@ async def test_nothing_changed_means_nothing_read_and_nothing_applied(h: Harness
     assert len(h.loader.reads) == reads
 
 
-async def test_a_touched_file_is_read_again_but_applies_nothing(h: Harness) -> None:
+async def test_a_touched_file_is_not_parsed_again_and_applies_nothing(h: Harness) -> None:
     path = h.write("web-up.yaml", manifest())
     await h.watcher.scan_once()
     os.utime(path, ns=(FILE_TIME * 10**9 + 5, FILE_TIME * 10**9 + 5))
+    assert not await h.watcher.scan_once()
+    assert h.loader.reads == [path]
+
+
+async def test_a_rewrite_with_other_bytes_is_parsed_again(h: Harness) -> None:
+    path = h.write("web-up.yaml", manifest())
+    await h.watcher.scan_once()
+    h.write("web-up.yaml", manifest() + "# a comment\n")
     assert not await h.watcher.scan_once()
     assert h.loader.reads == [path, path]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from controller.drivers.base import DriverContext, ScaleDriver
+from controller.health import Health
 from controller.listener.errors import error_middleware
 from controller.listener.handlers import Handlers
 from controller.listener.ratelimit import RateLimiter
@@ -44,6 +45,16 @@ class ListenerDeps:
     signatures: SignatureSecrets = field(default_factory=SignatureSecrets)
     # What pass-through drivers (controller.forwarding.Forwarder) forward with; None: they answer 502.
     driver_ctx: DriverContext | None = None
+    # What /readyz reports; built by ``readiness`` unless the wiring adds checks of its own.
+    health: Health | None = None
+
+
+def readiness(store: IntentStore, registry: ReceiverRegistry) -> Health:
+    """The checks every listener has: the store accepts writes, and the receivers were loaded."""
+    health = Health()
+    health.add("store", lambda: store.unavailable_reason())
+    health.add("receivers", lambda: None if registry.loaded else "the receivers are not loaded yet")
+    return health
 
 
 LISTENER_DEPS: web.AppKey[ListenerDeps] = web.AppKey("listener_deps", ListenerDeps)
@@ -54,7 +65,8 @@ def build_app(deps: ListenerDeps) -> web.Application:
     app = web.Application(client_max_size=deps.settings.max_body_bytes, middlewares=[error_middleware])
     app[LISTENER_DEPS] = deps
     app[RATE_LIMITER] = RateLimiter(clock=deps.clock)
-    handlers = Handlers(deps, app[RATE_LIMITER])
+    health = deps.health or readiness(deps.store, deps.registry)
+    handlers = Handlers(deps, app[RATE_LIMITER], health)
     app.router.add_post(TRIGGER_PATH, handlers.trigger)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

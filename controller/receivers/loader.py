@@ -12,13 +12,13 @@ document is now invalid keeps its last good version, while one whose document is
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
-
-import yaml
 
 from controller.bodies import ReceiverSpec
 from controller.drivers.base import ScaleDriver
@@ -30,48 +30,74 @@ from controller.model import (
     Problem,
     RateLimit,
     Receiver,
+    shown,
 )
 from controller.receivers.schema import ReceiverSchema
+from controller.receivers.yamlsafe import ManifestError, decode, parse_documents, read_bounded
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 LABEL_MAX, SUBDOMAIN_MAX = 63, 253
+MAX_FOLDER_DEPTH = 16
 
 
 @dataclass
 class FileLoad:
-    """What one file yielded. ``readable`` is False when the file can't be read or its YAML doesn't parse."""
+    """What one file yielded.
+
+    ``readable`` is False when the file can't be read, its YAML doesn't parse, or it holds no
+    document at all: states a file passes through while it is being rewritten, so the watcher keeps
+    the file's last good receivers instead of taking them for deleted. ``digest`` identifies the
+    bytes read, so a file re-read with the same bytes need not be checked again.
+    """
 
     receivers: list[Receiver] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     names: set[str] = field(default_factory=set)  # "ns/name" of every document whose metadata was readable
     readable: bool = True
     documents: dict[str, int] = field(default_factory=dict)  # "ns/name" -> index of its valid document
+    digest: str = ""
 
 
 def load_documents(
     path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema | None = None
 ) -> FileLoad:
-    """Load and check every document of one YAML file."""
+    """Load and check every document of one YAML file. Never raises: whatever goes wrong with the
+    file is the file's problem, so one file can never stop the others from loading."""
     schema = schema or ReceiverSchema.load()
-    result = FileLoad()
     try:
-        documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-    except OSError as e:
-        result.readable = False
-        result.problems.append(Problem("", f"cannot read the file: {e.strerror or e}", file=str(path)))
-        return result
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        result.readable = False
-        result.problems.append(Problem("", f"not valid YAML: {_yaml_message(e)}", file=str(path)))
-        return result
+        data = read_bounded(path)
+    except ManifestError as e:
+        return _unreadable(path, str(e))
+    return load_bytes(path, data, drivers, schema)
+
+
+def load_bytes(
+    path: Path, data: bytes, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
+) -> FileLoad:
+    """Check the documents of a file's bytes (already read, within the size bound)."""
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        documents = parse_documents(decode(data))
+    except ManifestError as e:
+        return _unreadable(path, str(e), digest)
+    if all(d is None for d in documents):
+        return _unreadable(path, "the file has no documents (to remove its receivers, delete it)", digest)
+    result = FileLoad(digest=digest)
     for index, document in enumerate(documents):
         if document is None:
             continue  # an empty document, e.g. a trailing "---"
-        problems = _load_document(document, path, index, drivers, schema, result)
+        try:
+            problems = _load_document(document, path, index, drivers, schema, result)
+        except Exception as e:  # a bug of ours must not be a crash of the folder; it is this document's
+            problems = [Problem("", f"cannot be checked ({type(e).__name__})")]
         result.problems += [Problem(p.path, p.message, file=str(path), document=index) for p in problems]
     return result
+
+
+def _unreadable(path: Path, message: str, digest: str = "") -> FileLoad:
+    return FileLoad(problems=[Problem("", message, file=str(path))], readable=False, digest=digest)
 
 
 def load_paths(
@@ -96,14 +122,23 @@ def load_paths(
 
 def manifest_files(directory: Path) -> list[Path]:
     """YAML files under ``directory``, sorted. Hidden entries are skipped: editors' temporary files, and
-    a mounted ConfigMap's ``..data`` folders, whose files the visible symlinks already point at."""
-    return sorted(
-        p
-        for p in directory.rglob("*")
-        if p.suffix in MANIFEST_SUFFIXES
-        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
-        and p.is_file()
-    )
+    a mounted ConfigMap's ``..data`` folders, whose files the visible symlinks already point at.
+    Symlinked folders are not entered (a loop would never end); a YAML-named entry that is not a
+    regular file (a device, a FIFO) is listed, so that reading it reports the problem."""
+    found: list[Path] = []
+    pending = [(directory, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if depth < MAX_FOLDER_DEPTH:
+                        pending.append((Path(entry.path), depth + 1))
+                elif entry.name.endswith(MANIFEST_SUFFIXES) and not entry.is_dir():
+                    found.append(Path(entry.path))
+    return sorted(found)
 
 
 def check_object(
@@ -190,9 +225,11 @@ def _load_document(
 def _check_kind(document: Mapping[str, Any]) -> list[Problem]:
     problems = []
     if document.get("apiVersion") != API_VERSION:
-        problems.append(Problem("apiVersion", f"must be {API_VERSION} (got {document.get('apiVersion')!r})"))
+        problems.append(
+            Problem("apiVersion", f"must be {API_VERSION} (got {shown(document.get('apiVersion'))})")
+        )
     if document.get("kind") != KIND:
-        problems.append(Problem("kind", f"must be {KIND} (got {document.get('kind')!r})"))
+        problems.append(Problem("kind", f"must be {KIND} (got {shown(document.get('kind'))})"))
     return problems
 
 
@@ -206,7 +243,7 @@ def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
             Problem(
                 "metadata.name",
                 f"must be a DNS-1123 subdomain: lower-case letters, digits, '-' and '.', starting and "
-                f"ending with a letter or digit, at most {SUBDOMAIN_MAX} characters (got {name!r})",
+                f"ending with a letter or digit, at most {SUBDOMAIN_MAX} characters (got {shown(name)})",
             )
         )
     namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
@@ -215,7 +252,7 @@ def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
             Problem(
                 "metadata.namespace",
                 f"must be a DNS-1123 label: lower-case letters, digits and '-', starting and ending with "
-                f"a letter or digit, at most {LABEL_MAX} characters (got {namespace!r})",
+                f"a letter or digit, at most {LABEL_MAX} characters (got {shown(namespace)})",
             )
         )
     annotations = metadata.get("annotations") or {}
@@ -223,7 +260,7 @@ def _check_metadata(metadata: Mapping[str, Any]) -> list[Problem]:
         problems.append(Problem("metadata.annotations", "must be a mapping of strings (quote numbers)"))
     uid = metadata.get("uid")
     if uid is not None and not (isinstance(uid, str) and uid):
-        problems.append(Problem("metadata.uid", f"must be a non-empty string (got {uid!r})"))
+        problems.append(Problem("metadata.uid", f"must be a non-empty string (got {shown(uid)})"))
     return problems
 
 
@@ -255,11 +292,3 @@ def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriv
         signature=spec.get("signature"),
         source=str(path),
     )
-
-
-def _yaml_message(error: Exception) -> str:
-    """ "line 4, column 5: expected ',' or '}'": where and what, without PyYAML's multi-line context."""
-    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None and error.problem:
-        mark = error.problem_mark
-        return f"line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
-    return " ".join(str(error).split())

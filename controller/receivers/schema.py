@@ -26,7 +26,7 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
-from controller.model import Problem
+from controller.model import Problem, shown
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "receivers.yaml"
 CRD_VERSION = "v1"
@@ -140,15 +140,17 @@ def describe_error(error: ValidationError) -> Problem:
         case "type":
             types = arg if isinstance(arg, list) else [arg]
             wanted = " or ".join(TYPE_NAMES.get(str(t), str(t)) for t in types)
-            return Problem(format_path(parts), f"must be {wanted} (got {value!r})")
+            return Problem(format_path(parts), f"must be {wanted} (got {shown(value)})")
         case "enum":
-            return Problem(format_path(parts), f"must be one of {', '.join(map(str, arg))} (got {value!r})")
+            return Problem(
+                format_path(parts), f"must be one of {', '.join(map(str, arg))} (got {shown(value)})"
+            )
         case "minimum":
-            return Problem(format_path(parts), f"must be at least {arg} (got {value!r})")
+            return Problem(format_path(parts), f"must be at least {arg} (got {shown(value)})")
         case "maximum":
-            return Problem(format_path(parts), f"must be at most {arg} (got {value!r})")
+            return Problem(format_path(parts), f"must be at most {arg} (got {shown(value)})")
         case "pattern":
-            return Problem(format_path(parts), f"must match {arg} (got {value!r})")
+            return Problem(format_path(parts), f"must match {arg} (got {shown(value)})")
         case "minItems":
             return Problem(format_path(parts), f"must have at least {arg} item(s)")
     return Problem(format_path(parts), error.message)

@@ -63,6 +63,12 @@ class ReceiverSync:
         reason = self._remint_reason(receiver, existing)
         if existing is not None and reason is None:
             receiver = dataclasses.replace(receiver, uid=existing.uid)
+            declared = (receiver.source, receiver.spec_fingerprint())
+            if (existing.source, existing.spec) != declared:
+                # Same token, newer last good declaration: what a restart rebuilds from.
+                await self._store.put_token(
+                    dataclasses.replace(existing, source=declared[0], spec=declared[1])
+                )
             self._registry.put(
                 ActiveReceiver(
                     receiver, uid=existing.uid, jti=existing.jti, token=existing.token, kid=existing.kid
@@ -84,6 +90,8 @@ class ReceiverSync:
             target_id=receiver.target.id,
             token_generation=receiver.token_generation,
             issued_at=now,
+            source=receiver.source,
+            spec=receiver.spec_fingerprint(),
         )
         try:
             await self._store.put_token(stored)

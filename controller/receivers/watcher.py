@@ -8,12 +8,20 @@ file written during the read has a newer signature by the next scan and is read 
 tick coarsely, so a file modified within ``RACY_SECONDS`` of a scan is read again on the next one
 ("racy git"). A re-read that yields the same receivers and problems (a touch) changes nothing.
 
-Last-good rule: a mistake in a file must not take a working receiver down. When a file no longer
-parses, all its receivers keep their last good versions; when it parses but a document is invalid,
-that receiver keeps its last good version while the file's valid documents take effect. A receiver
-whose document is gone from a file that parses, or whose file is gone, is removed (token revoked).
-A missing folder is reported as a problem and watched for; if it vanishes after it was read, the
-receivers are kept — an unmounted volume should not revoke every trigger URL.
+Last-good rule: a mistake in a file must not take a working receiver down, and neither must the
+states a file passes through while a tool rewrites it in place (truncated to nothing, half written).
+When a file is empty, unreadable or no longer parses, all its receivers keep their last good
+versions; when it parses but a document is invalid, that receiver keeps its last good version while
+the file's valid documents take effect. A receiver whose document is gone from a file that parses,
+or whose file is gone, is removed (token revoked) — but a removal from a file modified in the last
+``RACY_SECONDS`` waits until the file has been still that long, since a half-written file can parse
+and lack its later documents. The last good versions are in the store (with each token), so the rule
+holds across restarts: a file that is broken when the service starts keeps the receivers it had.
+A missing folder is reported as a problem and watched for; if it vanishes (or is missing at start),
+the receivers are kept — an unmounted volume should not revoke every trigger URL.
+
+Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener;
+a file whose bytes are unchanged since its last read (a touch, or the racy re-read) is not parsed again.
 
 Any scan that changes something applies the full set through ``ReceiverSync`` and records the
 problems in the store; if that fails, the next scan tries again.
@@ -22,6 +30,9 @@ problems in the store; if that fails, the next scan tries again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import json
 import logging
 import os
 import time
@@ -31,11 +42,18 @@ from pathlib import Path
 
 from controller.drivers.base import ScaleDriver
 from controller.metrics import Metrics
-from controller.model import Problem, Receiver
-from controller.receivers.loader import FileLoad, drop_duplicates, load_documents, manifest_files
+from controller.model import API_VERSION, KIND, TOKEN_GENERATION_ANNOTATION, Problem, Receiver
+from controller.receivers.loader import (
+    FileLoad,
+    check_object,
+    drop_duplicates,
+    load_documents,
+    manifest_files,
+)
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
-from controller.store.base import Store
+from controller.receivers.yamlsafe import ManifestError, read_bounded
+from controller.store.base import Store, StoredToken
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +71,7 @@ class _FileState:
     documents: dict[str, int | None] = field(default_factory=dict)  # where each one was declared
     problems: list[Problem] = field(default_factory=list)
     settled: bool = False  # modified long enough before it was read that a same-tick edit is impossible
+    load: FileLoad | None = None  # what the bytes last read yielded (None: rebuilt from the store)
 
 
 class ReceiverWatcher:
@@ -82,6 +101,9 @@ class ReceiverWatcher:
         self._folder_problem: Problem | None = None
         self._logged_problems: list[Problem] = []
         self._unapplied = True  # nothing applied yet: the first scan applies even an empty folder
+        # Files' last good receivers as the store kept them, until the folder is first listed.
+        self._stored: dict[Path, _FileState] | None = None
+        self._problem_count = 0
 
     async def run(self) -> None:
         """Scan forever, every ``interval`` seconds. A failed scan is logged and retried next time."""
@@ -95,7 +117,9 @@ class ReceiverWatcher:
     async def scan_once(self) -> bool:
         """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
         the first scan). Returns whether it applied."""
-        self._scan_folder()
+        if self._stored is None:
+            self._stored = self._last_good(await self._store.list_tokens())
+        await self._scan_folder()
         if not self._unapplied:
             return False
         receivers, problems = self._current()
@@ -103,10 +127,29 @@ class ReceiverWatcher:
         await self._store.set_problems(problems)
         self._unapplied = False
         self._metrics.manifest_problems.set(len(problems))
+        self._problem_count = len(problems)
         self._log_problems(problems)
         return True
 
-    def _scan_folder(self) -> None:
+    def problems_note(self) -> str | None:
+        """For /readyz: the service is serving, but some manifests are not as written."""
+        if not self._problem_count:
+            return None
+        return f"{self._problem_count} receiver manifest problem(s); see `webhook-service status`"
+
+    def _last_good(self, tokens: list[StoredToken]) -> dict[Path, _FileState]:
+        """The stored receivers of each file, rebuilt from their last good declarations."""
+        states: dict[Path, _FileState] = {}
+        for token in tokens:
+            receiver = _rebuild(token, self._drivers, self._schema)
+            if receiver is None:
+                continue
+            state = states.setdefault(Path(token.source), _FileState(signature=(0, 0, 0)))
+            state.receivers[receiver.key] = receiver
+            state.documents[receiver.key] = None
+        return states
+
+    async def _scan_folder(self) -> None:
         """Update the per-file states; every real change sets ``_unapplied`` at once, so a scan that
         fails half-way still applies what it did read on the next one."""
         if not self._directory.is_dir():
@@ -115,6 +158,8 @@ class ReceiverWatcher:
                     "", "the receivers folder does not exist", file=str(self._directory)
                 )
                 self._unapplied = True
+            if not self._files and self._stored:
+                self._files, self._stored = self._stored, {}  # keep what the store remembers
             return
         if self._folder_problem is not None:
             self._folder_problem = None
@@ -128,18 +173,23 @@ class ReceiverWatcher:
             logger.info("receivers file %s was removed", gone)
             del self._files[gone]
             self._unapplied = True
+        stored, self._stored = self._stored or {}, {}
         for path, signature in present.items():
-            old = self._files.get(path)
+            old = self._files.get(path) or stored.get(path)
             if old is None or old.signature != signature or not old.settled:
-                new = self._reload(path, signature, old)
-                new.settled = signature[0] < settled_before * 1e9
+                settled = signature[0] < settled_before * 1e9
+                new = await self._reload(path, signature, old, settled)
+                new.settled = settled
                 self._files[path] = new
                 if old is None or _content(old) != _content(new):
                     self._unapplied = True
 
-    def _reload(self, path: Path, signature: Signature, old: _FileState | None) -> _FileState:
-        load = self._load(path, self._drivers, self._schema)
-        state = _FileState(signature=signature, problems=load.problems)
+    async def _reload(
+        self, path: Path, signature: Signature, old: _FileState | None, settled: bool
+    ) -> _FileState:
+        cached = old.load if old is not None else None
+        load = await asyncio.to_thread(self._read, path, cached)
+        state = _FileState(signature=signature, problems=load.problems, load=load)
         if old is None:
             state.receivers = {r.key: r for r in load.receivers}
             state.documents = {key: load.documents.get(key) for key in state.receivers}
@@ -150,6 +200,8 @@ class ReceiverWatcher:
             state.receivers = {r.key: r for r in load.receivers}
             state.documents = {key: load.documents.get(key) for key in state.receivers}
             keep = (load.names - state.receivers.keys()) & old.receivers.keys()  # invalid now, good before
+            if not settled:  # maybe half written: what is missing may still come
+                keep |= old.receivers.keys() - load.names
         for key in keep:
             state.receivers[key] = old.receivers[key]
             state.documents[key] = old.documents.get(key)
@@ -158,6 +210,16 @@ class ReceiverWatcher:
                 "receivers %s keep their last good version until %s is fixed", ", ".join(sorted(keep)), path
             )
         return state
+
+    def _read(self, path: Path, cached: FileLoad | None) -> FileLoad:
+        """On the worker thread: the file's load; the cached one when its bytes have not changed."""
+        if cached is not None and cached.digest:
+            try:
+                if hashlib.sha256(read_bounded(path)).hexdigest() == cached.digest:
+                    return cached
+            except ManifestError:
+                pass  # the loader reports it
+        return self._load(path, self._drivers, self._schema)
 
     def _current(self) -> tuple[list[Receiver], list[Problem]]:
         found = [
@@ -184,6 +246,30 @@ class ReceiverWatcher:
 def _content(state: _FileState) -> tuple[dict[str, tuple[Receiver, str]], list[Problem]]:
     """What a file contributes, to tell a real change from a touch or a same-content rewrite."""
     return {key: (r, r.spec_fingerprint()) for key, r in state.receivers.items()}, state.problems
+
+
+def _rebuild(
+    token: StoredToken, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
+) -> Receiver | None:
+    """A stored receiver's last good declaration, checked again (None if it no longer passes: a
+    driver or schema that changed since is the file's to fix)."""
+    if not token.source or not token.spec:
+        return None
+    try:
+        spec = json.loads(token.spec)
+    except ValueError:
+        return None
+    annotations = {TOKEN_GENERATION_ANNOTATION: token.token_generation} if token.token_generation else {}
+    declared = {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": token.name, "namespace": token.namespace, "annotations": annotations},
+        "spec": spec,
+    }
+    receiver, problems = check_object(declared, drivers, schema)
+    if receiver is None or problems:
+        return None
+    return dataclasses.replace(receiver, source=token.source)
 
 
 def _signature(path: Path) -> Signature | None:

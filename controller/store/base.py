@@ -102,7 +102,12 @@ class TargetState:
 
 @dataclass(frozen=True)
 class StoredToken:
-    """A receiver's current token. Kept so trigger URLs survive restarts."""
+    """A receiver's current token. Kept so trigger URLs survive restarts.
+
+    ``source`` and ``spec`` are the receiver's last good declaration (its file, and its defaulted
+    spec as JSON): when that file is unreadable at a restart, the receiver is rebuilt from them
+    instead of being taken for deleted, so its URL keeps working.
+    """
 
     namespace: str
     name: str
@@ -114,6 +119,8 @@ class StoredToken:
     target_id: str
     token_generation: str
     issued_at: float
+    source: str = ""
+    spec: str = ""
 
     @property
     def receiver(self) -> str:
@@ -143,6 +150,9 @@ class IntentStore(Protocol):
     async def close(self) -> None: ...
 
     def is_open(self) -> bool: ...
+
+    def unavailable_reason(self) -> str | None:
+        """None while the store can record hits; otherwise why not, for /readyz."""
 
     async def record_hit(self, request: HitRequest) -> HitResult: ...
 

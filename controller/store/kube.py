@@ -92,6 +92,9 @@ class KubeStore:
     def is_open(self) -> bool:
         return self._open
 
+    def unavailable_reason(self) -> str | None:
+        return None if self._open else "the store is closed"
+
     # -- hits and intents
 
     async def record_hit(self, request: HitRequest) -> HitResult:

@@ -140,6 +140,11 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: a receiver's last good declaration, so an unreadable file at a restart keeps its receivers
+    """
+    ALTER TABLE tokens ADD COLUMN source TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN spec TEXT NOT NULL DEFAULT ''
+    """,
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -227,6 +232,9 @@ class SqliteStore:
 
     def is_open(self) -> bool:
         return self._accepting
+
+    def unavailable_reason(self) -> str | None:
+        return None if self._accepting else f"the store {self.path} is not open"
 
     async def pragmas(self) -> dict[str, Any]:
         """The writer connection's durability settings, for the start-up log (and the tests)."""
@@ -672,12 +680,12 @@ def _pending_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 _TOKEN_COLUMNS: Final = (
-    "namespace, name, uid, jti, kid, token, driver, target_id, token_generation, issued_at"
+    "namespace, name, uid, jti, kid, token, driver, target_id, token_generation, issued_at, source, spec"
 )
 
 
 def _token(row: Any) -> StoredToken:
-    namespace, name, uid, jti, kid, token, driver, target_id, generation, issued_at = row
+    namespace, name, uid, jti, kid, token, driver, target_id, generation, issued_at, source, spec = row
     return StoredToken(
         namespace=namespace,
         name=name,
@@ -689,6 +697,8 @@ def _token(row: Any) -> StoredToken:
         target_id=target_id,
         token_generation=generation,
         issued_at=float(issued_at),
+        source=source,
+        spec=spec,
     )
 
 
@@ -701,7 +711,7 @@ def _get_token(conn: sqlite3.Connection, namespace: str, name: str) -> StoredTok
 
 def _put_token(conn: sqlite3.Connection, t: StoredToken) -> None:
     conn.execute(
-        f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             t.namespace,
             t.name,
@@ -713,6 +723,8 @@ def _put_token(conn: sqlite3.Connection, t: StoredToken) -> None:
             t.target_id,
             t.token_generation,
             t.issued_at,
+            t.source,
+            t.spec,
         ),
     )
 
