@@ -11,17 +11,39 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from controller.drivers import load_drivers
+from controller.redact import mask_url
+from controller.store.base import StoreUnavailable
 from controller.store.sqlite import DB_NAME, Snapshot, read_snapshot
-from controller.tokens import trigger_url
+from controller.tokens import KEYS_DIR, KeyRing, matches_stored, restore_token, trigger_url
 
 
 def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_url: str | None) -> str | None:
+    """The receiver's URL, its token signed again from the stored claims with the state's keys (the
+    store keeps only a digest). None when there is no such receiver; StoreUnavailable when the token
+    can't be restored (its key is gone: the running service re-mints it)."""
     snapshot = read_snapshot(state_dir / DB_NAME)
-    for token in snapshot.tokens:
-        if (token.namespace, token.name) == (namespace, name):
+    for stored in snapshot.tokens:
+        if (stored.namespace, stored.name) == (namespace, name):
             base = public_url or snapshot.meta.get("public_url") or "http://127.0.0.1:8085"
-            target = load_drivers()[token.driver].target_from_key(token.target_id.partition(":")[2])
-            return trigger_url(base, token.token, target.project_id)
+            target = load_drivers()[stored.driver].target_from_key(stored.target_id.partition(":")[2])
+            try:
+                keyring = KeyRing.load(state_dir / KEYS_DIR)
+            except ValueError as e:  # no key files at all
+                raise StoreUnavailable(f"no signing keys in {state_dir / KEYS_DIR}: {e}") from e
+            token = restore_token(
+                keyring,
+                kid=stored.kid,
+                namespace=stored.namespace,
+                name=stored.name,
+                uid=stored.uid,
+                jti=stored.jti,
+                issued_at=stored.issued_at,
+                driver=stored.driver,
+                target=target,
+            )
+            if token is None or not matches_stored(token, stored.token):
+                raise StoreUnavailable(f"the token of {stored.receiver} cannot be restored from {state_dir}")
+            return trigger_url(base, token, target.project_id)
     return None
 
 
@@ -59,7 +81,8 @@ def format_snapshot(snapshot: Snapshot) -> str:
             ]
         )
     parts = [
-        f"Cattle: {snapshot.meta.get('cattle', 'unknown (the service has not started yet)')}",
+        # Masked again: a store written by an older version kept the URL with its credentials.
+        f"Cattle: {mask_url(snapshot.meta.get('cattle', 'unknown (the service has not started yet)'))}",
         "",
         "RECEIVERS",
         table(["RECEIVER", "DRIVER", "TARGET", "LAST HIT", "OUTCOME"], receiver_rows),

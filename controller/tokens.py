@@ -6,6 +6,12 @@ shape. Why that is still safe to revoke: a valid signature is necessary, not suf
 ``check_current`` compares the claims with the receiver's *current* token (``jti``) in the
 in-memory registry on every hit, so removing or re-minting a receiver rejects its old token at once.
 
+Why the store keeps a digest, not the token: Ed25519 signatures are deterministic, so a token is
+fully determined by its claims and the key that signed it. The store keeps the claims and
+``token_digest`` of the token; ``restore_token`` signs the same claims again with the same key and
+the digest proves it is the very token handed out. A copy of the database alone therefore holds no
+usable URL; whoever can read the keys could mint any token anyway.
+
 Keys: one PEM file per key in ``<state>/keys`` (0600). File names start with a UTC timestamp, so
 sorting by name sorts by age; the newest signs, all verify. Rotation is "add a key, re-mint,
 remove the old key" (see the README).
@@ -13,6 +19,8 @@ remove the old key" (see the README).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import time
@@ -27,11 +35,13 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from controller.model import ActiveReceiver, Receiver, TokenClaims
+from controller.model import ActiveReceiver, Receiver, Target, TokenClaims
 
 ALGORITHM = "EdDSA"
 ISSUER = "webhook-service"
 KEY_SUFFIX = ".pem"
+KEYS_DIR = "keys"  # the key files' folder inside a state folder
+DIGEST_PREFIX = "sha256:"
 REQUIRED_CLAIMS = ("ns", "name", "uid", "jti", "driver", "target", "iat")
 
 
@@ -157,8 +167,9 @@ class KeyRing:
     def public_key(self, kid: str) -> Ed25519PublicKey | None:
         return self._public.get(kid)
 
-    def sign(self, payload: Mapping[str, Any]) -> tuple[str, str]:
-        kid = self.newest_kid
+    def sign(self, payload: Mapping[str, Any], kid: str | None = None) -> tuple[str, str]:
+        """Sign with the newest key, or with ``kid`` (to restore a token it signed)."""
+        kid = kid or self.newest_kid
         token = jwt.encode(
             dict(payload), self._keys[kid], algorithm=ALGORITHM, headers={"kid": kid, "typ": "JWT"}
         )
@@ -167,18 +178,57 @@ class KeyRing:
 
 def mint_token(keyring: KeyRing, *, receiver: Receiver, uid: str, jti: str, now: float) -> tuple[str, str]:
     """A new token for the receiver: (token, kid)."""
-    payload = {
+    return keyring.sign(
+        _payload(receiver.namespace, receiver.name, uid, jti, int(now), receiver.driver, receiver.target)
+    )
+
+
+def restore_token(
+    keyring: KeyRing,
+    *,
+    kid: str,
+    namespace: str,
+    name: str,
+    uid: str,
+    jti: str,
+    issued_at: float,
+    driver: str,
+    target: Target,
+) -> str | None:
+    """The token minted earlier from these claims, signed again (None when ``kid`` is gone)."""
+    if kid not in keyring.kids:
+        return None
+    token, _ = keyring.sign(_payload(namespace, name, uid, jti, int(issued_at), driver, target), kid)
+    return token
+
+
+def token_digest(token: str) -> str:
+    """What the store keeps of a token: enough to check a restored one, useless as a credential."""
+    return DIGEST_PREFIX + hashlib.sha256(token.encode()).hexdigest()
+
+
+def matches_stored(token: str, stored: str) -> bool:
+    """Whether ``token`` is the one stored (as a digest, or in plain text by an older version)."""
+    if stored.startswith(DIGEST_PREFIX):
+        return hmac.compare_digest(token_digest(token), stored)
+    return hmac.compare_digest(token, stored)
+
+
+def _payload(
+    namespace: str, name: str, uid: str, jti: str, iat: int, driver: str, target: Target
+) -> dict[str, Any]:
+    # Key order is part of the token's bytes: restore_token must build exactly this dict.
+    return {
         "iss": ISSUER,
-        "sub": receiver.key,
-        "ns": receiver.namespace,
-        "name": receiver.name,
+        "sub": f"{namespace}/{name}",
+        "ns": namespace,
+        "name": name,
         "uid": uid,
         "jti": jti,
-        "iat": int(now),
-        "driver": receiver.driver,
-        "target": dict(receiver.target.claims),
+        "iat": iat,
+        "driver": driver,
+        "target": dict(target.claims),
     }
-    return keyring.sign(payload)
 
 
 class TokenVerifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -15,7 +16,14 @@ from controller.receivers.sync import ReceiverSync
 from controller.registry import ReceiverRegistry
 from controller.store.base import StoredToken, StoreUnavailable
 from controller.store.sqlite import SqliteStore
-from controller.tokens import KeyRing, TokenRevoked, TokenSuperseded, TokenVerifier, check_current
+from controller.tokens import (
+    KeyRing,
+    TokenRevoked,
+    TokenSuperseded,
+    TokenVerifier,
+    check_current,
+    token_digest,
+)
 
 NOW = 1_750_000_000.0
 
@@ -93,10 +101,49 @@ async def test_a_new_receiver_gets_a_stored_token(h: Harness) -> None:
     stored = await h.store.get_token("default", "web-up")
     assert stored is not None
     assert (stored.token, stored.jti, stored.target_id) == (
-        h.active().token,
+        token_digest(h.active().token),
         h.active().jti,
         "scaleService:1a5/1s7",
     )
+
+
+async def test_the_store_file_holds_no_token_in_plain_text(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    await h.store.close()
+    token = h.active().token.encode()
+    files = [h.store.path, *h.store.path.parent.glob(h.store.path.name + "-*")]
+    assert not any(token in f.read_bytes() or token.split(b".")[2] in f.read_bytes() for f in files)
+
+
+async def test_a_restart_restores_the_token_from_its_claims_and_digest(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    token = h.active().token
+    h.restart()
+    await h.sync.apply([receiver()])
+    assert h.active().token == token
+
+
+async def test_a_token_an_older_version_stored_in_plain_text_is_kept_and_scrubbed(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    token = h.active().token
+    stored = await h.store.get_token("default", "web-up")
+    assert stored is not None
+    await h.store.put_token(dataclasses.replace(stored, token=token))
+    h.restart()
+    await h.sync.apply([receiver()])
+    assert h.active().token == token
+    assert await h.store.get_token("default", "web-up") == stored
+
+
+async def test_a_stored_digest_that_does_not_match_mints_a_new_token(h: Harness) -> None:
+    await h.sync.apply([receiver()])
+    token = h.active().token
+    stored = await h.store.get_token("default", "web-up")
+    assert stored is not None
+    await h.store.put_token(dataclasses.replace(stored, token=token_digest("something else")))
+    h.restart()
+    await h.sync.apply([receiver()])
+    assert h.active().token != token
 
 
 async def test_a_new_token_is_current_for_its_receiver(h: Harness) -> None:

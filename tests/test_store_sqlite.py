@@ -6,6 +6,7 @@ hold the writer thread inside a transaction with a gate job, so which jobs share
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import sqlite3
@@ -16,9 +17,10 @@ from typing import Any
 
 import pytest
 
+from controller.cli import build_parser, settings_from
 from controller.model import Disposition, Problem
 from controller.store.base import FoldStep, HitRequest, HitResult, StoredToken, StoreError, StoreUnavailable
-from controller.store.sqlite import SqliteStore, read_snapshot
+from controller.store.sqlite import PRUNE_LIMIT, PRUNE_SWEEP, SqliteStore, read_snapshot
 
 T0 = 1_700_000_000.0
 DAY = 24 * 3600.0
@@ -215,9 +217,138 @@ async def test_hit_ids_sort_by_arrival(store: SqliteStore) -> None:
     assert ids == sorted(ids)
 
 
-def test_retention_must_cover_the_idempotency_window(db_path: Path) -> None:
-    with pytest.raises(ValueError, match="24 h"):
-        SqliteStore(db_path, retention=3600)
+# -- retention (issue 8, finding 12): pruning keeps up with any ingest rate
+
+MINUTE = 60.0
+
+
+@pytest.mark.parametrize("retention", [59.0, float("inf"), float("nan")])
+def test_a_retention_under_a_minute_or_endless_is_refused(db_path: Path, retention: float) -> None:
+    with pytest.raises(ValueError, match="at least 60 s"):
+        SqliteStore(db_path, retention=retention)
+
+
+async def test_a_retention_under_24h_shortens_the_idempotency_window_and_says_so(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = SqliteStore(db_path, retention=3600)
+    await store.open()
+    try:
+        await store.record_hit(hit(idempotency_key="k"))
+        within = await store.record_hit(hit(at=T0 + 3599, idempotency_key="k"))
+        after = await store.record_hit(hit(at=T0 + 3600, idempotency_key="k"))
+    finally:
+        await store.close()
+    assert (within.outcome, after.outcome) == ("duplicate", "accepted")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        "hit retention is 3600s, under 24 h: an Idempotency-Key is remembered for 3600s only"
+    ]
+
+
+def test_the_cli_takes_a_retention_of_a_minute_in_days_and_refuses_less(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def retention(*flags: str) -> float:
+        return settings_from(build_parser().parse_args(["run", *flags])).hit_retention_days
+
+    assert retention("--hit-retention-days", "0.0007") * 86400 == pytest.approx(60.48)
+    monkeypatch.setenv("WEBHOOK_HIT_RETENTION_DAYS", "0.5")
+    assert retention() == 0.5
+    for bad in ("0.0006", "nan", "inf", "soon"):
+        with pytest.raises(argparse.ArgumentTypeError, match=r"at least 0\.0007"):
+            retention("--hit-retention-days", bad)
+
+
+def count_rows(db_path: Path, table: str) -> int:
+    conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)
+    count = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    conn.close()
+    return count
+
+
+def file_pages(db_path: Path) -> float:
+    return db_path.stat().st_size / 4096  # SQLite's default page size
+
+
+async def ingest_and_fold(store: SqliteStore, at: float, count: int) -> None:
+    """``count`` accepted hits with idempotency keys at ``at`` (as Alertmanager sends them), then the
+    reconciler's fold of their intents, so nothing but the retention keeps them."""
+    await asyncio.gather(
+        *(store.record_hit(hit(at=at + i / count, idempotency_key=f"{at}-{i}")) for i in range(count))
+    )
+    steps = [
+        FoldStep(seq=p.seq, hit_id=p.hit_id, before=1, after=1, clamped=True)
+        for p in await store.pending_intents(TARGET)
+    ]
+    await store.commit_fold(TARGET, 1, steps)
+
+
+async def test_at_a_steady_rate_above_the_old_prune_limit_the_store_stops_growing(db_path: Path) -> None:
+    # 210 hits a second is 12,600 a minute: more than the 10,000 a minute the store used to prune.
+    rate, windows = 210, 4
+    store = SqliteStore(db_path, retention=MINUTE)
+    await store.open()
+    pages: list[int] = []
+    try:
+        for second in range(int(windows * MINUTE)):
+            await ingest_and_fold(store, T0 + second, rate)
+            if (second + 1) % MINUTE == 0:
+                pages.append(await store._submit(lambda c: int(c.execute("PRAGMA page_count").fetchone()[0])))
+                assert count_rows(db_path, "hits") <= rate * (MINUTE + 2)
+                assert count_rows(db_path, "idempotency") <= rate * (MINUTE + 2)
+    finally:
+        await store.close()
+    assert count_rows(db_path, "hits") >= rate * (MINUTE - 2)  # the window itself is kept
+    # From the second window on, deleted rows free the pages new rows take: the file stays the size it
+    # reached, but for a few pages of index reshuffling (~1.5% here; without pruning each window of
+    # this test adds its own size again).
+    assert max(pages[1:]) <= pages[1] * 1.03, pages
+    assert file_pages(db_path) <= pages[1] * 1.03  # closed: everything is in the file itself now
+
+
+async def test_a_slice_that_used_its_limit_prunes_again_on_the_next_batch(db_path: Path) -> None:
+    store = SqliteStore(db_path, retention=MINUTE)
+    await store.open()
+    limit = max(PRUNE_LIMIT, 2 * 256)  # at least twice a batch: a batch in catch-up deletes more than it adds
+    backlog = 3 * limit
+    try:
+        await asyncio.gather(
+            *(store.record_hit(hit(at=T0 + i / 1000, disposition="ignored")) for i in range(backlog))
+        )
+        later = T0 + MINUTE + 10
+        counts = []
+        for i in range(4):  # four batches within one PRUNE_INTERVAL
+            await store.record_hit(hit(at=later + i / 1000, receiver="default/other", disposition="ignored"))
+            counts.append(count_rows(db_path, "hits") - (i + 1))
+    finally:
+        await store.close()
+    assert counts == [2 * limit, limit, 1, 1]  # each receiver's latest hit stays
+
+
+async def test_a_hit_kept_for_its_pending_intent_is_pruned_by_the_next_sweep_once_folded(
+    db_path: Path,
+) -> None:
+    store = SqliteStore(db_path, retention=MINUTE)
+    await store.open()
+    try:
+        pending = await store.record_hit(hit())
+        await store.record_hit(hit(at=T0 + 1, disposition="ignored"))  # pending's receiver has a later hit
+        later = T0 + MINUTE + 10
+        await store.record_hit(hit(at=later, receiver="default/other", disposition="ignored"))
+        assert pending.hit_id in hit_ids(db_path)
+        [intent] = await store.pending_intents(TARGET)
+        await store.commit_fold(
+            TARGET, 2, [FoldStep(seq=intent.seq, hit_id=intent.hit_id, before=1, after=2, clamped=False)]
+        )
+        await store.record_hit(hit(at=later + 2, receiver="default/other", disposition="ignored"))
+        # Slices go on from where the last one stopped, so a hit that had to stay is not read again
+        # by every slice (they run every second) ...
+        assert pending.hit_id in hit_ids(db_path)
+        await store.record_hit(hit(at=later + PRUNE_SWEEP, receiver="default/other", disposition="ignored"))
+        # ... but by the next sweep from the oldest hit.
+        assert pending.hit_id not in hit_ids(db_path)
+    finally:
+        await store.close()
 
 
 # -- rule 2: ignored / suspended

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
 from controller.model import ActiveReceiver, Receiver
+from controller.receivers.loader import load_documents
 from controller.tokens import (
     KeyRing,
     ProjectMismatch,
@@ -25,8 +26,12 @@ from controller.tokens import (
     TokenSuperseded,
     TokenVerifier,
     check_current,
+    matches_stored,
     mint_token,
+    restore_token,
+    token_digest,
 )
+from tests.test_driver_manifests import VALID, write
 
 NOW = 1_800_000_000.0
 # A fixed key for property tests: hypothesis runs many examples, and key generation is not what they test.
@@ -228,3 +233,40 @@ def test_mutated_tokens_only_raise_token_invalid(position: int, char: str) -> No
         return
     # A mutation that still verifies can only be one that decodes to the same bytes (base64 slack).
     assert claims == verifier.verify(token)
+
+
+# -- restoring a token from its claims (the store keeps only a digest)
+
+
+@pytest.mark.parametrize("driver", ["scaleService", *sorted(VALID)])
+def test_a_token_signs_again_to_the_same_bytes_for_every_driver(tmp_path: Path, driver: str) -> None:
+    config = VALID.get(driver) or {
+        "scaleServiceConfig": {
+            "projectId": "1a5", "serviceId": "1s7", "action": "up", "amount": 1, "min": 0, "max": 9,
+        }
+    }  # fmt: skip
+    [receiver] = load_documents(write(tmp_path, driver, config), load_drivers()).receivers
+    keyring = KeyRing.load_or_create(tmp_path / "keys")
+    token, kid = mint_token(keyring, receiver=receiver, uid="u1", jti="j1", now=NOW + 0.75)
+    target = load_drivers()[driver].target_from_key(receiver.target.id.partition(":")[2])
+    restored = restore_token(
+        keyring, kid=kid, namespace="default", name="r", uid="u1", jti="j1", issued_at=NOW + 0.75,
+        driver=driver, target=target,
+    )  # fmt: skip
+    assert restored == token
+    assert matches_stored(token, token_digest(token))
+
+
+def test_a_token_whose_key_is_gone_cannot_be_restored(tmp_path: Path) -> None:
+    keyring = KeyRing.load_or_create(tmp_path / "keys")
+    receiver = make_receiver()
+    restored = restore_token(
+        keyring, kid="20200101T000000000000Z-gone", namespace="default", name=receiver.name, uid="u",
+        jti="j", issued_at=NOW, driver=receiver.driver, target=receiver.target,
+    )  # fmt: skip
+    assert restored is None
+
+
+def test_a_digest_matches_only_its_own_token() -> None:
+    assert not matches_stored("a.b.c", token_digest("a.b.d"))
+    assert matches_stored("a.b.c", "a.b.c")  # what an older version stored

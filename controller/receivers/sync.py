@@ -25,7 +25,7 @@ from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
 from controller.registry import ReceiverRegistry
 from controller.store.base import Store, StoredToken
-from controller.tokens import KeyRing, mint_token
+from controller.tokens import KeyRing, matches_stored, mint_token, restore_token, token_digest
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,23 @@ class ReceiverSync:
 
     async def _put(self, receiver: Receiver, existing: StoredToken | None) -> None:
         reason = self._remint_reason(receiver, existing)
-        if existing is not None and reason is None:
+        token = None if existing is None or reason is not None else self._current_token(receiver, existing)
+        if existing is not None and reason is None and token is None:
+            reason = "its stored digest does not match the token its claims sign to"
+        if existing is not None and token is not None:
             receiver = dataclasses.replace(receiver, uid=existing.uid)
-            declared = (receiver.source, receiver.spec_fingerprint())
-            if (existing.source, existing.spec) != declared:
-                # Same token, newer last good declaration: what a restart rebuilds from.
-                await self._store.put_token(
-                    dataclasses.replace(existing, source=declared[0], spec=declared[1])
-                )
+            # Same token: keep the newest last good declaration (what a restart rebuilds from), and
+            # scrub a token an older version stored in plain text.
+            kept = dataclasses.replace(
+                existing,
+                token=token_digest(token),
+                source=receiver.source,
+                spec=receiver.spec_fingerprint(),
+            )
+            if kept != existing:
+                await self._store.put_token(kept)
             self._registry.put(
-                ActiveReceiver(
-                    receiver, uid=existing.uid, jti=existing.jti, token=existing.token, kid=existing.kid
-                )
+                ActiveReceiver(receiver, uid=existing.uid, jti=existing.jti, token=token, kid=existing.kid)
             )
             return
         uid = receiver.uid or (existing.uid if existing else uuid.uuid4().hex)
@@ -85,7 +90,7 @@ class ReceiverSync:
             uid=uid,
             jti=jti,
             kid=kid,
-            token=token,
+            token=token_digest(token),
             driver=receiver.driver,
             target_id=receiver.target.id,
             token_generation=receiver.token_generation,
@@ -110,6 +115,25 @@ class ReceiverSync:
                 existing.jti,
                 reason,
             )
+
+    def _current_token(self, receiver: Receiver, existing: StoredToken) -> str | None:
+        """The stored token itself: from the registry when it holds that jti, else signed again from
+        its claims (at start) and checked against the stored digest. None when it can't be had."""
+        active = self._registry.get(receiver.key)
+        if active is not None and active.jti == existing.jti:
+            return active.token
+        token = restore_token(
+            self._keyring,
+            kid=existing.kid,
+            namespace=existing.namespace,
+            name=existing.name,
+            uid=existing.uid,
+            jti=existing.jti,
+            issued_at=existing.issued_at,
+            driver=existing.driver,
+            target=receiver.target,
+        )
+        return token if token is not None and matches_stored(token, existing.token) else None
 
     def _remint_reason(self, receiver: Receiver, existing: StoredToken | None) -> str | None:
         """Why the stored token can't stay, or None when it can."""

@@ -104,6 +104,9 @@ class TargetState:
 class StoredToken:
     """A receiver's current token. Kept so trigger URLs survive restarts.
 
+    ``token`` is the token's digest (``controller.tokens.token_digest``): the token itself is signed
+    again from these claims when needed (``restore_token``), so the store holds no usable secret.
+
     ``source`` and ``spec`` are the receiver's last good declaration (its file, and its defaulted
     spec as JSON): when that file is unreadable at a restart, the receiver is rebuilt from them
     instead of being taken for deleted, so its URL keeps working.
