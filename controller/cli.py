@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
@@ -20,7 +21,9 @@ from typing import TYPE_CHECKING
 from controller.kube.errors import KubeError
 from controller.sandbox.seed import SeedError
 from controller.settings import SANDBOX, Settings
+from controller.statedir import secure_state_dir
 from controller.store.base import StoreError
+from controller.store.sqlite import MIN_RETENTION
 
 if TYPE_CHECKING:
     from controller.sandbox.app import SandboxOptions
@@ -54,6 +57,10 @@ def add_service_flags(
     add_flag(parser, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
     add_flag(parser, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
     add_flag(parser, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", resync_help)
+    add_flag(parser, "--keepalive-timeout", "WEBHOOK_KEEPALIVE_TIMEOUT", "5", "seconds a connection may idle")
+    add_flag(parser, "--header-timeout", "WEBHOOK_HEADER_TIMEOUT", "10", "seconds to receive a request head")
+    add_flag(parser, "--body-timeout", "WEBHOOK_BODY_TIMEOUT", "30", "seconds to receive a body (else 408)")
+    add_flag(parser, "--max-connections", "WEBHOOK_MAX_CONNECTIONS", "1000", "open connections at most")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,7 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         resync_help="seconds between full reconcile passes",
     )
     add_flag(
-        run, "--hit-retention-days", "WEBHOOK_HIT_RETENTION_DAYS", "7", "days of hit history kept (>= 1)"
+        run,
+        "--hit-retention-days",
+        "WEBHOOK_HIT_RETENTION_DAYS",
+        "7",
+        "days of hit history kept, fractions allowed (at least 60 s; under 1 day the idempotency window"
+        " shrinks to match)",
     )
     run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
 
@@ -141,16 +153,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
-    if float(args.hit_retention_days) < 1:
-        raise SystemExit(
-            "webhook-service: --hit-retention-days must be at least 1 (idempotency keys last 24 h)"
-        )
     return replace(
         shared_settings(args),
         receivers_dir=Path(args.receivers),
         state_dir=Path(args.state),
-        hit_retention_days=float(args.hit_retention_days),
+        hit_retention_days=parse_retention_days(args.hit_retention_days),
     )
+
+
+def parse_retention_days(text: str) -> float:
+    """Days, fractions allowed down to the store's minimum of 60 s (0.0007 days), for tests and soaks."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not (math.isfinite(days) and days * 86400 >= MIN_RETENTION):
+        least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
+        raise argparse.ArgumentTypeError(
+            f"--hit-retention-days must be a number of days, at least {least:g} ({MIN_RETENTION:g} s);"
+            f" got {text!r}"
+        )
+    return days
 
 
 def shared_settings(args: argparse.Namespace) -> Settings:
@@ -167,6 +190,10 @@ def shared_settings(args: argparse.Namespace) -> Settings:
         max_body_bytes=int(args.max_body_bytes),
         resync_interval=float(args.resync_interval),
         log_level=args.log_level,
+        keepalive_timeout=float(args.keepalive_timeout),
+        header_timeout=float(args.header_timeout),
+        body_timeout=float(args.body_timeout),
+        max_connections=int(args.max_connections),
     )
 
 
@@ -249,6 +276,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return 0
     keys_dir = Path(args.state) / "keys"
     if args.keys_command == "rotate":
+        secure_state_dir(Path(args.state))  # it may create the folder: 0700 like ``run`` makes it
         print(KeyRing.create_key(keys_dir))
         return 0
     for kid in KeyRing.load(keys_dir).kids:

@@ -16,23 +16,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import web
 
 from controller.backoff import Backoff
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
-from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app, readiness
+from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.reconciler import Reconciler
+from controller.redact import mask_url
 from controller.registry import ReceiverRegistry
 from controller.sandbox.app import SandboxOptions, run_sandbox
 from controller.sandbox.seed import load_seed
 from controller.settings import Settings
+from controller.statedir import secure_state_dir
 from controller.store.sqlite import DB_NAME, SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
 
@@ -52,7 +53,9 @@ async def cattle_endpoint(settings: Settings) -> AsyncIterator[CattleEndpoint]:
     """The Cattle API to talk to: the configured one, or an embedded sandbox on a loopback port."""
     if not settings.uses_sandbox:
         url = settings.cattle_url.rstrip("/")
-        yield CattleEndpoint(url, settings.cattle_access_key, settings.cattle_secret_key, label=url)
+        # The URL may carry the API keys (http://ACCESS:SECRET@host/v2-beta): the label never does.
+        label = mask_url(url)
+        yield CattleEndpoint(url, settings.cattle_access_key, settings.cattle_secret_key, label=label)
         return
     seed = load_seed(settings.sandbox_seed) if settings.sandbox_seed else None  # None: the default world
     runner = await run_sandbox("127.0.0.1", 0, seed, SandboxOptions())
@@ -81,7 +84,7 @@ def cattle_client(
 
 
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
-    settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    secure_state_dir(settings.state_dir)  # 0700, its files 0600, whatever an older run left
     metrics = Metrics()
     keyring = KeyRing.load_or_create(settings.state_dir / "keys")
     store = SqliteStore(settings.state_dir / DB_NAME, retention=settings.hit_retention_days * 86400)
@@ -151,10 +154,7 @@ async def serve(
             health=health,
         )
     )
-    runner = web.AppRunner(app, access_log_class=RedactingAccessLogger)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.listen_host, settings.listen_port)
-    await site.start()
+    runner = await start_listener(app, settings)
     logger.info(
         "listening on %s:%d; trigger URLs start with %s",
         settings.listen_host,

@@ -38,6 +38,11 @@ class Settings:
     peering_name: str = "webhook-service"  # the ClusterKopfPeering the replicas elect the active one in
     identity: str = ""  # this replica's name among peers (the pod name); empty: host name + random
     key_refresh_interval: float = 30.0  # seconds between re-reads of the signing keys Secret
+    # listener connection limits (why these values: controller/listener/server.py)
+    keepalive_timeout: float = 5.0  # seconds a connection may wait for its next request's first byte
+    header_timeout: float = 10.0  # seconds from a request's first byte to the end of its head
+    body_timeout: float = 30.0  # seconds to read a whole body; later is 408
+    max_connections: int = 1000  # open connections; at the cap a new one replaces an idle one or is closed
 
     @property
     def uses_sandbox(self) -> bool:
@@ -51,12 +56,14 @@ class Settings:
         return f"http://{host}:{self.listen_port}"
 
     def describe(self) -> dict[str, str]:
-        """Every setting as text, secrets masked: logged once at start."""
+        """Every setting as text, secrets masked (also credentials inside a URL): logged once at start."""
+        from controller.redact import mask_url
+
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
                 out[f.name] = "****"
             else:
-                out[f.name] = str(value)
+                out[f.name] = mask_url(str(value))
         return out

@@ -8,6 +8,11 @@ HTTP exceptions (unknown path, wrong method, body over ``client_max_size``) — 
 ``code`` is the machine-readable part a client can branch on; ``message`` is a sentence for people.
 Anything else a handler raises is our bug: it is logged with its traceback and answered 500 with a
 generic message, so no stack trace or internal detail ever reaches a client.
+
+A request aiohttp can't parse (not HTTP, a NUL in a header, a broken chunk size) never reaches a
+handler: the listener's protocol (``controller.listener.server``) answers it with ``protocol_error``,
+in the same shape — 400 ``malformed_request`` — and never quotes the request back, as aiohttp's own
+plain-text answer does (with its query, token included).
 """
 
 from __future__ import annotations
@@ -45,6 +50,16 @@ class ApiError(Exception):
 def error_response(error: ApiError) -> web.Response:
     body = {"type": "error", "status": error.status, "code": error.code, "message": error.message}
     return web.json_response(body, status=error.status, headers=error.headers)
+
+
+def protocol_error(status: int) -> ApiError:
+    """The answer to a request the HTTP parser refused (400), or to a failure outside any handler."""
+    if status == 400:
+        return ApiError(400, "malformed_request", "The request is not valid HTTP/1.1.")
+    if status >= 500:
+        return ApiError(status, "internal_error", "The service failed to answer; see its log.")
+    code, message = _HTTP_CODES.get(status, (f"http_{status}", "Request failed."))
+    return ApiError(status, code, message)
 
 
 def from_http_exception(exc: web.HTTPException) -> ApiError:

@@ -17,15 +17,31 @@ an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries an
 decided by ``store.record_hit`` in the same transaction that records the hit, so it answers 200 only
 once the hit is durable.
 
+Every request gets a defined answer, never a 5xx for the client's mistake nor a hang:
+
+- The body is read within ``settings.body_timeout`` (408 ``body_timeout``), and decoded here, not by
+  aiohttp (the listener's server turns that off): ``Content-Encoding`` ``gzip`` (``x-gzip``),
+  ``deflate`` (zlib or raw) and ``identity`` only, one coding at most — anything else, ``br`` and
+  ``zstd`` included, is 415 ``unsupported_encoding``; a body that doesn't decode, is cut short or
+  breaks its chunked framing is 400 ``malformed_body``; its decoded size counts against
+  ``max_body_bytes`` (413), so a small compressed body can't inflate past it. Behind a server that
+  decompresses anyway (aiohttp's test server), the decoded body is taken as it comes.
+- Credentials are never chosen among: two different tokens anywhere in one request — several
+  ``Authorization: Bearer`` headers, ``key=``, ``token=`` — are 400 ``ambiguous_token``; the same token
+  repeated is one token. Likewise the idempotency key: ``Idempotency-Key`` and ``webhook-id`` headers
+  (either repeated, or both) that disagree are 400 ``malformed_header``; agreeing ones are one key.
+
 Views are methods of ``Handlers``, which holds the listener's dependencies explicitly (built by
 ``controller.listener.app.build_app``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +49,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.bodies import AlertmanagerPayload
-from controller.health import Health
 from controller.forwarding import ForwardedHit, Forwarder, ForwardError, forwarded_query
+from controller.health import Health
 from controller.intents import BodyReader, MalformedBody
 from controller.listener import signature
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
@@ -52,6 +68,8 @@ logger = logging.getLogger(__name__)
 MAX_IDEMPOTENCY_KEY = 255
 IDEMPOTENCY_HEADERS = ("Idempotency-Key", "webhook-id")
 SINGLE_QUERY_PARAMS = ("key", "token", "projectId")
+# Content codings the listener decodes, with zlib's window bits for each (deflate: see _decoder).
+CONTENT_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,7 @@ class Handlers:
         current = self.deps.registry.get(claims.receiver_key)
         raw: bytes | None = None
         if current is not None and current.receiver.signature is not None:
-            raw = await self._read_raw(request)
+            raw = await self._read_body(request)
             await self._check_signature(current.receiver, request, raw)
         active = self._check_current(claims, current, request)
         receiver = active.receiver
@@ -107,7 +125,7 @@ class Handlers:
         if forwarder is not None:
             return await self._forward(forwarder, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
-        raw_body = raw if raw is not None else await self._read_raw(request)
+        raw_body = raw if raw is not None else await self._read_body(request)
         intent: dict[str, Any] | None = None
         alertmanager: AlertmanagerPayload | None = None
         reader = self._body_readers.get(receiver.driver)
@@ -138,7 +156,9 @@ class Handlers:
         except HitRateLimited as e:
             raise self._rate_limited(receiver, e.retry_after) from e
         except StoreUnavailable as e:
-            logger.error("cannot record a hit of %s: %s", receiver.key, e)
+            # DEBUG: the store logs the failure once when it begins; a line per refused hit would
+            # turn an outage into a log flood (webhook_hit_errors_total counts them).
+            logger.debug("cannot record a hit of %s: %s", receiver.key, e)
             raise ApiError(
                 503,
                 "store_unavailable",
@@ -164,7 +184,7 @@ class Handlers:
         if receiver.suspend:
             self.deps.metrics.hits.labels(receiver.key, "suspended").inc()
             return web.json_response({"receiver": receiver.key, "outcome": "suspended", "hit": None})
-        body = raw if raw is not None else await self._read_raw(request)
+        body = raw if raw is not None else await self._read_body(request)
         hit = ForwardedHit(
             body=body,
             content_type=request.headers.get("Content-Type", ""),
@@ -229,15 +249,27 @@ class Handlers:
             {"Retry-After": retry_after_header(wait)},
         )
 
-    async def _read_raw(self, request: web.Request) -> bytes:
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body as sent before any Content-Encoding, read within the body timeout and size limit."""
+        coding = _content_coding(request)
         limit = self.deps.settings.max_body_bytes
-        too_large = ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
         if request.content_length is not None and request.content_length > limit:
-            raise too_large
+            raise _too_large(limit)
+        timeout = self.deps.settings.body_timeout
         try:
-            return await request.read()
+            async with asyncio.timeout(timeout):
+                raw = await request.read()
+        except TimeoutError as e:
+            raise ApiError(408, "body_timeout", f"The body did not arrive within {timeout:g} s.") from e
         except web.HTTPRequestEntityTooLarge as e:
-            raise too_large from e
+            raise _too_large(limit) from e
+        except web.RequestPayloadError as e:
+            raise ApiError(400, "malformed_body", "The body's framing or encoding is broken.") from e
+        except ConnectionError as e:  # the sender went away mid-body; nobody reads this answer
+            raise ApiError(400, "malformed_body", "The connection closed before the body ended.") from e
+        if coding is None or not raw or request.content.total_compressed_bytes is not None:
+            return raw  # nothing to decode, or the server decoded it already
+        return _decode(raw, coding, limit)
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -276,10 +308,11 @@ def _find_token(request: web.Request) -> str:
         if len(request.query.getall(name, [])) > 1:
             raise ApiError(400, "malformed_query", f"The query names '{name}' more than once.")
     candidates: list[str] = []
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
-    # Other schemes (e.g. Basic added by a proxy or Alertmanager's http_config) are not ours to judge.
-    if scheme.lower() == "bearer" and credentials.strip():
-        candidates.append(credentials.strip())
+    for authorization in request.headers.getall("Authorization", []):
+        scheme, _, credentials = authorization.partition(" ")
+        # Other schemes (e.g. Basic added by a proxy or Alertmanager's http_config) are not ours to judge.
+        if scheme.lower() == "bearer" and credentials.strip():
+            candidates.append(credentials.strip())
     candidates.extend(value for name in ("key", "token") if (value := request.query.get(name, "")))
     if not candidates:
         raise ApiError(
@@ -291,18 +324,73 @@ def _find_token(request: web.Request) -> str:
 
 
 def _idempotency_key(request: web.Request) -> str | None:
+    """The one idempotency key the request names in any of its ``IDEMPOTENCY_HEADERS``, if any."""
+    keys: set[str] = set()
     for header in IDEMPOTENCY_HEADERS:
-        value = request.headers.get(header)
-        if value is None:
-            continue
-        if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
-            raise ApiError(
-                400,
-                "malformed_header",
-                f"{header} must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
-            )
-        return value
-    return None
+        for value in request.headers.getall(header, []):
+            if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
+                raise ApiError(
+                    400,
+                    "malformed_header",
+                    f"{header} must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
+                )
+            keys.add(value)
+    if len(keys) > 1:
+        names = " and ".join(IDEMPOTENCY_HEADERS)
+        raise ApiError(400, "malformed_header", f"The request's {names} headers name different keys.")
+    return keys.pop() if keys else None
+
+
+def _content_coding(request: web.Request) -> str | None:
+    """The body's one content coding to undo (None: none), or 415 for any the listener can't decode."""
+    codings = [
+        coding.strip().lower()
+        for header in request.headers.getall("Content-Encoding", [])
+        for coding in header.split(",")
+    ]
+    codings = [coding for coding in codings if coding and coding != "identity"]
+    if len(codings) > 1 or (codings and codings[0] not in CONTENT_CODINGS):
+        raise ApiError(
+            415,
+            "unsupported_encoding",
+            "Content-Encoding must be gzip, deflate or identity (one coding at most).",
+            {"Accept-Encoding": "gzip, deflate, identity"},
+        )
+    return codings[0] if codings else None
+
+
+def _decode(raw: bytes, coding: str, limit: int) -> bytes:
+    """Undo ``coding``; at most ``limit`` bytes come out, so a small body can't inflate past the limit."""
+    malformed = ApiError(400, "malformed_body", f"The body is not valid {coding} data.")
+    out = bytearray()
+    data = raw
+    while data:  # gzip bodies may be several members in a row
+        decoder = _decoder(coding, data)
+        try:
+            out += decoder.decompress(data, limit + 1 - len(out))
+        except zlib.error as e:
+            raise malformed from e
+        if len(out) > limit:
+            raise _too_large(limit)
+        if not decoder.eof:
+            raise malformed  # cut short
+        data = decoder.unused_data
+        if data and coding == "deflate":
+            raise malformed  # bytes after the end of the stream
+    return bytes(out)
+
+
+def _decoder(coding: str, data: bytes) -> zlib._Decompress:
+    wbits = CONTENT_CODINGS[coding]
+    # RFC 9110's deflate is the zlib format, but many senders send raw deflate: tell them apart by the
+    # zlib header's compression method (8), as aiohttp and browsers do.
+    if coding == "deflate" and data[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS
+    return zlib.decompressobj(wbits)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
 
 
 def _is_json(content_type: str) -> bool:

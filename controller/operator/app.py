@@ -37,8 +37,8 @@ from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.kube.client import KubeClient
 from controller.kube.errors import KubeError
-from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import ListenerDeps, build_app
+from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
 from controller.operator import handlers
@@ -162,9 +162,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
                 signatures=SignatureSecrets(kube=client),
                 driver_ctx=driver_ctx,
             )
-            runner = web.AppRunner(build_app(deps), access_log_class=RedactingAccessLogger)
-            await runner.setup()
-            await web.TCPSite(runner, settings.listen_host, settings.listen_port).start()
+            runner = await start_listener(build_app(deps), settings)
             logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
 
             kopf_registry = kopf.OperatorRegistry()
