@@ -76,14 +76,14 @@ async def test_rewrites_in_place_during_hits_leave_every_url_working(
         outcomes: Counter[int] = Counter()
         sent: Counter[str] = Counter()
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 4.0
+            deadline = time.monotonic() + 2.5
             while time.monotonic() < deadline:
                 await asyncio.gather(*(fire(session, url, outcomes) for url in urls.values()))
                 sent.update(urls.keys())
                 await asyncio.sleep(0.01)
         stop.set()
         rewrites = await writer
-        assert rewrites > 50
+        assert rewrites > 30
         assert outcomes == {200: sum(sent.values())}
         web = 1 + sent["web-up"] + 2 * sent["web-up-2"]
         await eventually(lambda: sandbox_scale(sandbox) == web, within=30, what=f"web at {web}")

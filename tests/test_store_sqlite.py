@@ -284,8 +284,8 @@ async def ingest_and_fold(store: SqliteStore, at: float, count: int) -> None:
 
 
 async def test_at_a_steady_rate_above_the_old_prune_limit_the_store_stops_growing(db_path: Path) -> None:
-    # 210 hits a second is 12,600 a minute: more than the 10,000 a minute the store used to prune.
-    rate, windows = 210, 4
+    # 200 hits a second is 12,000 a minute: more than the 10,000 a minute the store used to prune.
+    rate, windows = 200, 3
     store = SqliteStore(db_path, retention=MINUTE)
     await store.open()
     pages: list[int] = []
