@@ -30,9 +30,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from bench.processes import Process, Service, free_port, write_receiver
 from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, make_sandbox_app
 from controller.sandbox.seed import SandboxSeed, SeedProject, SeedService
-from tests.processes import Process, Service, free_port, write_receiver
 
 BARE_SERVER = """
 import sys

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench._procs import ProcessExited, Sandbox, Service, trigger_url_argv
+from bench.processes import ProcessExited, Sandbox, Service, trigger_url_argv
 
 PROJECT = "1a5"
 START_SCALE = 1

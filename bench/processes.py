@@ -1,8 +1,9 @@
-"""Real processes for the benchmarks: ``webhook-service run`` and ``webhook-service cattle-sandbox``.
+"""Real processes: ``webhook-service run`` and ``webhook-service cattle-sandbox``, started as a user would.
 
-A small copy of what the end-to-end tests use (bench/ does not import from tests/): free loopback
-ports, the console script from the venv, output captured to a log file, readiness by polling an
-HTTP URL, SIGTERM to stop (SIGKILL if it does not stop within 10 s).
+The one toolkit of the benchmarks and the end-to-end tests (``tests/processes.py`` builds on it;
+bench/ never imports tests/): free loopback ports, the console script from the venv, output captured
+to a log file (shown when a wait fails), readiness by polling an HTTP URL, SIGTERM to stop (SIGKILL
+if it does not stop within 10 s), and SIGKILL for crash tests.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 BIN_DIR = Path(sys.executable).parent
 WEBHOOK_SERVICE = str(BIN_DIR / "webhook-service")
@@ -68,7 +70,7 @@ class Process:
             raise RuntimeError(f"{self.name} is not started")
         return self.proc.pid
 
-    def start(self) -> Process:
+    def start(self) -> Self:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=REPO)
         log.close()
@@ -76,6 +78,12 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
 
     def wait_http(self, url: str, expect: int = 200, timeout: float = 30.0) -> None:
         """Wait for ``expect`` at ``url``; a process that never gets there is stopped, not left behind."""
@@ -130,7 +138,7 @@ class Sandbox(Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v2-beta"
 
-    def start_and_wait(self) -> Sandbox:
+    def start_and_wait(self) -> Self:
         self.start()
         self.wait_http(self.url)
         return self
@@ -146,10 +154,11 @@ class Service(Process):
         receivers: Path,
         state: Path,
         cattle_url: str,
+        port: int | None = None,
         extra: Sequence[str] = (),
         env: dict[str, str] | None = None,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         super().__init__(
             "webhook-service",
             [
@@ -174,12 +183,46 @@ class Service(Process):
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start_and_wait(self) -> Service:
+    def start_and_wait(self) -> Self:
         self.start()
         self.wait_http(f"{self.base}/readyz")
         return self
+
+    def trigger_url(self, name: str, namespace: str = "default") -> str:
+        out = subprocess.run(
+            trigger_url_argv(self.state, name, namespace),
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        return out.stdout.strip()
 
 
 def trigger_url_argv(state: Path, name: str, namespace: str = "default") -> list[str]:
     """The command that prints a receiver's trigger URL, as a user would run it."""
     return [WEBHOOK_SERVICE, "trigger-url", name, "-n", namespace, "--state", str(state)]
+
+
+def write_receiver(
+    folder: Path,
+    name: str,
+    *,
+    action: str = "up",
+    service: str = "1s7",
+    amount: int = 1,
+    low: int = 0,
+    high: int = 1000,
+    extra: str = "",
+) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        "apiVersion: webhook-service.dev/v1\n"
+        "kind: Receiver\n"
+        f"metadata: {{name: {name}}}\n"
+        "spec:\n"
+        "  driver: scaleService\n"
+        f"  scaleServiceConfig: {{projectId: 1a5, serviceId: {service}, action: {action}, amount: {amount}, "
+        f"min: {low}, max: {high}}}\n" + extra
+    )
+    return path
