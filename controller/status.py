@@ -14,7 +14,7 @@ from controller.drivers import load_drivers
 from controller.redact import mask_url
 from controller.store.base import StoreUnavailable
 from controller.store.sqlite import DB_NAME, Snapshot, read_snapshot
-from controller.tokens import KEYS_DIR, KeyRing, matches_stored, restore_token, trigger_url
+from controller.tokens import KEYS_DIR, KeyRing, restore_token, trigger_url
 
 
 def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_url: str | None) -> str | None:
@@ -30,18 +30,8 @@ def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_ur
                 keyring = KeyRing.load(state_dir / KEYS_DIR)
             except ValueError as e:  # no key files at all
                 raise StoreUnavailable(f"no signing keys in {state_dir / KEYS_DIR}: {e}") from e
-            token = restore_token(
-                keyring,
-                kid=stored.kid,
-                namespace=stored.namespace,
-                name=stored.name,
-                uid=stored.uid,
-                jti=stored.jti,
-                issued_at=stored.issued_at,
-                driver=stored.driver,
-                target=target,
-            )
-            if token is None or not matches_stored(token, stored.token):
+            token = restore_token(keyring, stored, target)
+            if token is None:
                 raise StoreUnavailable(f"the token of {stored.receiver} cannot be restored from {state_dir}")
             return trigger_url(base, token, target.project_id)
     return None

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import jwt
@@ -183,23 +183,37 @@ def mint_token(keyring: KeyRing, *, receiver: Receiver, uid: str, jti: str, now:
     )
 
 
-def restore_token(
-    keyring: KeyRing,
-    *,
-    kid: str,
-    namespace: str,
-    name: str,
-    uid: str,
-    jti: str,
-    issued_at: float,
-    driver: str,
-    target: Target,
-) -> str | None:
-    """The token minted earlier from these claims, signed again (None when ``kid`` is gone)."""
-    if kid not in keyring.kids:
+class TokenRecord(Protocol):
+    """What the store keeps of a token (``controller.store.base.StoredToken`` is one)."""
+
+    @property
+    def kid(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def jti(self) -> str: ...
+    @property
+    def issued_at(self) -> float: ...
+    @property
+    def driver(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+
+
+def restore_token(keyring: KeyRing, record: TokenRecord, target: Target) -> str | None:
+    """The token minted earlier from the record's claims, signed again with the same key; None when
+    that key is gone or the result is not the token the record's digest names."""
+    if record.kid not in keyring.kids:
         return None
-    token, _ = keyring.sign(_payload(namespace, name, uid, jti, int(issued_at), driver, target), kid)
-    return token
+    payload = _payload(
+        record.namespace, record.name, record.uid, record.jti, int(record.issued_at), record.driver, target
+    )
+    token, _ = keyring.sign(payload, record.kid)
+    return token if matches_stored(token, record.token) else None
 
 
 def token_digest(token: str) -> str:

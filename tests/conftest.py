@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import kmock
@@ -13,6 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from controller.sandbox import SandboxSeed
 from controller.store.sqlite import SqliteStore
 from tests.kubeemu import KubeEmulator
+from tests.processes import Sandbox, write_seed
 from tests.sandbox_harness import FakeClock, MakeClient, client_factory
 
 
@@ -79,3 +80,11 @@ def kubeconfig(kube: KubeEmulator, tmp_path: Path) -> Path:
     path = tmp_path / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A ``cattle-sandbox`` process seeded with project 1a5: web (1s7, scale 1) and worker (1s8, scale 2)."""
+    box = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml")).start_and_wait()
+    yield box
+    box.stop()

@@ -22,7 +22,7 @@ import pytest
 
 from controller.cli import build_parser, operator_settings_from, settings_from
 from controller.listener.server import RESERVED_FDS
-from tests.processes import Sandbox, Service, write_receiver, write_seed
+from tests.processes import Sandbox, Service, write_receiver
 from tests.test_listener_hostile import MALFORMED, exchange, json_of, status_of
 
 # Runs the rest of argv with this many open files at most (soft and hard), as a small host would.
@@ -39,13 +39,6 @@ def receivers(tmp_path: Path) -> Path:
     folder.mkdir()
     write_receiver(folder, "web-up", action="up")
     return folder
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml")).start_and_wait()
-    yield box
-    box.stop()
 
 
 @contextlib.contextmanager

@@ -11,22 +11,14 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.processes import Sandbox, Service, eventually, sandbox_scale, write_receiver, write_seed
+from tests.processes import Sandbox, Service, eventually, sandbox_scale, write_receiver
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml")).start_and_wait()
-    yield box
-    box.stop()
 
 
 def rewrite_in_place(path: Path, text: str, pause: float) -> None:

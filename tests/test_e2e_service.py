@@ -46,13 +46,6 @@ def receivers(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    box = Sandbox(tmp_path, write_seed(tmp_path / "seed.yaml")).start_and_wait()
-    yield box
-    box.stop()
-
-
-@pytest.fixture
 def service(tmp_path: Path, receivers: Path, sandbox: Sandbox) -> Iterator[Service]:
     svc = Service(
         tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url

@@ -18,6 +18,7 @@ from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
 from controller.model import ActiveReceiver, Receiver
 from controller.receivers.loader import load_documents
+from controller.store.base import StoredToken
 from controller.tokens import (
     KeyRing,
     ProjectMismatch,
@@ -238,6 +239,15 @@ def test_mutated_tokens_only_raise_token_invalid(position: int, char: str) -> No
 # -- restoring a token from its claims (the store keeps only a digest)
 
 
+def record(receiver: Receiver, token: str, kid: str, *, issued_at: float) -> StoredToken:
+    """What the store keeps of a token minted for ``receiver`` with uid "u1" and jti "j1"."""
+    return StoredToken(
+        namespace=receiver.namespace, name=receiver.name, uid="u1", jti="j1", kid=kid,
+        token=token_digest(token), driver=receiver.driver, target_id=receiver.target.id,
+        token_generation="", issued_at=issued_at,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("driver", ["scaleService", *sorted(VALID)])
 def test_a_token_signs_again_to_the_same_bytes_for_every_driver(tmp_path: Path, driver: str) -> None:
     config = VALID.get(driver) or {
@@ -249,22 +259,22 @@ def test_a_token_signs_again_to_the_same_bytes_for_every_driver(tmp_path: Path, 
     keyring = KeyRing.load_or_create(tmp_path / "keys")
     token, kid = mint_token(keyring, receiver=receiver, uid="u1", jti="j1", now=NOW + 0.75)
     target = load_drivers()[driver].target_from_key(receiver.target.id.partition(":")[2])
-    restored = restore_token(
-        keyring, kid=kid, namespace="default", name="r", uid="u1", jti="j1", issued_at=NOW + 0.75,
-        driver=driver, target=target,
-    )  # fmt: skip
-    assert restored == token
-    assert matches_stored(token, token_digest(token))
+    assert restore_token(keyring, record(receiver, token, kid, issued_at=NOW + 0.75), target) == token
 
 
 def test_a_token_whose_key_is_gone_cannot_be_restored(tmp_path: Path) -> None:
     keyring = KeyRing.load_or_create(tmp_path / "keys")
     receiver = make_receiver()
-    restored = restore_token(
-        keyring, kid="20200101T000000000000Z-gone", namespace="default", name=receiver.name, uid="u",
-        jti="j", issued_at=NOW, driver=receiver.driver, target=receiver.target,
-    )  # fmt: skip
-    assert restored is None
+    token, _ = mint_token(keyring, receiver=receiver, uid="u1", jti="j1", now=NOW)
+    gone = record(receiver, token, "20200101T000000000000Z-gone", issued_at=NOW)
+    assert restore_token(keyring, gone, receiver.target) is None
+
+
+def test_claims_that_sign_to_another_token_than_the_digest_are_not_restored(tmp_path: Path) -> None:
+    keyring = KeyRing.load_or_create(tmp_path / "keys")
+    receiver = make_receiver()
+    token, kid = mint_token(keyring, receiver=receiver, uid="u1", jti="j1", now=NOW)
+    assert restore_token(keyring, record(receiver, token, kid, issued_at=NOW + 1), receiver.target) is None
 
 
 def test_a_digest_matches_only_its_own_token() -> None:

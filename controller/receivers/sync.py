@@ -25,7 +25,7 @@ from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
 from controller.registry import ReceiverRegistry
 from controller.store.base import Store, StoredToken
-from controller.tokens import KeyRing, matches_stored, mint_token, restore_token, token_digest
+from controller.tokens import KeyRing, mint_token, restore_token, token_digest
 
 logger = logging.getLogger(__name__)
 
@@ -122,18 +122,7 @@ class ReceiverSync:
         active = self._registry.get(receiver.key)
         if active is not None and active.jti == existing.jti:
             return active.token
-        token = restore_token(
-            self._keyring,
-            kid=existing.kid,
-            namespace=existing.namespace,
-            name=existing.name,
-            uid=existing.uid,
-            jti=existing.jti,
-            issued_at=existing.issued_at,
-            driver=existing.driver,
-            target=receiver.target,
-        )
-        return token if token is not None and matches_stored(token, existing.token) else None
+        return restore_token(self._keyring, existing, receiver.target)
 
     def _remint_reason(self, receiver: Receiver, existing: StoredToken | None) -> str | None:
         """Why the stored token can't stay, or None when it can."""
