@@ -6,10 +6,14 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``cli``           argparse subcommands (run, operator, validate, trigger-url, status, keys, cattle-sandbox)
 - ``service``       wires the parts of ``run`` together (aiohttp app, store, watcher, reconciler)
 - ``model``         receivers, targets and intents as typed values; raw JSON shapes in ``bodies``
-- ``receivers/``    the CRD schema, the YAML loader, the folder watcher
+- ``receivers/``    the CRD schema, bounded YAML reading, the loader, the folder watcher, token sync
 - ``tokens``        Ed25519 signing keys and JWT trigger tokens
 - ``registry``      the in-memory set of active receivers the listener checks every hit against
-- ``listener/``     the aiohttp trigger endpoint, errors, rate limits, Alertmanager payloads, signatures
+- ``listener/``     the aiohttp trigger endpoint, errors, rate limits, Alertmanager payloads, signatures,
+                    and the server's connection limits and timeouts (``server``)
+- ``health``        what ``/readyz`` reports: each part's check, failing or only noted
+- ``statedir``      the state folder and its files made private (0700/0600)
+- ``redact``        credentials masked in URLs that are logged, shown or stored
 - ``store/``        the durable store interface; SQLite, and IntentLedger objects on Kubernetes
 - ``reconciler``    folds pending intents into a desired scale and converges the target
 - ``fold``          the pure fold of scale intents
