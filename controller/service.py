@@ -24,6 +24,7 @@ from controller.drivers.base import DriverContext
 from controller.listener.app import ListenerDeps, build_app, readiness
 from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
+from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
@@ -166,6 +167,7 @@ async def serve(
     tasks = [
         asyncio.create_task(watcher.run(), name="watcher"),
         asyncio.create_task(reconciler.run(), name="reconciler"),
+        asyncio.create_task(trim_heap_periodically(), name="heap-trim"),
     ]
     try:
         await stop.wait()

@@ -40,6 +40,7 @@ from controller.kube.errors import KubeError
 from controller.listener.app import ListenerDeps, build_app
 from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
+from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.operator import handlers
 from controller.operator.cattle import SecretCattleClients
@@ -193,6 +194,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             tasks: list[asyncio.Task[Any]] = [
                 asyncio.create_task(informer.run(), name="informer"),
                 asyncio.create_task(key_watcher.run(), name="keys"),
+                asyncio.create_task(trim_heap_periodically(), name="heap-trim"),
                 asyncio.create_task(
                     run_kopf(kopf_registry, kopf_settings(settings), settings, identity, stop_flag),
                     name="kopf",
