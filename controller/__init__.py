@@ -2,7 +2,8 @@
 
 Package layout (each module has one responsibility; the folder listing is the architecture):
 
-- ``settings``      one frozen dataclass of settings, built once by ``cli``
+- ``settings``      one frozen dataclass of settings, built once by ``cli``; each field declares its flag
+- ``flags``         how a setting is given on the command line (flag, variable, parser), declared once
 - ``cli``           argparse subcommands (run, operator, validate, trigger-url, status, keys, cattle-sandbox)
 - ``service``       wires the parts of ``run`` together (aiohttp app, store, watcher, reconciler)
 - ``model``         receivers, targets and intents as typed values; raw JSON shapes in ``bodies``

@@ -1,29 +1,36 @@
 """The ``webhook-service`` command: argparse only, every flag also read from an environment variable.
 
-This module turns flags into a ``Settings`` (or a few paths for the read-only commands) and calls
-into the package; it holds no logic of its own.
+This module turns flags into a ``Settings`` and calls into the package; it holds no logic of its own.
+The flags of ``run``, ``operator`` and the state commands are not written here: each is declared
+once, on its ``Settings`` field (``controller.flags``), and read from there to build both the parser
+and the settings, so a default can't differ between the two.
+
+Every mistake a person can make at the command line ends in one line on stderr and exit 2 (argparse's
+own refusals too), never a traceback; a closed stdout (``status | head -1``) ends quietly with 141,
+as a tool killed by SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
-import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import Field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
+from controller import flags
+from controller.flags import OPTION, Option
 from controller.kube.errors import KubeError
 from controller.sandbox.seed import SeedError
-from controller.settings import SANDBOX, Settings
+from controller.settings import Settings
 from controller.statedir import secure_state_dir
 from controller.store.base import StoreError
-from controller.store.sqlite import MIN_RETENTION
 
 if TYPE_CHECKING:
     from controller.sandbox.app import SandboxOptions
@@ -31,170 +38,207 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+PROG: Final = "webhook-service"
+# The settings' own declarations (``controller.flags``): the fields given on the command line, each once.
+DECLARED: Final = tuple((f, f.metadata[OPTION]) for f in fields(Settings) if OPTION in f.metadata)
+OPTIONS: Final = {f.name: opt for f, opt in DECLARED}
+DEFAULTS: Final[Mapping[str, Any]] = {f.name: f.default for f in fields(Settings)}
+# The sandbox's flags fill ``SandboxOptions`` (its own dataclass, not a setting of the service), declared
+# here the same way, with their defaults.
+SANDBOX_FLAGS: Final[Mapping[str, tuple[Option, Any]]] = {
+    "listen": (
+        Option(
+            "--listen",
+            "SANDBOX_LISTEN",
+            "HOST:PORT to listen on",
+            flags.listen_address,
+            show=flags.show_listen,
+        ),
+        ("127.0.0.1", 8080),
+    ),
+    "seed": (
+        Option("--seed", "SANDBOX_SEED", "seed YAML (projects and services)", flags.optional_path),
+        None,
+    ),
+    "access_key": (
+        Option("--access-key", "CATTLE_ACCESS_KEY", "require this access key (basic auth user)", flags.text),
+        None,
+    ),
+    "secret_key": (
+        Option(
+            "--secret-key", "CATTLE_SECRET_KEY", "require this secret key (basic auth password)", flags.text
+        ),
+        None,
+    ),
+    "latency_ms": (
+        Option("--latency-ms", "SANDBOX_LATENCY_MS", "delay added to every answer", flags.non_negative_int),
+        0,
+    ),
+    "fail_rate": (
+        Option("--fail-rate", "SANDBOX_FAIL_RATE", "share of requests answered 503", flags.share),
+        0.0,
+    ),
+    "transition_ms": (
+        Option(
+            "--transition-ms",
+            "SANDBOX_TRANSITION_MS",
+            "how long an update stays updating-active",
+            flags.non_negative_int,
+        ),
+        100,
+    ),
+}
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+
+class UsageError(Exception):
+    """A command line argparse refuses, as the one line ``main`` prints."""
 
 
-def add_flag(
-    parser: argparse.ArgumentParser, flag: str, env: str, default: str | None, help: str, **kwargs: object
+class CommandError(Exception):
+    """A person's mistake found by a command (a missing key ring, an ambiguous name): one line, exit 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refused command line is one line (``main`` prints it), not usage and an error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version(PROG)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(version unknown: not installed)"
+
+
+def option_default(field_: Field[Any], opt: Option, command: str) -> Any:
+    if command in opt.command_defaults:
+        return opt.command_defaults[command]
+    if opt.into:
+        return tuple(DEFAULTS[name] for name in opt.into)
+    return field_.default
+
+
+def add_option(
+    parser: argparse.ArgumentParser, dest: str, opt: Option, default_value: Any, **kwargs: Any
 ) -> None:
-    parser.add_argument(flag, default=os.environ.get(env, default), help=f"{help} (env {env})", **kwargs)  # type: ignore[arg-type]
-
-
-def add_service_flags(
-    parser: argparse.ArgumentParser, *, cattle_default: str, cattle_help: str, resync_help: str
-) -> None:
-    """The flags ``run`` and ``operator`` share: the listener and the default Cattle (``shared_settings``)."""
-    add_flag(parser, "--listen", "WEBHOOK_LISTEN", "0.0.0.0:8085", "HOST:PORT to listen on")
-    add_flag(
-        parser, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base of trigger URLs, as Alertmanager reaches it"
+    assert opt.flag is not None
+    shown = opt.describe_default(default_value)
+    parser.add_argument(
+        opt.flag,
+        dest=dest,
+        metavar=opt.metavar,
+        help=f"{opt.help} (env {opt.env}; default {shown})",
+        **kwargs,
     )
-    add_flag(parser, "--cattle-url", "CATTLE_URL", cattle_default, cattle_help)
-    add_flag(parser, "--sandbox-seed", "WEBHOOK_SANDBOX_SEED", None, "seed YAML of the embedded sandbox")
-    add_flag(parser, "--max-body-bytes", "WEBHOOK_MAX_BODY_BYTES", str(1024 * 1024), "largest accepted body")
-    add_flag(parser, "--resync-interval", "WEBHOOK_RESYNC_INTERVAL", "30", resync_help)
-    add_flag(parser, "--keepalive-timeout", "WEBHOOK_KEEPALIVE_TIMEOUT", "5", "seconds a connection may idle")
-    add_flag(parser, "--header-timeout", "WEBHOOK_HEADER_TIMEOUT", "10", "seconds to receive a request head")
-    add_flag(parser, "--body-timeout", "WEBHOOK_BODY_TIMEOUT", "30", "seconds to receive a body (else 408)")
-    add_flag(parser, "--max-connections", "WEBHOOK_MAX_CONNECTIONS", "1000", "open connections at most")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webhook-service",
+def add_setting_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of ``command``, from the ``Settings`` fields that declare one for it.
+
+    argparse keeps them as text with default None ("not given"); ``settings_for`` parses them. A flag
+    every command takes (``--log-level``) is also on the main parser, so it goes before or after the
+    command; here it defaults to SUPPRESS so that, absent, it doesn't hide the one given before."""
+    for field_, opt in DECLARED:
+        if opt.flag is None or not opt.takes(command):
+            continue
+        default = argparse.SUPPRESS if opt.commands is None else None
+        add_option(parser, field_.name, opt, option_default(field_, opt, command), default=default)
+
+
+def leaf(
+    sub: argparse._SubParsersAction[Parser], name: str, command: str | None = None, **kwargs: Any
+) -> Parser:
+    """A command's parser with the settings' flags it takes; ``command_key`` names it ("keys list")."""
+    parser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(command_key=command or name)
+    add_setting_flags(parser, command or name)
+    return parser
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog=PROG,
         description="Turns webhook hits (Alertmanager, curl) into scaling actions on Rancher's Cattle API.",
     )
-    add_flag(parser, "--log-level", "WEBHOOK_LOG_LEVEL", "INFO", "logging level")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
+    add_setting_flags(parser, "")  # no command: the flags every command takes (--log-level)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    run = sub.add_parser("run", help="run the service (listener + reconcile loop) in standalone mode")
-    add_flag(run, "--receivers", "WEBHOOK_RECEIVERS", "./receivers", "folder of receiver manifests (watched)")
-    add_flag(
-        run, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder: SQLite store and signing keys"
-    )
-    add_service_flags(
-        run,
-        cattle_default=SANDBOX,
-        cattle_help="Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' embeds the sandbox",
-        resync_help="seconds between full reconcile passes",
-    )
-    add_flag(
-        run,
-        "--hit-retention-days",
-        "WEBHOOK_HIT_RETENTION_DAYS",
-        "7",
-        "days of hit history kept, fractions allowed (at least 60 s; under 1 day the idempotency window"
-        " shrinks to match)",
-    )
+    run = leaf(sub, "run", help="run the service (listener + reconcile loop) in standalone mode")
     run.add_argument("--print-urls", action="store_true", help="print trigger URLs and a curl line on start")
-
-    op = sub.add_parser(
+    leaf(
+        sub,
         "operator",
         help="run on Kubernetes: the kopf operator for Receivers plus the listener, in one process",
     )
-    add_flag(
-        op, "--namespace", "WEBHOOK_NAMESPACE", "webhook-service", "the operator's namespace (ledgers, keys)"
-    )
-    add_service_flags(
-        op,
-        # No default Cattle: a forgotten CATTLE_URL must not send hits to an emulation.
-        cattle_default="",
-        cattle_help="default Cattle API base (none if empty); 'sandbox' embeds the sandbox",
-        resync_help="seconds between resyncs of a receiver",
-    )
-    add_flag(
-        op, "--peering", "WEBHOOK_PEERING", "webhook-service", "ClusterKopfPeering name shared by replicas"
-    )
-    add_flag(op, "--identity", "WEBHOOK_POD_NAME", "", "this replica's name among its peers")
 
-    validate = sub.add_parser("validate", help="check receiver manifests; exit 1 with one line per problem")
+    validate = leaf(sub, "validate", help="check receiver manifests; exit 1 with one line per problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
 
-    trigger = sub.add_parser("trigger-url", help="print a receiver's current trigger URL")
-    trigger.add_argument("name")
-    trigger.add_argument("-n", "--namespace", default="default")
-    add_flag(trigger, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
-    add_flag(
-        trigger, "--public-url", "WEBHOOK_PUBLIC_URL", "", "base URL (default: the one the service uses)"
+    trigger = leaf(sub, "trigger-url", help="print a receiver's current trigger URL")
+    trigger.add_argument("name", metavar="[NS/]NAME")
+    trigger.add_argument(
+        "-n", "--namespace", dest="receiver_namespace", metavar="NS", help="default: default"
     )
 
-    status = sub.add_parser("status", help="show receivers and targets")
-    add_flag(status, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+    leaf(sub, "status", help="show receivers and targets")
 
     keys = sub.add_parser("keys", help="manage signing keys")
-    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     for name, text in (("rotate", "add a new signing key (newest signs)"), ("list", "list key ids")):
-        p = keys_sub.add_parser(name, help=text)
-        add_flag(p, "--state", "WEBHOOK_STATE", "./.webhook-state", "state folder of the service")
+        p = leaf(keys_sub, name, f"keys {name}", help=text)
         p.add_argument(
             "--kubernetes",
             action="store_true",
             help="the keys Secret of the operator (credentials as kubectl finds them) instead of --state",
         )
-        add_flag(p, "--namespace", "WEBHOOK_NAMESPACE", "webhook-service", "the operator's namespace")
 
-    sandbox = sub.add_parser("cattle-sandbox", help="run the Cattle API sandbox (an emulation, not Rancher)")
-    add_flag(sandbox, "--listen", "SANDBOX_LISTEN", "127.0.0.1:8080", "HOST:PORT to listen on")
-    add_flag(sandbox, "--seed", "SANDBOX_SEED", None, "seed YAML (projects and services)", required=False)
-    add_flag(sandbox, "--access-key", "CATTLE_ACCESS_KEY", None, "require this access key (basic auth user)")
-    add_flag(
-        sandbox, "--secret-key", "CATTLE_SECRET_KEY", None, "require this secret key (basic auth password)"
-    )
-    add_flag(sandbox, "--latency-ms", "SANDBOX_LATENCY_MS", "0", "delay added to every answer")
-    add_flag(sandbox, "--fail-rate", "SANDBOX_FAIL_RATE", "0", "share of requests answered 503")
-    add_flag(
-        sandbox, "--transition-ms", "SANDBOX_TRANSITION_MS", "100", "how long an update stays updating-active"
-    )
+    sandbox = leaf(sub, "cattle-sandbox", help="run the Cattle API sandbox (an emulation, not Rancher)")
+    for dest, (opt, default) in SANDBOX_FLAGS.items():
+        add_option(sandbox, dest, opt, default, default=None)
     return parser
 
 
+def settings_for(
+    command: str, args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """The settings of ``command``: each declared field it takes from its flag, else its environment
+    variable, else its default (the dataclass's, or the command's own). A bad value:
+    ``ArgumentTypeError`` naming the flag."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field_, opt in DECLARED:
+        if not opt.takes(command):
+            continue
+        found, value = opt.value(getattr(args, field_.name, None), environ)
+        if not found:
+            if command not in opt.command_defaults:
+                continue
+            value = opt.command_defaults[command]
+        values.update(zip(opt.into, value, strict=True) if opt.into else {field_.name: value})
+    return Settings(**values)
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    return replace(
-        shared_settings(args),
-        receivers_dir=Path(args.receivers),
-        state_dir=Path(args.state),
-        hit_retention_days=parse_retention_days(args.hit_retention_days),
-    )
+    return settings_for("run", args)
 
 
-def parse_retention_days(text: str) -> float:
-    """Days, fractions allowed down to the store's minimum of 60 s (0.0007 days), for tests and soaks."""
-    try:
-        days = float(text)
-    except ValueError:
-        days = math.nan
-    if not (math.isfinite(days) and days * 86400 >= MIN_RETENTION):
-        least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
-        raise argparse.ArgumentTypeError(
-            f"--hit-retention-days must be a number of days, at least {least:g} ({MIN_RETENTION:g} s);"
-            f" got {text!r}"
-        )
-    return days
+def operator_settings_from(args: argparse.Namespace) -> Settings:
+    return settings_for("operator", args)
 
 
-def shared_settings(args: argparse.Namespace) -> Settings:
-    """The settings ``run`` and ``operator`` have in common: the listener and the default Cattle."""
-    host, port = parse_listen(args.listen)
-    return Settings(
-        listen_host=host,
-        listen_port=port,
-        public_url=args.public_url or "",
-        cattle_url=args.cattle_url,
-        cattle_access_key=os.environ.get("CATTLE_ACCESS_KEY") or None,
-        cattle_secret_key=os.environ.get("CATTLE_SECRET_KEY") or None,
-        sandbox_seed=Path(args.sandbox_seed) if args.sandbox_seed else None,
-        max_body_bytes=int(args.max_body_bytes),
-        resync_interval=float(args.resync_interval),
-        log_level=args.log_level,
-        keepalive_timeout=float(args.keepalive_timeout),
-        header_timeout=float(args.header_timeout),
-        body_timeout=float(args.body_timeout),
-        max_connections=int(args.max_connections),
-    )
+def log_level_of(args: argparse.Namespace) -> str:
+    """The level before anything else is parsed (every command logs)."""
+    found, level = OPTIONS["log_level"].value(getattr(args, "log_level", None), os.environ)
+    return str(level) if found else str(DEFAULTS["log_level"])
+
+
+def sandbox_value(args: argparse.Namespace, dest: str) -> Any:
+    opt, default = SANDBOX_FLAGS[dest]
+    found, value = opt.value(getattr(args, dest), os.environ)
+    return value if found else default
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -220,12 +264,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def receiver_of(args: argparse.Namespace) -> tuple[str, str]:
+    """``NAME`` (in ``-n NS``, else ``default``) or ``NS/NAME``."""
+    namespace, sep, name = args.name.rpartition("/")
+    if not sep:
+        return args.receiver_namespace or "default", name
+    if not namespace or not name or "/" in namespace:
+        raise CommandError(f"expected NAME or NS/NAME, got {args.name!r}")
+    if args.receiver_namespace not in (None, namespace):
+        raise CommandError(f"-n {args.receiver_namespace} and {args.name} name two namespaces")
+    return namespace, name
+
+
 def cmd_trigger_url(args: argparse.Namespace) -> int:
     from controller.status import trigger_url_from_state
 
-    url = trigger_url_from_state(Path(args.state), args.namespace, args.name, args.public_url or None)
+    settings = settings_for("trigger-url", args)
+    namespace, name = receiver_of(args)
+    url = trigger_url_from_state(settings.state_dir, namespace, name, settings.public_url or None)
     if url is None:
-        print(f"no receiver {args.namespace}/{args.name} in {args.state}", file=sys.stderr)
+        print(f"no receiver {namespace}/{name} in {settings.state_dir}", file=sys.stderr)
         return 1
     print(url)
     return 0
@@ -234,14 +292,8 @@ def cmd_trigger_url(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.status import render_status
 
-    print(render_status(Path(args.state)))
+    print(render_status(settings_for("status", args).state_dir))
     return 0
-
-
-def operator_settings_from(args: argparse.Namespace) -> Settings:
-    return replace(
-        shared_settings(args), namespace=args.namespace, peering_name=args.peering, identity=args.identity
-    )
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
@@ -268,18 +320,25 @@ async def kube_keys(command: str, namespace: str) -> list[str]:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from controller.tokens import KeyRing
+    from controller.tokens import KEYS_DIR, KeyRing
 
+    settings = settings_for(args.command_key, args)
     if args.kubernetes:
-        for kid in asyncio.run(kube_keys(args.keys_command, args.namespace)):
+        for kid in asyncio.run(kube_keys(args.keys_command, settings.namespace)):
             print(kid)
         return 0
-    keys_dir = Path(args.state) / "keys"
+    keys_dir = settings.state_dir / KEYS_DIR
     if args.keys_command == "rotate":
-        secure_state_dir(Path(args.state))  # it may create the folder: 0700 like ``run`` makes it
+        secure_state_dir(settings.state_dir)  # it may create the folder: 0700 like ``run`` makes it
         print(KeyRing.create_key(keys_dir))
         return 0
-    for kid in KeyRing.load(keys_dir).kids:
+    if not keys_dir.is_dir():
+        raise CommandError(f"no signing keys: {keys_dir} is not a folder (keys rotate makes one)")
+    try:
+        kids = KeyRing.load(keys_dir).kids
+    except ValueError as e:  # no key files, or one that is not a key
+        raise CommandError(f"no usable signing keys in {keys_dir}: {e}") from e
+    for kid in kids:
         print(kid)
     return 0
 
@@ -288,15 +347,16 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     from controller.sandbox.app import SandboxOptions
     from controller.sandbox.seed import load_seed
 
-    host, port = parse_listen(args.listen)
+    host, port = sandbox_value(args, "listen")
     options = SandboxOptions(
-        access_key=args.access_key,
-        secret_key=args.secret_key,
-        latency_ms=int(args.latency_ms),
-        fail_rate=float(args.fail_rate),
-        transition_ms=int(args.transition_ms),
+        access_key=sandbox_value(args, "access_key"),
+        secret_key=sandbox_value(args, "secret_key"),
+        latency_ms=sandbox_value(args, "latency_ms"),
+        fail_rate=sandbox_value(args, "fail_rate"),
+        transition_ms=sandbox_value(args, "transition_ms"),
     )
-    seed = load_seed(Path(args.seed)) if args.seed else None  # None: the default world
+    seed_path = sandbox_value(args, "seed")
+    seed = load_seed(seed_path) if seed_path else None  # None: the default world
     asyncio.run(serve_sandbox(host, port, seed, options))
     return 0
 
@@ -327,17 +387,32 @@ COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        return COMMANDS[args.command](args)
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        print(e, file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    where = f"{PROG} {args.command_key}"
+    try:
+        logging.basicConfig(
+            level=log_level_of(args),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stderr,
+        )
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # What Python's docs advise (library/signal, "Note on SIGPIPE"): point stdout at devnull so the
+        # flush at exit doesn't fail again, and leave quietly, with SIGPIPE's 128 + 13.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         return 130
-    except (argparse.ArgumentTypeError, SeedError, StoreError, KubeError, OSError) as e:
+    except (argparse.ArgumentTypeError, CommandError, SeedError, StoreError, KubeError, OSError) as e:
         # A person's mistake (a bad flag, seed file or state folder): one line, no traceback.
-        print(f"webhook-service {args.command}: {e}", file=sys.stderr)
+        print(f"{where}: {e}", file=sys.stderr)
         return 2

@@ -1,48 +1,236 @@
 """All settings of one run, in one frozen dataclass built once by ``cli`` from flags and environment.
 
 Nothing else reads the environment. ``describe()`` is what gets logged at start, secrets masked.
+A field given on the command line declares its flag, variable, parser and help in its metadata
+(``controller.flags``), next to its default, so neither is written twice.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Final
+
+from controller import flags
+from controller.flags import option
 
 SANDBOX = "sandbox"
 SECRET_FIELDS = frozenset({"cattle_secret_key"})
 
 
+SERVICE: Final = frozenset({"run", "operator"})
+STATE: Final = frozenset({"run", "trigger-url", "status", "keys rotate", "keys list"})
+
+
 @dataclass(frozen=True)
 class Settings:
-    receivers_dir: Path = Path("receivers")
-    state_dir: Path = Path(".webhook-state")
-    listen_host: str = "0.0.0.0"
-    listen_port: int = 8085
-    public_url: str = ""  # base of trigger URLs; empty means http://<listen>
-    cattle_url: str = SANDBOX  # a Cattle API base like http://rancher:8080/v2-beta, or "sandbox"
-    cattle_access_key: str | None = None
-    cattle_secret_key: str | None = None
-    sandbox_seed: Path | None = None  # seed for the embedded sandbox (only with cattle_url == "sandbox")
-    max_body_bytes: int = 1024 * 1024
+    """Fields with ``option(...)`` metadata are given by a flag and/or an environment variable (see
+    ``controller.flags``); their default here is the only one. The others are tunables without a flag."""
+
+    receivers_dir: Path = field(
+        default=Path("receivers"),
+        metadata=option(
+            "--receivers",
+            "WEBHOOK_RECEIVERS",
+            flags.path,
+            "folder of receiver manifests (watched)",
+            commands=frozenset({"run"}),
+            metavar="DIR",
+            show=lambda p: f"./{p}",
+        ),
+    )
+    state_dir: Path = field(
+        default=Path(".webhook-state"),
+        metadata=option(
+            "--state",
+            "WEBHOOK_STATE",
+            flags.path,
+            "state folder of the service: SQLite store and signing keys",
+            commands=STATE,
+            metavar="DIR",
+            show=lambda p: f"./{p}",
+        ),
+    )
+    listen_host: str = field(
+        default="0.0.0.0",
+        metadata=option(
+            "--listen",
+            "WEBHOOK_LISTEN",
+            flags.listen_address,
+            "HOST:PORT to listen on",
+            metavar="HOST:PORT",
+            into=("listen_host", "listen_port"),
+            show=flags.show_listen,
+        ),
+    )
+    listen_port: int = 8085  # given with listen_host by --listen
+    public_url: str = field(  # base of trigger URLs; empty means http://<listen>
+        default="",
+        metadata=option(
+            "--public-url",
+            "WEBHOOK_PUBLIC_URL",
+            flags.text,
+            "base of trigger URLs, as Alertmanager reaches the service (trigger-url: the service's)",
+            commands=SERVICE | {"trigger-url"},
+            metavar="URL",
+            show=lambda _: "http://<listen>",
+        ),
+    )
+    cattle_url: str = field(  # a Cattle API base like http://rancher:8080/v2-beta, or "sandbox"
+        default=SANDBOX,
+        metadata=option(
+            "--cattle-url",
+            "CATTLE_URL",
+            flags.text,
+            "Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' embeds the sandbox",
+            metavar="URL",
+            # No default Cattle for the operator: a forgotten CATTLE_URL must not send hits to an emulation.
+            command_defaults={"operator": ""},
+        ),
+    )
+    cattle_access_key: str | None = field(
+        default=None,
+        metadata=option(None, "CATTLE_ACCESS_KEY", flags.optional_text, "Rancher API access key"),
+    )
+    cattle_secret_key: str | None = field(
+        default=None,
+        metadata=option(None, "CATTLE_SECRET_KEY", flags.optional_text, "Rancher API secret key"),
+    )
+    sandbox_seed: Path | None = field(  # seed for the embedded sandbox (only with cattle_url == "sandbox")
+        default=None,
+        metadata=option(
+            "--sandbox-seed",
+            "WEBHOOK_SANDBOX_SEED",
+            flags.optional_path,
+            "seed YAML of the embedded sandbox",
+            metavar="FILE",
+        ),
+    )
+    max_body_bytes: int = field(
+        default=1024 * 1024,
+        metadata=option(
+            "--max-body-bytes",
+            "WEBHOOK_MAX_BODY_BYTES",
+            flags.positive_int,
+            "largest accepted body (larger: 413)",
+            metavar="N",
+        ),
+    )
     watch_interval: float = 0.5  # seconds between scans of the receivers folder
-    resync_interval: float = 30.0  # seconds between full reconcile passes
+    resync_interval: float = field(  # seconds between full reconcile passes
+        default=30.0,
+        metadata=option(
+            "--resync-interval",
+            "WEBHOOK_RESYNC_INTERVAL",
+            flags.positive_seconds,
+            "seconds between full reconcile passes (operator: between resyncs of a receiver)",
+            metavar="S",
+        ),
+    )
     cattle_timeout: float = 10.0  # seconds per Cattle request
     confirm_timeout: float = 60.0  # seconds to wait for Cattle to show the new scale
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     token_cache_size: int = 4096
-    hit_retention_days: float = 7.0  # hits older than this are forgotten (a pending one never)
-    log_level: str = "INFO"
+    hit_retention_days: float = field(  # hits older than this are forgotten (a pending one never)
+        default=7.0,
+        metadata=option(
+            "--hit-retention-days",
+            "WEBHOOK_HIT_RETENTION_DAYS",
+            flags.retention_days,
+            "days of hit history kept, fractions allowed (at least 60 s; under 1 day the idempotency"
+            " window shrinks to match)",
+            commands=frozenset({"run"}),
+            metavar="D",
+        ),
+    )
+    log_level: str = field(
+        default="INFO",
+        metadata=option(
+            "--log-level",
+            "WEBHOOK_LOG_LEVEL",
+            flags.log_level,
+            "logging level, before or after the command",
+            commands=None,
+            metavar="|".join(flags.LOG_LEVELS),
+        ),
+    )
     # operator mode
-    namespace: str = "webhook-service"  # the operator's own: its IntentLedgers and signing keys Secret
-    peering_name: str = "webhook-service"  # the ClusterKopfPeering the replicas elect the active one in
-    identity: str = ""  # this replica's name among peers (the pod name); empty: host name + random
+    namespace: str = field(  # the operator's own: its IntentLedgers and signing keys Secret
+        default="webhook-service",
+        metadata=option(
+            "--namespace",
+            "WEBHOOK_NAMESPACE",
+            flags.text,
+            "the operator's namespace (ledgers, keys Secret)",
+            commands=frozenset({"operator", "keys rotate", "keys list"}),
+            metavar="NS",
+        ),
+    )
+    peering_name: str = field(  # the ClusterKopfPeering the replicas elect the active one in
+        default="webhook-service",
+        metadata=option(
+            "--peering",
+            "WEBHOOK_PEERING",
+            flags.text,
+            "ClusterKopfPeering name shared by replicas",
+            commands=frozenset({"operator"}),
+            metavar="NAME",
+        ),
+    )
+    identity: str = field(  # this replica's name among peers (the pod name); empty: host name + random
+        default="",
+        metadata=option(
+            "--identity",
+            "WEBHOOK_POD_NAME",
+            flags.text,
+            "this replica's name among its peers (empty: host name + random)",
+            commands=frozenset({"operator"}),
+            metavar="NAME",
+        ),
+    )
     key_refresh_interval: float = 30.0  # seconds between re-reads of the signing keys Secret
     # listener connection limits (why these values: controller/listener/server.py)
-    keepalive_timeout: float = 5.0  # seconds a connection may wait for its next request's first byte
-    header_timeout: float = 10.0  # seconds from a request's first byte to the end of its head
-    body_timeout: float = 30.0  # seconds to read a whole body; later is 408
-    max_connections: int = 1000  # open connections; at the cap a new one replaces an idle one or is closed
+    keepalive_timeout: float = field(  # seconds a connection may wait for its next request's first byte
+        default=5.0,
+        metadata=option(
+            "--keepalive-timeout",
+            "WEBHOOK_KEEPALIVE_TIMEOUT",
+            flags.positive_seconds,
+            "seconds a connection may idle",
+            metavar="S",
+        ),
+    )
+    header_timeout: float = field(  # seconds from a request's first byte to the end of its head
+        default=10.0,
+        metadata=option(
+            "--header-timeout",
+            "WEBHOOK_HEADER_TIMEOUT",
+            flags.positive_seconds,
+            "seconds to receive a request head",
+            metavar="S",
+        ),
+    )
+    body_timeout: float = field(  # seconds to read a whole body; later is 408
+        default=30.0,
+        metadata=option(
+            "--body-timeout",
+            "WEBHOOK_BODY_TIMEOUT",
+            flags.positive_seconds,
+            "seconds to receive a body (else 408)",
+            metavar="S",
+        ),
+    )
+    max_connections: int = field(  # open connections; at the cap a new one replaces an idle one or is closed
+        default=1000,
+        metadata=option(
+            "--max-connections",
+            "WEBHOOK_MAX_CONNECTIONS",
+            flags.positive_int,
+            "open connections at most",
+            metavar="N",
+        ),
+    )
 
     @property
     def uses_sandbox(self) -> bool:
