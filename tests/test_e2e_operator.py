@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import signal
 import subprocess
 from collections.abc import AsyncIterator
@@ -190,7 +191,24 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
     assert codes == [0, 0], "\n".join(r.output() for r in replicas)
     folders = [r.name for r in replicas if "folded" in r.output()]
     assert len(folders) == 1, f"folding replicas: {folders}"
-    assert all("Traceback" not in r.output() for r in replicas), "\n".join(r.output() for r in replicas)
+    assert all("Traceback" not in ours(r.output()) for r in replicas), "\n".join(r.output() for r in replicas)
+
+
+# kopf 1.45's watch stream cancels its request from a done-callback of the pause flag, where
+# asyncio.current_task() is None, so when a replica pauses while a watch request waits for its
+# headers (a peering flip right after start) asyncio logs kopf's AssertionError with a traceback.
+# That is kopf's (kopf/_cogs/clients/api.py, request_cancel_callback), not ours; any other traceback
+# still fails the test.
+KOPF_CANCEL_BUG = re.compile(
+    r"^.*Exception in callback stream\.<locals>\.request_cancel_callback.*\n"
+    r"(?:.*\n)*?.*assert task is not None.*\n(?:.*\^+\n)?AssertionError\n",
+    re.MULTILINE,
+)
+
+
+def ours(log: str) -> str:
+    """The log without kopf's known cancel-callback tracebacks."""
+    return KOPF_CANCEL_BUG.sub("", log)
 
 
 async def run_cli(*args: str, kubeconfig: Path | None) -> tuple[int, str, str]:
