@@ -10,11 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controller ./controller
+# controller/crds/receivers.yaml is a symlink into crds/: the wheel carries the CRD as package data.
 COPY crds ./crds
-# The package reads the Receiver CRD from <package parent>/crds/receivers.yaml
-# (controller/receivers/schema.py), which for an installed package is site-packages/crds.
 RUN pip install --no-cache-dir . \
-    && cp -r crds "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/crds" \
     && cd / && rm -rf /src \
     && python -c 'from controller.receivers.schema import ReceiverSchema; ReceiverSchema.load()'
 

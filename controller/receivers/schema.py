@@ -1,7 +1,9 @@
 """The Receiver schema, read from the CRD itself, so files and the Kubernetes API server agree.
 
-``crds/receivers.yaml`` is the one schema: this module reads its ``openAPIV3Schema`` (found relative
-to the package, never the working directory) and does with it what the API server would:
+``crds/receivers.yaml`` is the one schema: this module reads its ``openAPIV3Schema`` and does with it
+what the API server would. It is read as package data (``controller/crds/receivers.yaml``, a symlink
+to it in the source tree, the file itself in a wheel) through ``importlib.resources``, so an installed
+package finds it wherever it is installed, and never through the working directory:
 
 - validates a document with jsonschema. OpenAPI's ``nullable`` becomes a ``"null"`` type and the
   ``x-kubernetes-*`` keys are dropped, since jsonschema does not know them;
@@ -19,7 +21,8 @@ import copy
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import yaml
@@ -28,7 +31,7 @@ from jsonschema.exceptions import ValidationError
 
 from controller.model import Problem, shown
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "receivers.yaml"
+CRD_PATH: Traversable = files("controller").joinpath("crds", "receivers.yaml")
 CRD_VERSION = "v1"
 KUBERNETES_EXTENSION_PREFIX = "x-kubernetes-"
 PRESERVE_UNKNOWN = "x-kubernetes-preserve-unknown-fields"
@@ -48,7 +51,7 @@ class SchemaError(Exception):
     """The CRD file is missing or has no schema for our version: a packaging error, not a user's."""
 
 
-def load_openapi_schema(path: Path = CRD_PATH) -> dict[str, Any]:
+def load_openapi_schema(path: Traversable = CRD_PATH) -> dict[str, Any]:
     """The ``openAPIV3Schema`` of the CRD's version ``v1``."""
     try:
         crd = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -164,7 +167,7 @@ class ReceiverSchema:
     validator: Draft7Validator
 
     @classmethod
-    def load(cls, path: Path = CRD_PATH) -> ReceiverSchema:
+    def load(cls, path: Traversable = CRD_PATH) -> ReceiverSchema:
         openapi = load_openapi_schema(path)
         json_schema = to_json_schema(openapi)
         Draft7Validator.check_schema(json_schema)
