@@ -145,7 +145,9 @@ class Sandbox(Process):
 
 
 class Service(Process):
-    """``webhook-service run`` on a free port."""
+    """``webhook-service run`` on a free port. ``FLAGS`` come before a caller's ``extra`` ones."""
+
+    FLAGS: Sequence[str] = ()
 
     def __init__(
         self,
@@ -172,6 +174,7 @@ class Service(Process):
                 f"127.0.0.1:{self.port}",
                 "--cattle-url",
                 cattle_url,
+                *self.FLAGS,
                 *extra,
             ],
             tmp / f"service-{self.port}.log",

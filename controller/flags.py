@@ -137,41 +137,36 @@ def non_negative_int(value: str) -> int:
     return _integer(value, least=0, what="an integer, 0 or more")
 
 
-def positive_seconds(value: str) -> float:
-    """A duration in seconds, finite and above 0 (a 0 timeout or interval would spin or close at once)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}")
-    return seconds
-
-
-def share(value: str) -> float:
+def _number(value: str, ok: Callable[[float], bool], what: str) -> float:
+    """``value`` as a float that ``ok`` accepts (nan and text never pass), else one line saying ``what``."""
     try:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not 0 <= number <= 1:  # also refuses nan
-        raise ArgumentTypeError(f"expected a share from 0 to 1, got {value!r}")
+    if math.isnan(number) or not ok(number):
+        raise ArgumentTypeError(f"expected {what}, got {value!r}")
     return number
+
+
+def positive_seconds(value: str) -> float:
+    """A duration in seconds, finite and above 0 (a 0 timeout or interval would spin or close at once)."""
+    return _number(value, lambda s: math.isfinite(s) and s > 0, "a number of seconds above 0")
+
+
+def share(value: str) -> float:
+    return _number(value, lambda n: 0 <= n <= 1, "a share from 0 to 1")
 
 
 def retention_days(value: str) -> float:
     """Days, fractions allowed down to the store's minimum of 60 s (0.0007 days), for tests and soaks."""
     from controller.store.sqlite import MIN_RETENTION
 
-    try:
-        days = float(value)
-    except ValueError:
-        days = math.nan
-    if not (math.isfinite(days) and days * 86400 >= MIN_RETENTION):
-        least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
-        raise ArgumentTypeError(
-            f"expected a number of days, at least {least:g} ({MIN_RETENTION:g} s), got {value!r}"
-        )
-    return days
+    least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
+    return _number(
+        value,
+        lambda d: math.isfinite(d) and d * 86400 >= MIN_RETENTION,
+        f"a number of days, at least {least:g} ({MIN_RETENTION:g} s)",
+    )
 
 
 def log_level(value: str) -> str:

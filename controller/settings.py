@@ -13,6 +13,7 @@ from typing import Final
 
 from controller import flags
 from controller.flags import option
+from controller.redact import MASK, mask_url
 
 SANDBOX = "sandbox"
 SECRET_FIELDS = frozenset({"cattle_secret_key"})
@@ -245,13 +246,11 @@ class Settings:
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, secrets masked (also credentials inside a URL): logged once at start."""
-        from controller.redact import mask_url
-
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name in SECRET_FIELDS and value:
-                out[f.name] = "****"
+                out[f.name] = MASK
             else:
                 out[f.name] = mask_url(str(value))
         return out

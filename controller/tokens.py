@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode
 
 import jwt
@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from controller.model import ActiveReceiver, Receiver, Target, TokenClaims
+from controller.store.base import StoredToken
 
 ALGORITHM = "EdDSA"
 ISSUER = "webhook-service"
@@ -183,28 +184,7 @@ def mint_token(keyring: KeyRing, *, receiver: Receiver, uid: str, jti: str, now:
     )
 
 
-class TokenRecord(Protocol):
-    """What the store keeps of a token (``controller.store.base.StoredToken`` is one)."""
-
-    @property
-    def kid(self) -> str: ...
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def uid(self) -> str: ...
-    @property
-    def jti(self) -> str: ...
-    @property
-    def issued_at(self) -> float: ...
-    @property
-    def driver(self) -> str: ...
-    @property
-    def token(self) -> str: ...
-
-
-def restore_token(keyring: KeyRing, record: TokenRecord, target: Target) -> str | None:
+def restore_token(keyring: KeyRing, record: StoredToken, target: Target) -> str | None:
     """The token minted earlier from the record's claims, signed again with the same key; None when
     that key is gone or the result is not the token the record's digest names."""
     if record.kid not in keyring.kids:

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import processes
@@ -44,26 +44,7 @@ __all__ = [
 class Service(processes.Service):
     """``webhook-service run`` as the tests run it: a full reconcile pass every second."""
 
-    def __init__(
-        self,
-        tmp: Path,
-        *,
-        receivers: Path,
-        state: Path,
-        cattle_url: str,
-        port: int | None = None,
-        extra: Sequence[str] = (),
-        env: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(
-            tmp,
-            receivers=receivers,
-            state=state,
-            cattle_url=cattle_url,
-            port=port,
-            extra=["--resync-interval", "1", *extra],
-            env=env,
-        )
+    FLAGS = ("--resync-interval", "1")
 
     def has_receiver(self, key: str) -> bool:
         """Whether the running service has a token for the receiver (read from its store, read-only)."""

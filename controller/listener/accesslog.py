@@ -147,6 +147,10 @@ class Throttle:
         self._windows[key] = (now, 0)
         return window[1] if window is not None else 0
 
+    def left_out(self, count: int, what: str = "") -> str:
+        """The suffix a line adds for the ``count`` lines ``admit`` left out before it ("" for none)."""
+        return f" ({count} more{what} in the last {self.interval:g}s not logged)" if count else ""
+
     def _forget_before(self, cutoff: float) -> None:
         self._windows = {key: w for key, w in self._windows.items() if w[0] >= cutoff}
 
@@ -180,8 +184,7 @@ class ProtocolLog(logging.Logger):
         if record.exc_info and record.exc_info[1] is not None:
             text = f"{text}: {describe_exception(record.exc_info[1])}"
         text = one_line(redact_text(text))
-        if left_out:
-            text += f" ({left_out} more from {peer} in the last {self.throttle.interval:g}s not logged)"
+        text += self.throttle.left_out(left_out, f" from {peer}")
         record.msg, record.args = text, ()
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         if record.levelno > logging.WARNING:

@@ -125,8 +125,7 @@ class ConnectionGuard:
         left_out = self.throttle.admit(key)
         if left_out is None:
             return
-        if left_out:
-            message += f" ({left_out} more like it in the last {self.throttle.interval:g}s not logged)"
+        message += self.throttle.left_out(left_out, " like it")
         self.log.warning(message, *args)
 
     def _evict_idle(self) -> bool:
@@ -412,7 +411,7 @@ def limit_accept_errors(loop: asyncio.AbstractEventLoop, throttle: Throttle) -> 
         logger.warning(
             "cannot accept connections: %s; retrying every second%s",
             context.get("exception"),
-            f" ({left_out} more in the last {throttle.interval:g}s not logged)" if left_out else "",
+            throttle.left_out(left_out),
         )
 
     loop.set_exception_handler(handle)

@@ -101,8 +101,9 @@ class ReceiverWatcher:
         self._folder_problem: Problem | None = None
         self._logged_problems: list[Problem] = []
         self._unapplied = True  # nothing applied yet: the first scan applies even an empty folder
-        # Files' last good receivers as the store kept them, until the folder is first listed.
-        self._stored: dict[Path, _FileState] | None = None
+        # Each file's stored tokens (with its receivers' last good declarations), until the folder is
+        # first listed; rebuilt into receivers only where the file can't stand for itself.
+        self._stored: dict[Path, list[StoredToken]] | None = None
         self._problem_count = 0
 
     async def run(self) -> None:
@@ -118,7 +119,9 @@ class ReceiverWatcher:
         """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
         the first scan). Returns whether it applied."""
         if self._stored is None:
-            self._stored = self._last_good(await self._store.list_tokens())
+            self._stored = {}
+            for token in await self._store.list_tokens():
+                self._stored.setdefault(Path(token.source), []).append(token)
         await self._scan_folder()
         if not self._unapplied:
             return False
@@ -137,17 +140,15 @@ class ReceiverWatcher:
             return None
         return f"{self._problem_count} receiver manifest problem(s); see `webhook-service status`"
 
-    def _last_good(self, tokens: list[StoredToken]) -> dict[Path, _FileState]:
-        """The stored receivers of each file, rebuilt from their last good declarations."""
-        states: dict[Path, _FileState] = {}
+    def _last_good(self, tokens: list[StoredToken]) -> _FileState:
+        """A file's stored receivers, rebuilt from their last good declarations."""
+        state = _FileState(signature=(0, 0, 0))
         for token in tokens:
             receiver = _rebuild(token, self._drivers, self._schema)
-            if receiver is None:
-                continue
-            state = states.setdefault(Path(token.source), _FileState(signature=(0, 0, 0)))
-            state.receivers[receiver.key] = receiver
-            state.documents[receiver.key] = None
-        return states
+            if receiver is not None:
+                state.receivers[receiver.key] = receiver
+                state.documents[receiver.key] = None
+        return state
 
     async def _scan_folder(self) -> None:
         """Update the per-file states; every real change sets ``_unapplied`` at once, so a scan that
@@ -158,8 +159,9 @@ class ReceiverWatcher:
                     "", "the receivers folder does not exist", file=str(self._directory)
                 )
                 self._unapplied = True
-            if not self._files and self._stored:
-                self._files, self._stored = self._stored, {}  # keep what the store remembers
+            if not self._files and self._stored:  # keep what the store remembers
+                self._files = {path: self._last_good(tokens) for path, tokens in self._stored.items()}
+                self._stored = {}
             return
         if self._folder_problem is not None:
             self._folder_problem = None
@@ -175,30 +177,39 @@ class ReceiverWatcher:
             self._unapplied = True
         stored, self._stored = self._stored or {}, {}
         for path, signature in present.items():
-            old = self._files.get(path) or stored.get(path)
+            old = self._files.get(path)
             if old is None or old.signature != signature or not old.settled:
                 settled = signature[0] < settled_before * 1e9
-                new = await self._reload(path, signature, old, settled)
+                new = await self._reload(path, signature, old, settled, stored.get(path, []))
                 new.settled = settled
                 self._files[path] = new
                 if old is None or _content(old) != _content(new):
                     self._unapplied = True
 
     async def _reload(
-        self, path: Path, signature: Signature, old: _FileState | None, settled: bool
+        self,
+        path: Path,
+        signature: Signature,
+        old: _FileState | None,
+        settled: bool,
+        remembered: list[StoredToken],
     ) -> _FileState:
+        """The file's new state. ``remembered``: what the store kept of it, for its first read after a
+        start, rebuilt only when the file can't stand for itself (unreadable, invalid or unsettled)."""
         cached = old.load if old is not None else None
         load = await asyncio.to_thread(self._read, path, cached)
+        valid = {r.key for r in load.receivers}
+        if old is None and remembered and (not load.readable or load.names - valid or not settled):
+            old = self._last_good(remembered)
         state = _FileState(signature=signature, problems=load.problems, load=load)
-        if old is None:
+        if load.readable or old is None:
             state.receivers = {r.key: r for r in load.receivers}
             state.documents = {key: load.documents.get(key) for key in state.receivers}
+        if old is None:
             return state
         if not load.readable:
             keep = set(old.receivers)
         else:
-            state.receivers = {r.key: r for r in load.receivers}
-            state.documents = {key: load.documents.get(key) for key in state.receivers}
             keep = (load.names - state.receivers.keys()) & old.receivers.keys()  # invalid now, good before
             if not settled:  # maybe half written: what is missing may still come
                 keep |= old.receivers.keys() - load.names
