@@ -10,8 +10,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controller ./controller
-# controller/crds/receivers.yaml is a symlink into crds/: the wheel carries the CRD as package data.
-COPY crds ./crds
 RUN pip install --no-cache-dir . \
     && cd / && rm -rf /src \
     && python -c 'from controller.receivers.schema import ReceiverSchema; ReceiverSchema.load()'

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit clean crd
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 		--cattle-url sandbox \
 		--sandbox-seed examples/sandbox-seed.yaml \
 		--print-urls
+
+# crds/receivers.yaml is generated from the drivers (tests/test_crd.py fails when it is stale).
+crd: $(STAMP)
+	$(BIN)/webhook-service crd > crds/receivers.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench

@@ -18,15 +18,6 @@ class ObjectMeta(TypedDict, total=False):
     labels: dict[str, str]
 
 
-class ScaleServiceConfig(TypedDict):
-    projectId: str
-    serviceId: str
-    action: Literal["up", "down"]
-    amount: int
-    min: int
-    max: int
-
-
 class RateLimitSpec(TypedDict):
     requests: int
     perSeconds: int
@@ -36,45 +27,17 @@ class SecretRef(TypedDict):
     name: str  # a Secret in the receiver's namespace
 
 
-class ScaleHostConfig(TypedDict, total=False):
-    projectId: Required[str]
-    hostSelector: Required[dict[str, str]]
-    action: Required[Literal["up", "down"]]
-    amount: Required[int]
-    min: Required[int]
-    max: Required[int]
-    deleteOption: Literal["mostRecent", "leastRecent"]
-
-
 class SignatureSpec(TypedDict, total=False):
     scheme: Required[Literal["standard-webhooks", "github"]]
     secretRef: SecretRef
     secretFile: str
 
 
-class ForwardPostConfig(TypedDict, total=False):
-    projectId: Required[str]
-    serviceName: Required[str]
-    port: Required[int]
-    path: str  # default "/"
-
-
-class ServiceUpgradeConfig(TypedDict, total=False):
-    projectId: Required[str]
-    serviceSelector: Required[dict[str, str]]  # labels every selected launch config (or sidekick) carries
-    tag: Required[str]  # exact, glob, or "regex:<expression>"
-    payloadFormat: Required[Literal["dockerhub", "alicloud", "azure", "registry"]]
-    batchSize: int  # default 1
-    intervalMillis: int  # default 2000
-    startFirst: bool  # default false
-
-
 class ReceiverSpec(TypedDict, total=False):
+    """What every receiver's spec has. The driver's own config (``spec.<driver>Config``) is declared by
+    its driver module and read with ``controller.drivers.contract.config_of``."""
+
     driver: str
-    scaleServiceConfig: ScaleServiceConfig
-    scaleHostConfig: ScaleHostConfig
-    forwardPostConfig: ForwardPostConfig
-    serviceUpgradeConfig: ServiceUpgradeConfig
     cattleSecretRef: SecretRef
     signature: SignatureSpec
     fireOn: list[str]

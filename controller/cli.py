@@ -184,6 +184,7 @@ def build_parser() -> Parser:
     )
 
     leaf(sub, "status", help="show receivers and targets")
+    leaf(sub, "crd", help="print the Receiver CRD for the installed drivers (crds/receivers.yaml)")
 
     keys = sub.add_parser("keys", help="manage signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
@@ -261,6 +262,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(problems)} problem(s) in receiver manifests", file=sys.stderr)
         return 1
     print(f"{len(receivers)} receiver(s) valid")
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from controller.drivers import load_drivers
+    from controller.receivers.crd import crd_text
+
+    sys.stdout.write(crd_text(load_drivers().values()))
     return 0
 
 
@@ -381,6 +390,7 @@ COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {
     "validate": cmd_validate,
     "trigger-url": cmd_trigger_url,
     "status": cmd_status,
+    "crd": cmd_crd,
     "keys": cmd_keys,
     "cattle-sandbox": cmd_sandbox,
 }

@@ -16,22 +16,23 @@ Why it is shaped this way:
   (honouring Retry-After), forever, so nothing accepted is dropped while Cattle is down. Permanent
   errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with a
   reason instead.
-- **Drivers that are not scales** (``controller.intents.IntentApplier``, e.g. serviceUpgrade) take
-  one generic hook: the pending intents are handed to the driver, which carries them out and
-  observes the target itself, and they are marked done only once it returns (``_apply_intents``).
+- **Drivers that are not scales** (``IntentApplier`` s, e.g. serviceUpgrade, see
+  ``controller.drivers.contract``) take one generic hook: the pending intents are handed to the
+  driver, which carries them out and observes the target itself, and they are marked done only once
+  it returns (``_apply_intents``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from controller.backoff import Backoff
 from controller.cattle.errors import CattleError, CattleUnauthorized
-from controller.drivers.base import DriverContext, ScaleDriver, TargetRefused
+from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import DriverSet, IntentApplier, Scaler
 from controller.fold import fold
-from controller.intents import IntentApplier
 from controller.kube.errors import KubeError, KubeUnauthorized, KubeUnavailable
 from controller.metrics import Metrics
 from controller.model import Target
@@ -47,7 +48,7 @@ class Reconciler:
         self,
         *,
         store: IntentStore,
-        drivers: Mapping[str, ScaleDriver],
+        drivers: DriverSet,
         ctx: DriverContext,
         metrics: Metrics,
         backoff: Backoff,
@@ -129,19 +130,27 @@ class Reconciler:
 
     async def reconcile_once(self, target_id: str) -> str:
         """One pass over the target. Returns what it did: "converged", "applied" or "idle"."""
-        driver, target = self._resolve(target_id)
-        if isinstance(driver, IntentApplier):
-            return await self._apply_intents(driver, target)
+        driver_name, _, key = target_id.partition(":")
+        driver = self._drivers.get(driver_name)
+        if driver is None:
+            raise TargetRefused(f"no driver {driver_name!r} is installed for target {target_id}")
+        target = driver.target_from_key(key)
+        applier = self._drivers.appliers.get(driver_name)
+        if applier is not None:
+            return await self._apply_intents(applier, target)
+        scaler = self._drivers.scalers.get(driver_name)
+        if scaler is None:
+            raise TargetRefused(f"driver {driver_name} records no intents, so target {target_id} has none")
         result = "idle"
         state = await self._store.get_target(target_id)
         if state is not None and state.desired is not None and not state.converged:
-            await self._converge(driver, target, state.desired)
+            await self._converge(scaler, target, state.desired)
             result = "converged"
         pending = await self._store.pending_intents(target_id)
         self._metrics.pending_intents.labels(target_id).set(len(pending))
         if not pending:
             return result
-        current = await driver.observe(target, self._ctx)
+        current = await scaler.observe(target, self._ctx)
         desired, steps = fold(current, pending)
         await self._store.commit_fold(target_id, desired, steps)
         self._metrics.desired_scale.labels(target_id).set(desired)
@@ -157,7 +166,7 @@ class Reconciler:
             await self._store.set_observed(target_id, current, converged=True, error=None)
             self._metrics.observed_scale.labels(target_id).set(current)
         else:
-            await self._converge(driver, target, desired)
+            await self._converge(scaler, target, desired)
         return "applied"
 
     async def _apply_intents(self, applier: IntentApplier, target: Target) -> str:
@@ -190,18 +199,11 @@ class Reconciler:
         logger.info("[%s] applied %d intent(s): %d done", target_id, len(steps), done)
         return "applied"
 
-    async def _converge(self, driver: ScaleDriver, target: Target, desired: int) -> None:
-        observed = await driver.apply(target, desired, self._ctx)
+    async def _converge(self, scaler: Scaler, target: Target, desired: int) -> None:
+        observed = await scaler.apply(target, desired, self._ctx)
         await self._store.set_observed(target.id, observed, converged=True, error=None)
         self._metrics.observed_scale.labels(target.id).set(observed)
         logger.info("[%s] converged at scale %d", target.id, observed)
-
-    def _resolve(self, target_id: str) -> tuple[ScaleDriver, Target]:
-        driver_name, _, key = target_id.partition(":")
-        driver = self._drivers.get(driver_name)
-        if driver is None:
-            raise TargetRefused(f"no driver {driver_name!r} is installed for target {target_id}")
-        return driver, driver.target_from_key(key)
 
     async def _fail(self, target_id: str, reason: str) -> None:
         count = await self._store.fail_intents(target_id, reason)

@@ -4,13 +4,10 @@ plus what only tests need: receivers and seeds on disk, the sandbox's scale, a p
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from bench import processes
@@ -31,7 +28,6 @@ __all__ = [
     "Process",
     "Sandbox",
     "Service",
-    "eventually",
     "free_port",
     "http_status",
     "run_cli",
@@ -71,12 +67,3 @@ def sandbox_scale(sandbox: Sandbox, service: str = "1s7") -> int:
     with urllib.request.urlopen(f"{sandbox.url}/projects/1a5/services/{service}", timeout=2) as answer:
         scale: int = json.load(answer)["scale"]
         return scale
-
-
-async def eventually(check: Callable[[], bool], within: float = 15.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} not reached within {within}s")

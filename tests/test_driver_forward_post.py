@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import Forwarder
 from controller.drivers.forward_post import DRIVER
-from controller.forwarding import Forwarder
+from tests.specs import receiver_spec
 
 
 def spec(port: int = 8080, path: str | None = "/hooks", secret: str | None = None) -> ReceiverSpec:
-    result: ReceiverSpec = {
-        "driver": "forwardPost",
-        "forwardPostConfig": {"projectId": "1a5", "serviceName": "web", "port": port},
-    }
+    config: dict[str, Any] = {"projectId": "1a5", "serviceName": "web", "port": port}
     if path is not None:
-        result["forwardPostConfig"]["path"] = path
+        config["path"] = path
+    result = receiver_spec("forwardPost", config)
     if secret is not None:
         result["cattleSecretRef"] = {"name": secret}
     return result
@@ -57,14 +57,7 @@ def test_a_target_round_trips_through_its_key(secret: str | None) -> None:
     assert DRIVER.target_from_key(target.key) == target
 
 
-def test_intent_observe_and_apply_refuse_since_it_is_not_an_intent() -> None:
-    with pytest.raises(TargetRefused, match="not an intent"):
-        DRIVER.intent(spec())
-
-
-async def test_observe_and_apply_refuse_since_nothing_is_ever_recorded() -> None:
-    target, ctx = DRIVER.target(spec(), "default"), DriverContext(cattle=None)
-    with pytest.raises(TargetRefused, match="not an intent"):
-        await DRIVER.observe(target, ctx)
-    with pytest.raises(TargetRefused, match="not an intent"):
-        await DRIVER.apply(target, 1, ctx)
+def test_it_acts_only_by_forwarding_so_nothing_of_it_is_ever_recorded() -> None:
+    drivers = load_drivers()
+    assert "forwardPost" in drivers.forwarders
+    assert "forwardPost" not in drivers.scalers and "forwardPost" not in drivers.appliers

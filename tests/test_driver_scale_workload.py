@@ -15,7 +15,8 @@ import pytest
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext, ScaleDriver, TargetRefused
+from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import Driver
 from controller.drivers.scale_workload import DRIVER, hpa_conflict
 from controller.kube.client import DEPLOYMENTS, HPAS, STATEFULSETS, KubeClient, Ref
 from controller.model import Problem, ScaleIntent, Target
@@ -222,6 +223,6 @@ async def test_statefulset_scales_too(api: KubeClient, ctx: DriverContext) -> No
 
 
 def test_load_drivers_includes_scale_workload() -> None:
-    driver: ScaleDriver = DRIVER  # mypy checks the Protocol here
+    driver: Driver = DRIVER  # mypy checks the Protocol here
 
     assert load_drivers()["scaleWorkload"] is driver

@@ -19,8 +19,8 @@ from controller.bodies import CattleService, ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import BodyReader, Decision, IntentApplier, MalformedBody
 from controller.drivers.service_upgrade import DRIVER, ServiceUpgradeDriver
-from controller.intents import BodyReader, Decision, IntentApplier, MalformedBody
 from controller.model import Problem
 from controller.store.base import FoldStep, PendingIntent
 
@@ -197,14 +197,10 @@ def test_the_target_key_is_the_project_and_the_canonical_selector() -> None:
     assert DRIVER.target_from_key(target.key) == target
 
 
-async def test_intent_observe_and_apply_refuse() -> None:
-    target = DRIVER.target(spec(), "default")
-    with pytest.raises(TargetRefused, match="come from the body"):
-        DRIVER.intent(spec())
-    with pytest.raises(TargetRefused, match="no scale"):
-        await DRIVER.observe(target, DriverContext(cattle=None))
-    with pytest.raises(TargetRefused):
-        await DRIVER.apply(target, 1, DriverContext(cattle=None))
+def test_it_is_no_scale_its_intents_come_from_the_body() -> None:
+    drivers = load_drivers()
+    assert "serviceUpgrade" in drivers.readers and "serviceUpgrade" in drivers.appliers
+    assert "serviceUpgrade" not in drivers.scalers
 
 
 # -- the body

@@ -23,13 +23,13 @@ from tests.processes import (
     Process,
     Sandbox,
     Service,
-    eventually,
     free_port,
     http_status,
     sandbox_scale,
     write_receiver,
     write_seed,
 )
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -192,11 +192,9 @@ async def test_alertmanager_firing_scales_up_and_resolved_changes_nothing(
         assert http_status(f"http://127.0.0.1:{am_port}/-/ready") == 200
         state.value = 95.0
         expected = 1 + AMOUNT + BEARER_AMOUNT
-        await eventually(
-            lambda: sandbox_scale(sandbox) == expected, within=60, what="scale up by both amounts"
-        )
+        await until(lambda: sandbox_scale(sandbox) == expected, within=60, what="scale up by both amounts")
         state.value = 10.0
-        await eventually(
+        await until(
             lambda: hits_with_outcome(service, "ignored") >= 2, within=60, what="resolved notifications"
         )
         # resyncs run every second; a wrong step from the resolved hit would show by now

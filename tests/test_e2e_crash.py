@@ -18,7 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import Sandbox, Service, eventually, sandbox_scale, write_receiver, write_seed
+from tests.processes import Sandbox, Service, sandbox_scale, write_receiver, write_seed
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -79,7 +80,7 @@ async def test_every_distinct_hit_is_applied_exactly_once_across_sigkills(tmp_pa
         assert set(outcomes) <= {"accepted", "duplicate"}
         assert len(kills) == 2 and kills[-1] < HITS  # both kills happened while hits were still coming
         service.wait_http(f"{service.base}/readyz")
-        await eventually(lambda: sandbox_scale(sandbox) == 1 + HITS, within=60, what=f"scale {1 + HITS}")
+        await until(lambda: sandbox_scale(sandbox) == 1 + HITS, within=60, what=f"scale {1 + HITS}")
         await asyncio.sleep(1.5)  # a resync runs every second: an extra step would show now
         assert sandbox_scale(sandbox) == 1 + HITS
     finally:

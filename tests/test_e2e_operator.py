@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import re
 import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from aiohttp import web
 from controller.kube.client import RECEIVERS, SECRETS, KubeClient
 from controller.kube.errors import KubeNotFound
 from controller.sandbox.app import SandboxOptions, run_sandbox
+from tests import toolbox
 from tests.kubeemu import KubeEmulator
 from tests.processes import WEBHOOK_SERVICE, Process, free_port
 
@@ -104,17 +106,11 @@ async def scale(session: aiohttp.ClientSession, cattle_url: str) -> int:
         return int((await response.json())["scale"])
 
 
-async def until(check: Any, within: float, what: str) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            value = await check()
-        except (KeyError, LookupError, aiohttp.ClientError, KubeNotFound):
-            value = None
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {within}s")
+async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
+    """Poll ``check`` while the replicas start: a Secret or a port that is not there yet is "not yet"."""
+    return await toolbox.until(
+        check, within, what, ignoring=(KeyError, LookupError, aiohttp.ClientError, KubeNotFound), interval=0.1
+    )
 
 
 async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
@@ -169,7 +165,9 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
                     return answer.status == 200
 
             for replica in replicas:
-                await until(lambda r=replica: accepted_by(r), 30, f"{replica.name} accepting the token")
+                await until(
+                    functools.partial(accepted_by, replica), 30, f"{replica.name} accepting the token"
+                )
 
             async def fire(replica: Replica, i: int) -> int:
                 headers = {"Idempotency-Key": f"{replica.name}-{i}"}

@@ -16,7 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.processes import Sandbox, Service, eventually, sandbox_scale, write_receiver
+from tests.processes import Sandbox, Service, sandbox_scale, write_receiver
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -78,8 +79,8 @@ async def test_rewrites_in_place_during_hits_leave_every_url_working(
         assert rewrites > 30
         assert outcomes == {200: sum(sent.values())}
         web = 1 + sent["web-up"] + 2 * sent["web-up-2"]
-        await eventually(lambda: sandbox_scale(sandbox) == web, within=30, what=f"web at {web}")
-        await eventually(lambda: sandbox_scale(sandbox, "1s8") == 2 + sent["worker-up"], what="worker")
+        await until(lambda: sandbox_scale(sandbox) == web, within=30, what=f"web at {web}")
+        await until(lambda: sandbox_scale(sandbox, "1s8") == 2 + sent["worker-up"], what="worker")
     finally:
         service.stop()
 
@@ -100,6 +101,6 @@ async def test_a_file_broken_at_a_restart_keeps_its_urls(tmp_path: Path, sandbox
     try:
         async with aiohttp.ClientSession() as session, session.post(url) as answer:
             assert answer.status == 200
-        await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+        await until(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
     finally:
         service.stop()

@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import REPO, Sandbox, Service, eventually
+from tests.processes import REPO, Sandbox, Service
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -49,17 +50,17 @@ async def test_a_host_group_grows_exactly_once_across_a_sigkill_mid_provisioning
     service = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
     try:
         service.start_and_wait()
-        await eventually(lambda: service.has_receiver("default/workers-up"), what="the receiver loaded")
+        await until(lambda: service.has_receiver("default/workers-up"), what="the receiver loaded")
         url = service.trigger_url("workers-up")
         assert len(worker_hosts(sandbox)) == 3
         async with aiohttp.ClientSession() as session, session.post(url) as answer:
             assert answer.status == 200
-        await eventually(lambda: len(worker_hosts(sandbox)) > 3, what="a new host being created")
+        await until(lambda: len(worker_hosts(sandbox)) > 3, what="a new host being created")
         service.kill()
         assert any(h["state"] != "active" for h in worker_hosts(sandbox)), "the kill came too late"
 
         service.start_and_wait()
-        await eventually(
+        await until(
             lambda: sum(h["state"] == "active" for h in worker_hosts(sandbox)) == 6,
             within=30,
             what="six active workers",

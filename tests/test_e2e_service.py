@@ -19,12 +19,12 @@ from tests.processes import (
     REPO,
     Sandbox,
     Service,
-    eventually,
     run_cli,
     sandbox_scale,
     write_receiver,
     write_seed,
 )
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +57,7 @@ def service(tmp_path: Path, receivers: Path, sandbox: Sandbox) -> Iterator[Servi
 async def test_a_hit_scales_the_service_up_by_amount(service: Service, sandbox: Sandbox) -> None:
     status, body = await post(service.trigger_url("web-up"))
     assert (status, body["outcome"], body["receiver"]) == (200, "accepted", "default/web-up")
-    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await until(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
 
 
 async def test_the_token_works_as_bearer_and_as_legacy_token_query(
@@ -71,7 +71,7 @@ async def test_the_token_works_as_bearer_and_as_legacy_token_query(
     assert status == 200
     status, _ = await post(f"{service.base}/v1-webhooks/endpoint?token={token}")
     assert status == 200
-    await eventually(lambda: sandbox_scale(sandbox) == 3, what="scale 3")
+    await until(lambda: sandbox_scale(sandbox) == 3, what="scale 3")
 
 
 async def test_resolved_notification_after_firing_changes_nothing(service: Service, sandbox: Sandbox) -> None:
@@ -81,7 +81,7 @@ async def test_resolved_notification_after_firing_changes_nothing(service: Servi
     headers = {"Content-Type": "application/json", "User-Agent": "Alertmanager/0.25.0"}
     assert (await post(url, data=firing, headers=headers))[1]["outcome"] == "accepted"
     assert (await post(url, data=resolved, headers=headers))[1]["outcome"] == "ignored"
-    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await until(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
     await asyncio.sleep(
         1.5
     )  # a resync pass runs every second here: give a wrong extra step the chance to show
@@ -105,7 +105,7 @@ async def test_concurrent_up_and_down_hits_lose_no_increment(tmp_path: Path, rec
 
             outcomes = await asyncio.gather(*[hit(up) for _ in range(200)], *[hit(down) for _ in range(100)])
         assert set(outcomes) == {"accepted"}
-        await eventually(lambda: sandbox_scale(sandbox) == 600, within=30, what="scale 600")
+        await until(lambda: sandbox_scale(sandbox) == 600, within=30, what="scale 600")
     finally:
         service.stop()
         sandbox.stop()
@@ -115,9 +115,7 @@ async def test_added_and_removed_receiver_files_take_effect_within_two_seconds(
     service: Service, receivers: Path
 ) -> None:
     path = write_receiver(receivers, "worker-up", service="1s8")
-    await eventually(
-        lambda: service.has_receiver("default/worker-up"), within=2.0, what="new receiver loaded"
-    )
+    await until(lambda: service.has_receiver("default/worker-up"), within=2.0, what="new receiver loaded")
     url = service.trigger_url("worker-up")
     assert (await post(url))[0] == 200
     path.unlink()
@@ -147,7 +145,7 @@ async def test_intents_wait_while_cattle_is_down_and_apply_when_it_returns(
         assert "Unavailable" in status, status
         sandbox.start()
         sandbox.wait_http(sandbox.url)
-        await eventually(lambda: sandbox_scale(sandbox) == 4, within=40, what="scale 4 after Cattle returned")
+        await until(lambda: sandbox_scale(sandbox) == 4, within=40, what="scale 4 after Cattle returned")
     finally:
         service.stop()
         sandbox.stop()
@@ -171,8 +169,8 @@ async def test_trigger_urls_survive_a_restart(tmp_path: Path, receivers: Path, s
 
 async def test_status_lists_receivers_targets_and_the_last_hit(service: Service, sandbox: Sandbox) -> None:
     await post(service.trigger_url("web-up"))
-    await eventually(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
-    await eventually(
+    await until(lambda: sandbox_scale(sandbox) == 2, what="scale 2")
+    await until(
         lambda: "1->2" in run_cli("status", "--state", str(service.state)).stdout, what="status shows 1->2"
     )
     out = run_cli("status", "--state", str(service.state)).stdout

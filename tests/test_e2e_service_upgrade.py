@@ -13,7 +13,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.processes import Sandbox, Service, eventually
+from tests.processes import Sandbox, Service
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +70,7 @@ async def test_a_push_upgrades_the_matching_launch_configs_once_across_a_sigkill
     svc = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
     try:
         svc.start_and_wait()
-        await eventually(lambda: svc.has_receiver("default/web-deploy"), what="the receiver loaded")
+        await until(lambda: svc.has_receiver("default/web-deploy"), what="the receiver loaded")
         url = svc.trigger_url("web-deploy")
         push = json.loads(FIXTURE.read_text())
         async with aiohttp.ClientSession() as session:
@@ -79,7 +80,7 @@ async def test_a_push_upgrades_the_matching_launch_configs_once_across_a_sigkill
             async with session.post(url, json=push) as answer:
                 assert (answer.status, (await answer.json())["outcome"]) == (200, "accepted")
 
-        await eventually(lambda: service(sandbox, "1s7")["state"] == "upgrading", what="web upgrading")
+        await until(lambda: service(sandbox, "1s7")["state"] == "upgrading", what="web upgrading")
         svc.kill()
         assert service(sandbox, "1s7")["state"] in ("upgrading", "upgraded")
 
@@ -93,7 +94,7 @@ async def test_a_push_upgrades_the_matching_launch_configs_once_across_a_sigkill
                 and api["secondaryLaunchConfigs"][0]["imageUuid"] == "docker:acme/web:v1.4.2"
             )
 
-        await eventually(done, within=45, what="web and api upgraded and finished")
+        await until(done, within=45, what="web and api upgraded and finished")
         web = service(sandbox, "1s7")
         assert web["launchConfig"]["version"] == first_upgrade_version("1s7")  # started once, not twice
         api = service(sandbox, "1s9")

@@ -27,12 +27,12 @@ import pytest
 from tests.processes import (
     Sandbox,
     Service,
-    eventually,
     run_cli,
     sandbox_scale,
     write_receiver,
     write_seed,
 )
+from tests.toolbox import until
 
 pytestmark = pytest.mark.e2e
 
@@ -108,11 +108,11 @@ async def test_hits_after_the_store_was_deleted_are_503_and_every_200_was_durabl
 
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             senders = [asyncio.create_task(sender(session)) for _ in range(CONCURRENCY)]
-            await eventually(lambda: len(answers) >= 200, what="200 answers before the deletion")
+            await until(lambda: len(answers) >= 200, what="200 answers before the deletion")
             for name in DB_FILES:
                 (state / name).unlink()
             deleted_at.append(time.monotonic())
-            await eventually(
+            await until(
                 lambda: sum(a.started > deleted_at[0] for a in answers) >= 100, what="100 hits after it"
             )
             stop.set()
@@ -139,7 +139,7 @@ async def test_hits_after_the_store_was_deleted_are_503_and_every_200_was_durabl
         assert {name: mode(state / name) for name in DB_FILES} == dict.fromkeys(DB_FILES, 0o600)
         async with aiohttp.ClientSession() as session, session.post(service.trigger_url("web-up")) as answer:
             assert answer.status == 200
-        await eventually(lambda: sandbox_scale(sandbox) == scale + 1, what=f"scale {scale + 1}")
+        await until(lambda: sandbox_scale(sandbox) == scale + 1, what=f"scale {scale + 1}")
     finally:
         service.stop()
         sandbox.stop()
@@ -165,7 +165,7 @@ async def test_cattle_credentials_in_the_url_work_and_are_never_shown_or_stored(
         service.start_and_wait()
         async with aiohttp.ClientSession() as session, session.post(service.trigger_url("web-up")) as answer:
             assert answer.status == 200
-        await eventually(lambda: sandbox_scale_with_keys(sandbox, b"ak:s3cret-key") == 2, what="scale 2")
+        await until(lambda: sandbox_scale_with_keys(sandbox, b"ak:s3cret-key") == 2, what="scale 2")
         status = run_cli("status", "--state", str(tmp_path / "state"))
         assert status.returncode == 0, status.stderr
         assert status.stdout.splitlines()[0] == f"Cattle: {masked}"

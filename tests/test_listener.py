@@ -21,9 +21,8 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import DriverSet
 from controller.listener import TRIGGER_PATH, ListenerDeps, RedactingAccessLogger, build_app
 from controller.listener.accesslog import REDACTED
 from controller.metrics import Metrics
@@ -33,12 +32,13 @@ from controller.settings import Settings
 from controller.store.base import HitRequest, HitResult
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
+from tests.specs import receiver_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAX_BODY = 4096
-SPEC: ReceiverSpec = {
-    "driver": "scaleService",
-    "scaleServiceConfig": {
+SPEC = receiver_spec(
+    "scaleService",
+    {
         "projectId": "1a5",
         "serviceId": "1s7",
         "action": "up",
@@ -46,7 +46,7 @@ SPEC: ReceiverSpec = {
         "min": 1,
         "max": 10,
     },
-}
+)
 
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -82,7 +82,7 @@ class Harness:
     clock: FakeClock
     events: list[str]
     active: ActiveReceiver
-    drivers: dict[str, ScaleDriver]
+    drivers: DriverSet
 
     @property
     def token(self) -> str:
@@ -433,17 +433,28 @@ async def test_get_on_the_endpoint_is_405_allowing_post(harness: Harness) -> Non
     assert response.headers["Allow"] == "POST"
 
 
-async def test_an_unexpected_error_is_500_without_details(harness: Harness) -> None:
-    harness.drivers.clear()  # the receiver's driver is gone: a bug on our side, not the client's
+def break_the_store(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug on our side, not the client's: recording a hit raises what no code expects."""
+
+    async def record_hit(_: object) -> None:
+        raise KeyError("scaleService")
+
+    monkeypatch.setattr(harness.store, "record_hit", record_hit)
+
+
+async def test_an_unexpected_error_is_500_without_details(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    break_the_store(harness, monkeypatch)
     response = await harness.hit()
     await assert_error(response, 500, "internal_error")
     assert "KeyError" not in await response.text()
 
 
 async def test_an_unexpected_error_is_logged_with_its_traceback(
-    harness: Harness, caplog: pytest.LogCaptureFixture
+    harness: Harness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness.drivers.clear()
+    break_the_store(harness, monkeypatch)
     await harness.hit()
     [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert record.exc_info is not None and record.exc_info[0] is KeyError

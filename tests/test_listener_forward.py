@@ -23,7 +23,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext, ScaleDriver
+from controller.drivers.base import DriverContext
+from controller.drivers.contract import DriverSet
 from controller.drivers.forward_post import ForwardPostDriver
 from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
 from controller.metrics import Metrics
@@ -33,6 +34,7 @@ from controller.sandbox import SandboxOptions, make_sandbox_app, parse_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
+from tests.specs import receiver_spec
 from tests.upstream import BIG, upstream_app
 
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
@@ -42,10 +44,9 @@ MAX_BYTES = 1024  # the driver's bound here; /big is larger
 
 
 def spec(service: str = "web", path: str = "/hooks") -> ReceiverSpec:
-    return {
-        "driver": "forwardPost",
-        "forwardPostConfig": {"projectId": "1a5", "serviceName": service, "port": 8080, "path": path},
-    }
+    return receiver_spec(
+        "forwardPost", {"projectId": "1a5", "serviceName": service, "port": 8080, "path": path}
+    )
 
 
 @dataclasses.dataclass
@@ -55,7 +56,7 @@ class Harness:
     store: SqliteStore
     keyring: KeyRing
     metrics: Metrics
-    drivers: dict[str, ScaleDriver]
+    drivers: DriverSet
 
     def add(self, name: str, receiver_spec: ReceiverSpec, **changes: Any) -> str:
         """Register a forwardPost receiver; returns its token."""
@@ -89,8 +90,7 @@ async def make_harness(
     tmp_path: Path, aiohttp_client: AiohttpClient, cattle_url: str | None
 ) -> AsyncIterator[Harness]:
     keyring = KeyRing.load_or_create(tmp_path / "keys")
-    drivers = dict(load_drivers())
-    drivers["forwardPost"] = ForwardPostDriver(timeout=TIMEOUT, max_bytes=MAX_BYTES)
+    drivers = load_drivers().replacing(ForwardPostDriver(timeout=TIMEOUT, max_bytes=MAX_BYTES))
     registry = ReceiverRegistry()
     registry.loaded = True
     store = SqliteStore(tmp_path / "state.db")

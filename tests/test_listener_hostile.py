@@ -38,7 +38,6 @@ from controller.listener.server import (
 )
 from controller.listener.signature import SignatureExpired, verify_standard_webhooks
 from controller.settings import Settings
-from tests.processes import eventually
 from tests.test_listener import (
     MAX_BODY,
     FakeClock,
@@ -55,6 +54,7 @@ from tests.test_listener_signature import (
     error_code,
 )
 from tests.test_listener_signature import signed as signed  # a fixture
+from tests.toolbox import until
 
 SERVER_LOG = "controller.listener.server"
 
@@ -321,7 +321,7 @@ async def test_over_the_cap_a_new_connection_is_closed_at_once_and_open_ones_sti
     for _, writer in streams:
         writer.write(head[:20])  # busy: a head in progress is never evicted
     guard = served.runner.guard
-    await eventually(lambda: (guard.open, guard.idle) == (2, 0), within=3, what="2 busy connections")
+    await until(lambda: (guard.open, guard.idle) == (2, 0), within=3, what="2 busy connections")
     assert await exchange(served.port, head, within=1.0) == b""
     reader, writer = streams[0]
     writer.write(head[20:])
@@ -334,7 +334,7 @@ async def test_at_the_cap_a_new_connection_takes_the_place_of_the_longest_idle_o
     served = await serve(max_connections=2, keepalive_timeout=30)
     idle = [await asyncio.open_connection("127.0.0.1", served.port) for _ in range(2)]
     guard = served.runner.guard
-    await eventually(lambda: (guard.open, guard.idle) == (2, 2), within=3, what="2 idle connections")
+    await until(lambda: (guard.open, guard.idle) == (2, 2), within=3, what="2 idle connections")
     raw = await exchange(served.port, served.request())
     assert (status_of(raw), json_of(raw)["outcome"]) == (200, "accepted")
     assert await asyncio.wait_for(idle[0][0].read(), 3) == b""  # the first one made room

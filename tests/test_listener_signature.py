@@ -19,8 +19,9 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from controller.bodies import ReceiverSpec, ScaleServiceConfig, SignatureSpec
+from controller.bodies import SignatureSpec
 from controller.drivers import load_drivers
+from controller.drivers.scale_service import ScaleServiceConfig
 from controller.kube.client import SECRETS, KubeClient
 from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
 from controller.listener.signature import SignatureSecrets
@@ -31,6 +32,7 @@ from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
 from tests.kubeemu import KubeEmulator
+from tests.specs import receiver_spec
 
 NOW = 1_800_000_000
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -96,7 +98,7 @@ async def build(
 ) -> Signed:
     keyring = KeyRing.load_or_create(tmp_path / "keys")
     drivers = load_drivers()
-    spec: ReceiverSpec = {"driver": "scaleService", "scaleServiceConfig": CONFIG, "signature": signature}
+    spec = receiver_spec("scaleService", CONFIG, signature=signature)
     receiver = Receiver(
         namespace="default",
         name="signed",

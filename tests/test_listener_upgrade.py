@@ -1,4 +1,4 @@
-"""The listener's body hook (``controller.intents.BodyReader``), with serviceUpgrade: the body, not the
+"""The listener's body hook (``BodyReader``), with serviceUpgrade: the body, not the
 spec, decides whether a hit acts and what its intent is. Built on test_listener_forward's harness."""
 
 from __future__ import annotations
@@ -10,22 +10,22 @@ from typing import Any
 
 import pytest
 
-from controller.bodies import ReceiverSpec
 from controller.model import ActiveReceiver, Receiver
 from controller.tokens import mint_token
+from tests.specs import receiver_spec
 from tests.test_listener_forward import AiohttpClient, Harness, make_harness
 
 FIXTURES = Path(__file__).parent / "fixtures" / "registry"
 TARGET = "serviceUpgrade:1a5/app=web"
-SPEC: ReceiverSpec = {
-    "driver": "serviceUpgrade",
-    "serviceUpgradeConfig": {
+SPEC = receiver_spec(
+    "serviceUpgrade",
+    {
         "projectId": "1a5",
         "serviceSelector": {"app": "web"},
         "tag": "v1.*",
         "payloadFormat": "dockerhub",
     },
-}
+)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import DriverSet
 from controller.receivers.loader import load_documents, load_paths
 from controller.receivers.schema import ReceiverSchema
 
@@ -152,7 +152,7 @@ def openapi(crd: Document) -> Mapping[str, Any]:
 
 
 @pytest.fixture
-def drivers() -> dict[str, ScaleDriver]:
+def drivers() -> DriverSet:
     return load_drivers()
 
 
@@ -374,11 +374,11 @@ def example_receivers(tmp_path: Path) -> Path:
     return folder
 
 
-def test_scale_workload_driver_is_loaded(drivers: dict[str, ScaleDriver]) -> None:
+def test_scale_workload_driver_is_loaded(drivers: DriverSet) -> None:
     assert {"scaleService", "scaleWorkload"} <= set(drivers)
 
 
-def test_kubernetes_examples_load_without_problems(tmp_path: Path, drivers: dict[str, ScaleDriver]) -> None:
+def test_kubernetes_examples_load_without_problems(tmp_path: Path, drivers: DriverSet) -> None:
     receivers, problems = load_paths([example_receivers(tmp_path)], drivers)
     assert problems == []
     assert sorted((r.key, r.driver) for r in receivers) == [
@@ -389,12 +389,12 @@ def test_kubernetes_examples_load_without_problems(tmp_path: Path, drivers: dict
     ]
 
 
-def test_standalone_examples_load_without_problems(drivers: dict[str, ScaleDriver]) -> None:
+def test_standalone_examples_load_without_problems(drivers: DriverSet) -> None:
     receivers, problems = load_paths([ROOT / "examples" / "receivers"], drivers)
     assert (len(receivers), problems) == (2, [])
 
 
-def test_new_good_test_manifests_load(drivers: dict[str, ScaleDriver]) -> None:
+def test_new_good_test_manifests_load(drivers: DriverSet) -> None:
     good = Path(__file__).resolve().parent / "manifests" / "good"
     loaded = [load_documents(good / name, drivers) for name in ("workload.yaml", "cattle-secret-ref.yaml")]
     assert [[r.key for r in load.receivers] for load in loaded] == [["shop/queue-up"], ["default/staging-up"]]
@@ -445,6 +445,6 @@ def test_every_broken_manifest_has_an_expectation() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(BROKEN_FIELDS))
-def test_broken_manifest_is_refused_naming_the_field(name: str, drivers: dict[str, ScaleDriver]) -> None:
+def test_broken_manifest_is_refused_naming_the_field(name: str, drivers: DriverSet) -> None:
     load = load_documents(BROKEN / name, drivers)
     assert [p.path for p in load.problems] == BROKEN_FIELDS[name]

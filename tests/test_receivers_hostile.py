@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import MAX_PROBLEM_CHARS
 from controller.receivers.loader import FileLoad, load_documents
@@ -29,6 +29,7 @@ from controller.registry import ReceiverRegistry
 from controller.store.sqlite import SqliteStore
 from controller.tokens import TokenRevoked
 from tests.processes import run_cli
+from tests.specs import config_of
 from tests.test_receivers_watcher import Harness, manifest
 
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
@@ -177,7 +178,8 @@ async def test_a_broken_file_at_a_restart_keeps_its_receivers_and_tokens(h: Harn
     watcher, registry = restarted(h)
     await watcher.scan_once()
     assert {a.receiver.name: a.token for a in registry} == tokens
-    assert registry.get("default/web-down").receiver.spec["scaleServiceConfig"]["amount"] == 3  # type: ignore[union-attr]
+    web_down = registry.get("default/web-down")
+    assert web_down is not None and config_of(web_down.receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 
 async def test_an_empty_file_at_a_restart_keeps_its_receivers(h: Harness) -> None:
@@ -198,7 +200,7 @@ async def test_an_invalid_document_at_a_restart_keeps_its_last_good_version(h: H
     watcher, registry = restarted(h)
     await watcher.scan_once()
     [active] = registry
-    assert (active.token, active.receiver.spec["scaleServiceConfig"]["amount"]) == (token, 2)
+    assert (active.token, config_of(active.receiver.spec, "scaleServiceConfig")["amount"]) == (token, 2)
 
 
 async def test_a_missing_folder_at_a_restart_keeps_the_receivers(h: Harness) -> None:
@@ -226,7 +228,7 @@ async def test_a_file_deleted_while_stopped_is_revoked_at_the_restart(h: Harness
 async def test_files_are_parsed_off_the_event_loop(h: Harness) -> None:
     threads: list[int] = []
 
-    def loader(path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema) -> FileLoad:
+    def loader(path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
         threads.append(threading.get_ident())
         return load_documents(path, drivers, schema)
 

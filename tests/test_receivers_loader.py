@@ -7,20 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver, DriverSet
 from controller.model import Problem, RateLimit
+from controller.receivers.crd import receiver_crd
 from controller.receivers.loader import FileLoad, load_documents, load_paths
-from controller.receivers.schema import CRD_PATH, ReceiverSchema, apply_defaults, to_json_schema
+from controller.receivers.schema import ReceiverSchema, apply_defaults, to_json_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = Path(__file__).resolve().parent / "manifests"
 
 
 @pytest.fixture
-def drivers() -> dict[str, ScaleDriver]:
+def drivers() -> DriverSet:
     return load_drivers()
 
 
@@ -29,7 +29,7 @@ def schema() -> ReceiverSchema:
     return ReceiverSchema.load()
 
 
-def load(name: str, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema) -> FileLoad:
+def load(name: str, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
     return load_documents(MANIFESTS / name, drivers, schema)
 
 
@@ -55,7 +55,7 @@ def test_every_crd_property_has_a_description(schema: ReceiverSchema) -> None:
 
 
 def test_crd_names_and_printer_columns() -> None:
-    crd = yaml.safe_load(CRD_PATH.read_text())
+    crd = receiver_crd(load_drivers().values())
     assert crd["metadata"]["name"] == "receivers.webhook-service.dev"
     assert crd["spec"]["names"]["shortNames"] == ["rcv"]
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
@@ -91,22 +91,20 @@ def test_defaults_fill_a_copy_and_leave_the_input_alone(schema: ReceiverSchema) 
 # -- good manifests
 
 
-def test_examples_load_without_problems(drivers: dict[str, ScaleDriver]) -> None:
+def test_examples_load_without_problems(drivers: DriverSet) -> None:
     receivers, problems = load_paths([ROOT / "examples" / "receivers"], drivers)
     assert problems == []
     assert sorted(r.key for r in receivers) == ["default/web-down", "default/web-up"]
 
 
-def test_multi_document_file_skips_empty_documents(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_multi_document_file_skips_empty_documents(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("good/pair.yaml", drivers, schema)
     assert result.problems == []
     assert [r.name for r in result.receivers] == ["web-up", "web-down"]
     assert result.documents == {"default/web-up": 0, "default/web-down": 2}
 
 
-def test_receiver_fields_come_from_the_spec(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_receiver_fields_come_from_the_spec(drivers: DriverSet, schema: ReceiverSchema) -> None:
     up = load("good/pair.yaml", drivers, schema).receivers[0]
     assert up.target.id == "scaleService:1a5/1s7"
     assert up.rate_limit == RateLimit(requests=60, per_seconds=60.0)
@@ -114,9 +112,7 @@ def test_receiver_fields_come_from_the_spec(drivers: dict[str, ScaleDriver], sch
     assert up.source == str(MANIFESTS / "good/pair.yaml")
 
 
-def test_defaults_apply_to_a_minimal_manifest(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_defaults_apply_to_a_minimal_manifest(drivers: DriverSet, schema: ReceiverSchema) -> None:
     receiver = load("good/minimal.yml", drivers, schema).receivers[0]
     assert (receiver.fire_on, receiver.cooldown_seconds, receiver.dedupe_window_seconds) == (
         frozenset({"firing"}),
@@ -128,7 +124,7 @@ def test_defaults_apply_to_a_minimal_manifest(
 
 
 def test_metadata_gives_namespace_uid_and_token_generation(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
+    drivers: DriverSet, schema: ReceiverSchema
 ) -> None:
     receiver = load("good/minimal.yml", drivers, schema).receivers[0]
     assert receiver.key == "shop/api.scale-up"
@@ -139,9 +135,7 @@ def test_metadata_gives_namespace_uid_and_token_generation(
 # -- broken manifests
 
 
-def test_unparseable_yaml_makes_the_file_unreadable(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_unparseable_yaml_makes_the_file_unreadable(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/not-yaml.yaml", drivers, schema)
     assert not result.readable
     assert [str(p) for p in result.problems] == [
@@ -150,15 +144,13 @@ def test_unparseable_yaml_makes_the_file_unreadable(
     ]
 
 
-def test_missing_file_is_unreadable(
-    tmp_path: Path, drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_missing_file_is_unreadable(tmp_path: Path, drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load_documents(tmp_path / "gone.yaml", drivers, schema)
     assert not result.readable
     assert "cannot read the file" in result.problems[0].message
 
 
-def test_a_document_must_be_a_mapping(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_a_document_must_be_a_mapping(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/not-a-mapping.yaml", drivers, schema)
     assert result.readable
     assert [(p.document, p.message) for p in result.problems] == [
@@ -166,27 +158,25 @@ def test_a_document_must_be_a_mapping(drivers: dict[str, ScaleDriver], schema: R
     ]
 
 
-def test_other_kinds_are_problems(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_other_kinds_are_problems(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/wrong-kind.yaml", drivers, schema)
     assert paths_of(result.problems) == ["apiVersion", "kind"]
     assert result.receivers == []
 
 
-def test_names_must_be_dns_1123(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_names_must_be_dns_1123(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/bad-name.yaml", drivers, schema)
     assert paths_of(result.problems) == ["metadata.name", "metadata.namespace"]
 
 
-def test_names_of_invalid_documents_are_still_reported(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_names_of_invalid_documents_are_still_reported(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/schema-errors.yaml", drivers, schema)
     assert result.receivers == []
     assert result.names == {"default/web-up"}
 
 
 def test_each_schema_error_is_one_problem_with_its_field_path(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
+    drivers: DriverSet, schema: ReceiverSchema
 ) -> None:
     result = load("broken/schema-errors.yaml", drivers, schema)
     assert paths_of(result.problems) == [
@@ -200,16 +190,14 @@ def test_each_schema_error_is_one_problem_with_its_field_path(
     ]
 
 
-def test_schema_messages_are_plain(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_schema_messages_are_plain(drivers: DriverSet, schema: ReceiverSchema) -> None:
     problems = {p.path: p.message for p in load("broken/schema-errors.yaml", drivers, schema).problems}
     assert problems["spec.scaleServiceConfig.amount"] == "must be at least 1 (got 0)"
     assert problems["spec.scaleServiceConfig.action"] == "must be one of up, down (got 'sideways')"
     assert problems["spec.scaleServiceConfig.serviceId"] == "required field is missing"
 
 
-def test_problem_text_names_file_document_and_field(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_problem_text_names_file_document_and_field(drivers: DriverSet, schema: ReceiverSchema) -> None:
     problem = load("broken/one-of-two.yaml", drivers, schema).problems[0]
     assert str(problem) == (
         f"{MANIFESTS / 'broken/one-of-two.yaml'}[1]: "
@@ -217,37 +205,33 @@ def test_problem_text_names_file_document_and_field(
     )
 
 
-def test_unknown_fields_are_problems(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_unknown_fields_are_problems(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/unknown-field.yaml", drivers, schema)
     assert [(p.path, p.message) for p in result.problems] == [("spec.suspended", "unknown field")]
 
 
-def test_the_drivers_config_field_is_required(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_the_drivers_config_field_is_required(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/missing-config.yaml", drivers, schema)
     assert [(p.path, p.message) for p in result.problems] == [
         ("spec.scaleServiceConfig", "required when driver is scaleService")
     ]
 
 
-def test_the_driver_checks_meaning(drivers: dict[str, ScaleDriver], schema: ReceiverSchema) -> None:
+def test_the_driver_checks_meaning(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/max-below-min.yaml", drivers, schema)
     assert [(p.path, p.message) for p in result.problems] == [
         ("spec.scaleServiceConfig.max", "max (2) must be >= min (5)")
     ]
 
 
-def test_one_broken_document_does_not_stop_the_others(
-    drivers: dict[str, ScaleDriver], schema: ReceiverSchema
-) -> None:
+def test_one_broken_document_does_not_stop_the_others(drivers: DriverSet, schema: ReceiverSchema) -> None:
     result = load("broken/one-of-two.yaml", drivers, schema)
     assert [r.key for r in result.receivers] == ["default/web-up"]
     assert result.names == {"default/web-up", "default/web-down"}
 
 
 def test_a_name_twice_in_one_file_is_a_problem(
-    tmp_path: Path, drivers: dict[str, ScaleDriver], schema: ReceiverSchema
+    tmp_path: Path, drivers: DriverSet, schema: ReceiverSchema
 ) -> None:
     text = (MANIFESTS / "duplicates/a.yaml").read_text()
     (tmp_path / "twice.yaml").write_text(f"{text}---\n{text}")
@@ -259,7 +243,7 @@ def test_a_name_twice_in_one_file_is_a_problem(
 # -- load_paths
 
 
-def test_a_name_declared_in_two_files_keeps_the_first(drivers: dict[str, ScaleDriver]) -> None:
+def test_a_name_declared_in_two_files_keeps_the_first(drivers: DriverSet) -> None:
     receivers, problems = load_paths([MANIFESTS / "duplicates"], drivers)
     assert [r.source for r in receivers] == [str(MANIFESTS / "duplicates/a.yaml")]
     assert [str(p) for p in problems] == [
@@ -268,9 +252,7 @@ def test_a_name_declared_in_two_files_keeps_the_first(drivers: dict[str, ScaleDr
     ]
 
 
-def test_folders_are_read_recursively_and_hidden_entries_skipped(
-    tmp_path: Path, drivers: dict[str, ScaleDriver]
-) -> None:
+def test_folders_are_read_recursively_and_hidden_entries_skipped(tmp_path: Path, drivers: DriverSet) -> None:
     (tmp_path / "team" / "..data").mkdir(parents=True)
     (tmp_path / "team" / "up.yml").write_text((MANIFESTS / "duplicates/a.yaml").read_text())
     (tmp_path / "team" / "..data" / "up.yml").write_text((MANIFESTS / "duplicates/a.yaml").read_text())
@@ -279,7 +261,7 @@ def test_folders_are_read_recursively_and_hidden_entries_skipped(
     assert (len(receivers), problems) == (1, [])
 
 
-def test_a_missing_path_is_a_problem(tmp_path: Path, drivers: dict[str, ScaleDriver]) -> None:
+def test_a_missing_path_is_a_problem(tmp_path: Path, drivers: DriverSet) -> None:
     receivers, problems = load_paths([tmp_path / "nowhere"], drivers)
     assert receivers == []
     assert [str(p) for p in problems] == [f"{tmp_path / 'nowhere'}: no such file or folder"]

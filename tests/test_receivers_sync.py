@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from controller.bodies import ReceiverSpec
 from controller.drivers.scale_service import DRIVER
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver, TokenClaims
@@ -24,6 +23,7 @@ from controller.tokens import (
     check_current,
     token_digest,
 )
+from tests.specs import config_of, receiver_spec
 
 NOW = 1_750_000_000.0
 
@@ -36,9 +36,9 @@ def receiver(
     generation: str = "",
     uid: str | None = None,
 ) -> Receiver:
-    spec: ReceiverSpec = {
-        "driver": "scaleService",
-        "scaleServiceConfig": {
+    spec = receiver_spec(
+        "scaleService",
+        {
             "projectId": "1a5",
             "serviceId": service,
             "action": "up",
@@ -46,7 +46,7 @@ def receiver(
             "min": 1,
             "max": 10,
         },
-    }
+    )
     return Receiver(
         namespace="default",
         name=name,
@@ -174,7 +174,7 @@ async def test_editing_the_amount_keeps_the_token_and_takes_effect(h: Harness) -
     before = h.active().token
     await h.sync.apply([receiver(amount=3)])
     assert h.active().token == before
-    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 3
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 
 async def test_a_new_token_generation_supersedes_the_old_token(h: Harness) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver
 from controller.receivers.loader import FileLoad, load_documents
@@ -26,6 +26,7 @@ from controller.registry import ReceiverRegistry
 from controller.store.base import StoreUnavailable
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenRevoked, TokenSuperseded, TokenVerifier, check_current
+from tests.specs import config_of
 
 FILE_TIME = 1_700_000_000  # seconds; every write moves a file's mtime one second past the last one
 NOW = 1_800_000_000.0
@@ -52,7 +53,7 @@ class CountingLoader:
     def __init__(self) -> None:
         self.reads: list[Path] = []
 
-    def __call__(self, path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema) -> FileLoad:
+    def __call__(self, path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
         self.reads.append(path)
         return load_documents(path, drivers, schema)
 
@@ -155,7 +156,7 @@ async def test_editing_the_amount_keeps_the_token_and_takes_effect(h: Harness) -
     h.write("web-up.yaml", manifest(amount=2))
     assert await h.watcher.scan_once()
     assert h.active().token == token
-    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 2
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 2
 
 
 async def test_bumping_the_token_generation_supersedes_the_old_token(h: Harness) -> None:
@@ -196,7 +197,7 @@ async def test_an_invalid_document_keeps_its_last_good_version(h: Harness) -> No
     await h.watcher.scan_once()
     h.write("web-up.yaml", manifest(amount=0))
     await h.watcher.scan_once()
-    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 1
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 1
     assert [p.path for p in await h.store.list_problems()] == ["spec.scaleServiceConfig.amount"]
 
 
@@ -214,8 +215,8 @@ async def test_valid_edits_take_effect_beside_an_invalid_document(h: Harness) ->
     await h.watcher.scan_once()
     h.write("pair.yaml", manifest("web-up", amount=4) + "---\n" + manifest("web-down", amount="many"))
     await h.watcher.scan_once()
-    assert h.active("web-up").receiver.spec["scaleServiceConfig"]["amount"] == 4
-    assert h.active("web-down").receiver.spec["scaleServiceConfig"]["amount"] == 1
+    assert config_of(h.active("web-up").receiver.spec, "scaleServiceConfig")["amount"] == 4
+    assert config_of(h.active("web-down").receiver.spec, "scaleServiceConfig")["amount"] == 1
 
 
 async def test_a_document_removed_from_a_file_removes_its_receiver(h: Harness) -> None:
@@ -266,7 +267,7 @@ async def test_a_rewrite_within_one_timestamp_tick_is_still_seen(h: Harness) -> 
     await h.watcher.scan_once()
     h.write("web-up.yaml", manifest(amount=2), mtime_ns=int(h.now * 10**9))  # same size, mtime and inode
     assert await h.watcher.scan_once()
-    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 2
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 2
     assert h.loader.reads == [path, path]
 
 
@@ -297,7 +298,7 @@ async def test_run_keeps_scanning_after_a_failed_scan(h: Harness, caplog: pytest
     loaded = asyncio.Event()
     calls = 0
 
-    def flaky(path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema) -> FileLoad:
+    def flaky(path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
         nonlocal calls
         calls += 1
         if calls == 1:
@@ -335,7 +336,7 @@ async def test_a_folder_that_vanishes_keeps_its_receivers(h: Harness) -> None:
 
 
 async def test_a_scan_that_fails_half_way_applies_what_it_read_next_time(h: Harness) -> None:
-    def fails_on_b(path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema) -> FileLoad:
+    def fails_on_b(path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
         if path.name == "b.yaml":
             raise RuntimeError("disk hiccup")
         return load_documents(path, drivers, schema)
@@ -349,4 +350,4 @@ async def test_a_scan_that_fails_half_way_applies_what_it_read_next_time(h: Harn
         await watcher.scan_once()  # a.yaml was read again before b.yaml failed
     b.unlink()
     assert await watcher.scan_once()
-    assert h.active().receiver.spec["scaleServiceConfig"]["amount"] == 2
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 2

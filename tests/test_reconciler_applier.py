@@ -1,4 +1,4 @@
-"""The reconciler's hook for drivers that apply intents themselves (``controller.intents.IntentApplier``),
+"""The reconciler's hook for drivers that apply intents themselves (``IntentApplier``),
 with a fake applier and the real SQLite store: intents stay pending until the driver is done."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from controller.backoff import Backoff
 from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import DriverSet
 from controller.drivers.service_upgrade import ServiceUpgradeDriver
 from controller.metrics import Metrics
 from controller.model import Target
@@ -51,7 +52,7 @@ async def no_sleep(_: float) -> None:
 def reconciler(store: SqliteStore, applier: FakeApplier) -> Reconciler:
     return Reconciler(
         store=store,
-        drivers={"serviceUpgrade": applier},
+        drivers=DriverSet([applier]),
         ctx=DriverContext(cattle=None),
         metrics=Metrics(),
         backoff=Backoff(base=0.01, cap=0.1),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.bodies import ReceiverSpec, SignatureSpec
+from controller.bodies import SignatureSpec
 from controller.drivers import load_drivers
 from controller.listener.signature import (
     SignatureError,
@@ -23,6 +23,7 @@ from controller.listener.signature import (
     verify_standard_webhooks,
 )
 from controller.model import Receiver
+from tests.specs import receiver_spec
 
 NOW = 1_800_000_000
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -189,9 +190,9 @@ def test_a_malformed_github_signature_is_invalid(header: str) -> None:
 
 
 def receiver_with(signature: SignatureSpec) -> Receiver:
-    spec: ReceiverSpec = {
-        "driver": "scaleService",
-        "scaleServiceConfig": {
+    spec = receiver_spec(
+        "scaleService",
+        {
             "projectId": "1a5",
             "serviceId": "1s7",
             "action": "up",
@@ -199,8 +200,8 @@ def receiver_with(signature: SignatureSpec) -> Receiver:
             "min": 1,
             "max": 10,
         },
-        "signature": signature,
-    }
+        signature=signature,
+    )
     driver = load_drivers()["scaleService"]
     return Receiver(
         namespace="default",

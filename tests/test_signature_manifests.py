@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from controller.drivers import load_drivers
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import DriverSet
 from controller.receivers.loader import FileLoad, check_object, load_documents
 from controller.receivers.schema import ReceiverSchema
 
@@ -17,7 +17,7 @@ CONFIG = {"projectId": "1a5", "serviceId": "1s7", "action": "up", "amount": 1, "
 
 
 @pytest.fixture
-def drivers() -> dict[str, ScaleDriver]:
+def drivers() -> DriverSet:
     return load_drivers()
 
 
@@ -30,29 +30,25 @@ def manifest(signature: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def load(tmp_path: Path, drivers: dict[str, ScaleDriver], signature: dict[str, Any]) -> FileLoad:
+def load(tmp_path: Path, drivers: DriverSet, signature: dict[str, Any]) -> FileLoad:
     path = tmp_path / "receiver.yaml"
     path.write_text(yaml.safe_dump(manifest(signature)))
     return load_documents(path, drivers, ReceiverSchema.load())
 
 
-def test_a_signature_with_a_secret_file_reaches_the_receiver(
-    tmp_path: Path, drivers: dict[str, ScaleDriver]
-) -> None:
+def test_a_signature_with_a_secret_file_reaches_the_receiver(tmp_path: Path, drivers: DriverSet) -> None:
     signature = {"scheme": "standard-webhooks", "secretFile": "/etc/webhook/secret"}
     result = load(tmp_path, drivers, signature)
     assert result.problems == []
     assert result.receivers[0].signature == signature
 
 
-def test_a_secret_ref_is_valid_for_the_standalone_loader_too(
-    tmp_path: Path, drivers: dict[str, ScaleDriver]
-) -> None:
+def test_a_secret_ref_is_valid_for_the_standalone_loader_too(tmp_path: Path, drivers: DriverSet) -> None:
     result = load(tmp_path, drivers, {"scheme": "github", "secretRef": {"name": "gh-hook"}})
     assert result.problems == []
 
 
-def test_a_receiver_without_signature_has_none(tmp_path: Path, drivers: dict[str, ScaleDriver]) -> None:
+def test_a_receiver_without_signature_has_none(tmp_path: Path, drivers: DriverSet) -> None:
     path = tmp_path / "receiver.yaml"
     document = manifest({})
     del document["spec"]["signature"]
@@ -61,7 +57,7 @@ def test_a_receiver_without_signature_has_none(tmp_path: Path, drivers: dict[str
 
 
 def test_both_secret_ref_and_secret_file_is_a_problem_at_spec_signature(
-    tmp_path: Path, drivers: dict[str, ScaleDriver]
+    tmp_path: Path, drivers: DriverSet
 ) -> None:
     signature = {"scheme": "github", "secretRef": {"name": "gh-hook"}, "secretFile": "/etc/secret"}
     result = load(tmp_path, drivers, signature)
@@ -72,18 +68,18 @@ def test_both_secret_ref_and_secret_file_is_a_problem_at_spec_signature(
 
 
 def test_neither_secret_ref_nor_secret_file_is_a_problem_at_spec_signature(
-    tmp_path: Path, drivers: dict[str, ScaleDriver]
+    tmp_path: Path, drivers: DriverSet
 ) -> None:
     result = load(tmp_path, drivers, {"scheme": "github"})
     assert [p.path for p in result.problems] == ["spec.signature"]
 
 
-def test_an_unknown_scheme_is_a_schema_problem(tmp_path: Path, drivers: dict[str, ScaleDriver]) -> None:
+def test_an_unknown_scheme_is_a_schema_problem(tmp_path: Path, drivers: DriverSet) -> None:
     result = load(tmp_path, drivers, {"scheme": "hmac-md5", "secretFile": "/etc/secret"})
     assert [p.path for p in result.problems] == ["spec.signature.scheme"]
 
 
-def test_the_operator_applies_the_same_rule(drivers: dict[str, ScaleDriver]) -> None:
+def test_the_operator_applies_the_same_rule(drivers: DriverSet) -> None:
     receiver, problems = check_object(manifest({"scheme": "github"}), drivers, ReceiverSchema.load())
     assert receiver is None
     assert [p.path for p in problems] == ["spec.signature"]

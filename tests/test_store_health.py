@@ -23,8 +23,8 @@ import pytest
 
 from controller.store.base import HitResult, StoreUnavailable
 from controller.store.sqlite import SqliteStore
-from tests.processes import eventually
 from tests.test_store_sqlite import T0, hit
+from tests.toolbox import until
 
 STORE_LOGGER = "controller.store.sqlite"
 NO_PROBE = 3600.0  # a probe interval no test waits for
@@ -204,7 +204,7 @@ async def test_the_write_probe_recovers_a_full_store_without_any_hit(db_path: Pa
         await asyncio.sleep(0.1)  # a few probes, each needing a page that is not there
         assert store.unavailable_reason() == "cannot write: database or disk is full"
         await room(store)
-        await eventually(lambda: store.unavailable_reason() is None, within=5, what="recovery")
+        await until(lambda: store.unavailable_reason() is None, within=5, what="recovery")
         assert await store.get_meta("write_probe") is None  # the probe leaves nothing behind
     finally:
         await store.close()

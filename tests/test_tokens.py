@@ -14,7 +14,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
 from controller.model import ActiveReceiver, Receiver
 from controller.receivers.loader import load_documents
@@ -32,6 +31,7 @@ from controller.tokens import (
     restore_token,
     token_digest,
 )
+from tests.specs import receiver_spec
 from tests.test_driver_manifests import VALID, write
 
 NOW = 1_800_000_000.0
@@ -40,9 +40,9 @@ FIXED_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 
 def make_receiver(service_id: str = "1s7") -> Receiver:
-    spec: ReceiverSpec = {
-        "driver": "scaleService",
-        "scaleServiceConfig": {
+    spec = receiver_spec(
+        "scaleService",
+        {
             "projectId": "1a5",
             "serviceId": service_id,
             "action": "up",
@@ -50,7 +50,7 @@ def make_receiver(service_id: str = "1s7") -> Receiver:
             "min": 1,
             "max": 10,
         },
-    }
+    )
     driver = load_drivers()["scaleService"]
     return Receiver(
         namespace="default",

@@ -1,20 +1,25 @@
-"""Drivers, one module each. ``load_drivers`` imports every module of this package (but ``base``)
-and collects its module-level ``DRIVER``: a new driver joins by adding one module, nothing else."""
+"""Drivers, one module each. ``load_drivers`` imports every module of this package but the contract's
+own (``SUPPORT`` and ``_``-prefixed helpers) and collects its module-level ``DRIVER``: a new driver
+joins by adding one module — its config's schema reaches the CRD through ``webhook-service crd``."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver, DriverContractError, DriverSet
+
+SUPPORT = frozenset({"base", "contract"})
 
 
-def load_drivers() -> dict[str, ScaleDriver]:
-    drivers: dict[str, ScaleDriver] = {}
+def load_drivers() -> DriverSet:
+    drivers: list[Driver] = []
     for info in pkgutil.iter_modules(__path__):
-        if info.name == "base" or info.name.startswith("_"):
+        if info.name in SUPPORT or info.name.startswith("_"):
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
-        driver: ScaleDriver = module.DRIVER
-        drivers[driver.name] = driver
-    return drivers
+        driver = getattr(module, "DRIVER", None)
+        if driver is None:
+            raise DriverContractError(f"driver module {module.__name__} has no DRIVER")
+        drivers.append(driver)
+    return DriverSet(drivers)

@@ -9,11 +9,22 @@ and values, so the key splits back exactly and two receivers with the same selec
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote, unquote
 
 from controller.bodies import ReceiverSpec
 from controller.drivers.base import CATTLE_SECRET_CLAIM, TargetRefused
 from controller.model import Target
+
+
+def selector_schema(description: str) -> dict[str, Any]:
+    """The schema of a selector field: at least one label=value pair."""
+    return {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": {"type": "string"},
+        "description": description,
+    }
 
 
 def selector_text(selector: Mapping[str, str]) -> str:

@@ -1,16 +1,12 @@
-"""What a driver is: the one place that knows a kind of target.
+"""What every driver is handed: the context it acts in, and the helpers every driver shares.
 
-The listener, the store and the reconciler are driver-agnostic. A scale driver tells them:
+- ``DriverContext`` - the clients a driver acts through (Cattle, Kubernetes, per-receiver Cattle
+  credentials) and its timing (how long it waits for a target to show a change);
+- ``wait_until`` - the one polling loop of drivers that wait for a target to settle;
+- ``TargetRefused`` - the target can never be acted on as asked; the reconciler fails the intents
+  with its message instead of retrying.
 
-- ``check``  - the spec's meaning beyond the schema (e.g. max >= min), as ``Problem`` s;
-- ``target`` - what the receiver acts on, and what goes into its token; ``target_from_key`` rebuilds
-  it from its key, since pending intents must still be applied after their receiver is removed;
-- ``intent`` - the step one accepted hit asks for (with the bounds in force at that moment);
-- ``observe`` / ``apply`` - read the target's current scale; set it and wait until it shows.
-
-The reconciler folds intents between ``observe`` and ``apply``, so drivers never see concurrency.
-``observe`` and ``apply`` raise ``CattleError`` s (retried by the reconciler when retryable) or
-``TargetRefused`` (the target can never be scaled; the intents fail with its message).
+What a driver *is* and what it can do is ``controller.drivers.contract``.
 """
 
 from __future__ import annotations
@@ -19,12 +15,11 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.kube.client import KubeClient
-from controller.model import Problem, Receiver, ScaleIntent, Target
+from controller.model import Receiver, Target
 
 
 class TargetRefused(Exception):
@@ -32,6 +27,15 @@ class TargetRefused(Exception):
 
 
 CATTLE_SECRET_CLAIM = "cattleSecretRef"  # in a target's claims: "namespace/name" of its credentials Secret
+
+
+def project_id_schema(holds: str) -> dict[str, Any]:
+    """The schema of a Cattle driver's ``projectId``; ``holds`` is what the project holds for it."""
+    return {
+        "type": "string",
+        "pattern": "^1a[0-9]+$",
+        "description": f"The Cattle project (environment) id that holds {holds}, like 1a5.",
+    }
 
 
 class CattleClients(Protocol):
@@ -88,24 +92,3 @@ async def wait_until(
         wait = min(wait * 2, ctx.poll_max)
         value = await read()
     return value
-
-
-class ScaleDriver(Protocol):
-    name: str  # the value of spec.driver, e.g. "scaleService"
-    config_field: str  # the spec field holding its config, e.g. "scaleServiceConfig"
-
-    def check(self, spec: ReceiverSpec) -> list[Problem]: ...
-
-    def target(self, spec: ReceiverSpec, namespace: str) -> Target:
-        """The receiver's target; ``namespace`` is the receiver's (workloads live next to it)."""
-        ...
-
-    def target_from_key(self, key: str) -> Target:
-        """Rebuild a target from ``Target.key``: intents outlive the receiver that accepted them."""
-        ...
-
-    def intent(self, spec: ReceiverSpec) -> ScaleIntent: ...
-
-    async def observe(self, target: Target, ctx: DriverContext) -> int: ...
-
-    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int: ...

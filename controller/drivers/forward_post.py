@@ -1,10 +1,9 @@
 """``forwardPost``: pass a hit's body through to a Cattle service, via Cattle's proxy, synchronously.
 
-It is the one driver that is not an intent: the listener sees that it is a ``Forwarder``
-(``controller.forwarding``) and answers each hit with the upstream's status and body, recording
-nothing. It still implements the scale driver's methods, so the loader, the registry and tokens
-treat it like any receiver (``check``, ``target``); ``intent`` / ``observe`` / ``apply`` refuse,
-since no intent of it is ever recorded.
+It is the one driver that is not an intent: it is a ``Forwarder`` (``controller.drivers.contract``),
+so the listener answers each hit with the upstream's status and body and records nothing. As every
+driver it has a ``check`` and a ``target``, so the loader, the registry and tokens treat it like any
+receiver.
 
 The upstream is bounded: ``TIMEOUT`` seconds for the whole answer and ``MAX_ANSWER_BYTES`` of body.
 """
@@ -12,36 +11,90 @@ The upstream is bounded: ``TIMEOUT`` seconds for the whole answer and ``MAX_ANSW
 from __future__ import annotations
 
 import logging
+from typing import NotRequired, TypedDict
 
 from controller.bodies import ReceiverSpec
 from controller.cattle.errors import CattleAnswerTooLarge, CattleTimeout, CattleUnavailable
-from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused
-from controller.forwarding import (
+from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused, project_id_schema
+from controller.drivers.contract import (
+    ConfigSchema,
     ForwardAnswer,
     ForwardedHit,
     UpstreamTimeout,
     UpstreamTooLarge,
     UpstreamUnavailable,
+    config_of,
 )
-from controller.model import Problem, Receiver, ScaleIntent, Target
+from controller.model import Problem, Receiver, Target
 
 logger = logging.getLogger(__name__)
 
 TIMEOUT = 10.0  # seconds for the upstream's whole answer
 MAX_ANSWER_BYTES = 1024 * 1024  # the upstream's body, at most
-NOT_AN_INTENT = "forwardPost is not an intent: its hits are forwarded synchronously, never recorded"
+CONFIG_FIELD = "forwardPostConfig"
+
+
+class ForwardPostConfig(TypedDict):
+    projectId: str
+    serviceName: str
+    port: int
+    path: NotRequired[str]  # default "/"
+
+
+CONFIG_SCHEMA: ConfigSchema = {
+    "type": "object",
+    "description": (
+        "Settings of the forwardPost driver (required when driver is forwardPost): each hit's body, "
+        "Content-Type and query (without the token parameters) are POSTed to this service through "
+        "Cattle's proxy, and the hit is answered with the upstream's status and body. Nothing is "
+        f"recorded or retried; the upstream has {TIMEOUT:g} seconds and {MAX_ANSWER_BYTES // 2**20} MiB."
+    ),
+    "required": ["projectId", "serviceName", "port"],
+    "properties": {
+        "projectId": project_id_schema("the service"),
+        "serviceName": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 253,
+            "pattern": "^[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?$",
+            "description": "The name of the Cattle service to forward to, like web.",
+        },
+        "port": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "The service's port that receives the forwarded hit.",
+        },
+        "path": {
+            "type": "string",
+            "default": "/",
+            "description": 'The path to POST to on the service; starts with "/". Default "/".',
+        },
+    },
+}
+
+
+def forward_config(spec: ReceiverSpec) -> ForwardPostConfig:
+    config: ForwardPostConfig = config_of(spec, CONFIG_FIELD)
+    return config
 
 
 class ForwardPostDriver:
     name = "forwardPost"
-    config_field = "forwardPostConfig"
+    config_field = CONFIG_FIELD
+    config_schema = CONFIG_SCHEMA
+    summary = (
+        "forwardPost is not an action but a synchronous pass-through: each hit's body is posted to a "
+        "Cattle service through Cattle's proxy and its answer is the hit's answer; its settings go in "
+        "forwardPostConfig."
+    )
 
     def __init__(self, *, timeout: float = TIMEOUT, max_bytes: int = MAX_ANSWER_BYTES) -> None:
         self.timeout = timeout
         self.max_bytes = max_bytes
 
     def check(self, spec: ReceiverSpec) -> list[Problem]:
-        config = spec["forwardPostConfig"]
+        config = forward_config(spec)
         problems = []
         if not 1 <= config["port"] <= 65535:
             problems.append(
@@ -56,8 +109,11 @@ class ForwardPostDriver:
             )
         return problems
 
+    def action(self, spec: ReceiverSpec) -> str:
+        return "forward each hit (synchronous pass-through)"
+
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
-        config = spec["forwardPostConfig"]
+        config = forward_config(spec)
         ref = spec.get("cattleSecretRef")
         secret = f"{namespace}/{ref['name']}" if ref else None
         return self._target(config["projectId"], config["serviceName"], config["port"], secret)
@@ -79,17 +135,8 @@ class ForwardPostDriver:
             claims=claims,
         )
 
-    def intent(self, spec: ReceiverSpec) -> ScaleIntent:
-        raise TargetRefused(NOT_AN_INTENT)
-
-    async def observe(self, target: Target, ctx: DriverContext) -> int:
-        raise TargetRefused(NOT_AN_INTENT)
-
-    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
-        raise TargetRefused(NOT_AN_INTENT)
-
     async def forward(self, receiver: Receiver, hit: ForwardedHit, ctx: DriverContext) -> ForwardAnswer:
-        config = receiver.spec["forwardPostConfig"]
+        config = forward_config(receiver.spec)
         try:
             cattle = await ctx.cattle_for(receiver.target)
             status, body, content_type = await cattle.proxy_post(

@@ -37,18 +37,28 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Literal, NotRequired, cast
 
-from controller.bodies import CattleHost, ReceiverSpec, ScaleHostConfig
+from controller.bodies import CattleHost, ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers._selector import (
     parse_selector,
     secret_of,
+    selector_schema,
     selector_target,
     selector_target_from_key,
     selector_text,
 )
-from controller.drivers.base import DriverContext, TargetRefused, wait_until
+from controller.drivers._step import (
+    STEP_FIELDS,
+    StepConfig,
+    check_bounds,
+    step_action,
+    step_intent,
+    step_properties,
+)
+from controller.drivers.base import DriverContext, TargetRefused, project_id_schema, wait_until
+from controller.drivers.contract import ConfigSchema, config_of
 from controller.model import Problem, Receiver, ScaleIntent, Target
 
 HEALTHY = "active"
@@ -60,25 +70,71 @@ CLONED_FIELDS = (
     "engineRegistryMirror", "engineStorageDriver",
 )  # fmt: skip
 NUMBERED = re.compile(r"^(.*?)(\d+)$")
+CONFIG_FIELD = "scaleHostConfig"
+
+
+class ScaleHostConfig(StepConfig):
+    projectId: str
+    hostSelector: dict[str, str]
+    deleteOption: NotRequired[Literal["mostRecent", "leastRecent"]]
+
+
+CONFIG_SCHEMA: ConfigSchema = {
+    "type": "object",
+    "description": (
+        "Settings of the scaleHost driver (required when driver is scaleHost): grows or shrinks a group "
+        "of Cattle hosts. The group is the active hosts of the project whose labels match every pair of "
+        "hostSelector; its size is the scale."
+    ),
+    "required": ["projectId", "hostSelector", *STEP_FIELDS],
+    "properties": {
+        "projectId": project_id_schema("the hosts"),
+        "hostSelector": selector_schema(
+            "Host labels that pick the group; a host belongs to it when it carries every one of these "
+            "label=value pairs."
+        ),
+        **step_properties(
+            action="up clones a machine-driver host of the group into new hosts; down removes hosts "
+            "(evacuate, then delete).",
+            amount="How many hosts one accepted hit adds or removes (never more).",
+            below="The group is never taken below this many hosts.",
+            above="The group is never taken above this many hosts.",
+        ),
+        "deleteOption": {
+            "type": "string",
+            "enum": ["mostRecent", "leastRecent"],
+            "description": (
+                "For action down only: which hosts go first after the unhealthy ones (inactive, "
+                "disconnected, reconnecting): the most or the least recently created. Default mostRecent."
+            ),
+        },
+    },
+}
+
+
+def host_config(spec: ReceiverSpec) -> ScaleHostConfig:
+    config: ScaleHostConfig = config_of(spec, CONFIG_FIELD)
+    return config
 
 
 class ScaleHostDriver:
     name = "scaleHost"
-    config_field = "scaleHostConfig"
+    config_field = CONFIG_FIELD
+    config_schema = CONFIG_SCHEMA
+    summary = "scaleHost grows or shrinks a group of Cattle hosts; its settings go in scaleHostConfig."
 
     def check(self, spec: ReceiverSpec) -> list[Problem]:
-        config = spec["scaleHostConfig"]
-        problems = []
-        if config["max"] < config["min"]:
-            problems.append(
-                Problem("spec.scaleHostConfig.max", f"max ({config['max']}) must be >= min ({config['min']})")
-            )
+        config = host_config(spec)
+        problems = check_bounds(config, self.config_field)
         if "deleteOption" in config and config["action"] == "up":
             problems.append(Problem("spec.scaleHostConfig.deleteOption", "only for action down"))
         return problems
 
+    def action(self, spec: ReceiverSpec) -> str:
+        return step_action(host_config(spec))
+
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
-        config = spec["scaleHostConfig"]
+        config = host_config(spec)
         selector = selector_text(config["hostSelector"])
         return selector_target(
             self.name, "hostSelector", config["projectId"], selector, secret_of(spec, namespace)
@@ -88,10 +144,7 @@ class ScaleHostDriver:
         return selector_target_from_key(self.name, "hostSelector", key)
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
-        config: ScaleHostConfig = spec["scaleHostConfig"]
-        return ScaleIntent(
-            action=config["action"], amount=config["amount"], min=config["min"], max=config["max"]
-        )
+        return step_intent(host_config(spec))
 
     async def observe(self, target: Target, ctx: DriverContext) -> int:
         cattle = await ctx.cattle_for(target)
@@ -184,7 +237,7 @@ def arriving(host: CattleHost, selector: Mapping[str, str]) -> bool:
 def delete_option(receivers: Sequence[Receiver]) -> str:
     """The deleteOption of the target's down receivers; the first by name wins if they disagree."""
     for receiver in sorted(receivers, key=lambda r: r.key):
-        config = receiver.spec.get("scaleHostConfig")
+        config: ScaleHostConfig | None = cast(Mapping[str, Any], receiver.spec).get(CONFIG_FIELD)
         if config is not None and config["action"] == "down":
             return config.get("deleteOption", "mostRecent")
     return "mostRecent"

@@ -9,7 +9,22 @@ the reconciler fails the intents instead of retrying forever.
 from __future__ import annotations
 
 from controller.bodies import CattleService, ReceiverSpec
-from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused, wait_until
+from controller.drivers._step import (
+    STEP_FIELDS,
+    StepConfig,
+    check_bounds,
+    step_action,
+    step_intent,
+    step_properties,
+)
+from controller.drivers.base import (
+    CATTLE_SECRET_CLAIM,
+    DriverContext,
+    TargetRefused,
+    project_id_schema,
+    wait_until,
+)
+from controller.drivers.contract import ConfigSchema, config_of
 from controller.model import Problem, ScaleIntent, Target
 
 SCALABLE_KINDS = frozenset({"service", "loadBalancerService"})
@@ -17,22 +32,50 @@ GLOBAL_LABEL = "io.rancher.scheduler.global"
 NONE_IMAGE = "docker:rancher/none"
 
 
+class ScaleServiceConfig(StepConfig):
+    projectId: str
+    serviceId: str
+
+
+CONFIG_SCHEMA: ConfigSchema = {
+    "type": "object",
+    "description": "Settings of the scaleService driver. Required when driver is scaleService.",
+    "required": ["projectId", "serviceId", *STEP_FIELDS],
+    "properties": {
+        "projectId": project_id_schema("the service"),
+        "serviceId": {
+            "type": "string",
+            "pattern": "^1s[0-9]+$",
+            "description": "The Cattle service id to scale, like 1s7.",
+        },
+        **step_properties(
+            action="Whether one hit scales the service up or down.",
+            amount="How many containers one accepted hit adds or removes.",
+            below="The scale is never taken below this many containers.",
+            above="The scale is never taken above this many containers.",
+        ),
+    },
+}
+
+
 class ScaleServiceDriver:
     name = "scaleService"
     config_field = "scaleServiceConfig"
+    config_schema = CONFIG_SCHEMA
+    summary = "scaleService scales a Cattle (Rancher 1.x) service; its settings go in scaleServiceConfig."
+
+    def config(self, spec: ReceiverSpec) -> ScaleServiceConfig:
+        config: ScaleServiceConfig = config_of(spec, self.config_field)
+        return config
 
     def check(self, spec: ReceiverSpec) -> list[Problem]:
-        config = spec["scaleServiceConfig"]
-        if config["max"] < config["min"]:
-            return [
-                Problem(
-                    "spec.scaleServiceConfig.max", f"max ({config['max']}) must be >= min ({config['min']})"
-                )
-            ]
-        return []
+        return check_bounds(self.config(spec), self.config_field)
+
+    def action(self, spec: ReceiverSpec) -> str:
+        return step_action(self.config(spec))
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
-        config = spec["scaleServiceConfig"]
+        config = self.config(spec)
         ref = spec.get("cattleSecretRef")
         return self._target(
             config["projectId"], config["serviceId"], f"{namespace}/{ref['name']}" if ref else None
@@ -56,10 +99,7 @@ class ScaleServiceDriver:
         )
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
-        config = spec["scaleServiceConfig"]
-        return ScaleIntent(
-            action=config["action"], amount=config["amount"], min=config["min"], max=config["max"]
-        )
+        return step_intent(self.config(spec))
 
     async def observe(self, target: Target, ctx: DriverContext) -> int:
         cattle = await ctx.cattle_for(target)

@@ -10,8 +10,8 @@ Design points:
 - A HorizontalPodAutoscaler targeting the workload is a refusal (``TargetRefused``), checked before
   every read and every write. The HPA rewrites ``spec.replicas`` on its own schedule, so a receiver
   and an HPA would fight over it and the folded desired scale would mean nothing; retrying can't fix
-  that, only a person removing one of the two can. ``hpa_conflict`` is public so the operator can show
-  the same message in the Receiver's Ready condition before any hit arrives.
+  that, only a person removing one of the two can. The driver is a ``TargetGate``, so the operator
+  shows the same message in the Receiver's Ready condition before any hit arrives.
 - ``apply`` returns as soon as the API server has recorded the new ``spec.replicas``; it does not wait
   for pods to become ready. Readiness may never come for reasons that are not ours (quota, image
   pulls, unschedulable pods), and the recorded desired count is exactly what this service owns: the
@@ -23,10 +23,19 @@ Design points:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, TypedDict, cast
+from typing import Literal, TypedDict, cast
 
 from controller.bodies import ObjectMeta, ReceiverSpec
+from controller.drivers._step import (
+    STEP_FIELDS,
+    StepConfig,
+    check_bounds,
+    step_action,
+    step_intent,
+    step_properties,
+)
 from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.contract import ConfigSchema, GateRefusal, config_of
 from controller.kube.client import DEPLOYMENTS, HPAS, STATEFULSETS, KubeClient, Ref
 from controller.kube.errors import KubeNotFound
 from controller.model import Problem, ScaleIntent, Target
@@ -35,15 +44,44 @@ WorkloadKind = Literal["Deployment", "StatefulSet"]
 
 WORKLOADS: Mapping[str, Ref] = {"Deployment": DEPLOYMENTS, "StatefulSet": STATEFULSETS}
 WORKLOAD_GROUP = "apps"
+HPA_REASON = "HorizontalPodAutoscalerConflict"
+DRIVER_CONFIG_FIELD = "scaleWorkloadConfig"
+DNS1123_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
-class ScaleWorkloadConfig(TypedDict):
+class ScaleWorkloadConfig(StepConfig):
     kind: WorkloadKind
     name: str
-    action: Literal["up", "down"]
-    amount: int
-    min: int
-    max: int
+
+
+CONFIG_SCHEMA: ConfigSchema = {
+    "type": "object",
+    "description": (
+        "Settings of the scaleWorkload driver. Required when driver is scaleWorkload. It scales a "
+        "workload in the receiver's own namespace through its scale subresource; it is refused while "
+        "a HorizontalPodAutoscaler targets that workload."
+    ),
+    "required": ["kind", "name", *STEP_FIELDS],
+    "properties": {
+        "kind": {
+            "type": "string",
+            "enum": ["Deployment", "StatefulSet"],
+            "description": "The kind of the workload to scale (apps/v1).",
+        },
+        "name": {
+            "type": "string",
+            "maxLength": 253,
+            "pattern": DNS1123_SUBDOMAIN,
+            "description": "The workload's name (a DNS-1123 subdomain), in the receiver's namespace.",
+        },
+        **step_properties(
+            action="Whether one hit scales the workload up or down.",
+            amount="How many replicas one accepted hit adds or removes.",
+            below="The scale is never taken below this many replicas.",
+            above="The scale is never taken above this many replicas.",
+        ),
+    },
+}
 
 
 class ScaleSpec(TypedDict, total=False):
@@ -88,17 +126,18 @@ class HorizontalPodAutoscaler(TypedDict, total=False):
 
 class ScaleWorkloadDriver:
     name = "scaleWorkload"
-    config_field = "scaleWorkloadConfig"
+    config_field = DRIVER_CONFIG_FIELD
+    config_schema = CONFIG_SCHEMA
+    summary = (
+        "scaleWorkload scales a Kubernetes Deployment or StatefulSet in the receiver's own namespace "
+        "(operator mode only); its settings go in scaleWorkloadConfig."
+    )
 
     def check(self, spec: ReceiverSpec) -> list[Problem]:
-        config = workload_config(spec)
-        if config["max"] < config["min"]:
-            return [
-                Problem(
-                    "spec.scaleWorkloadConfig.max", f"max ({config['max']}) must be >= min ({config['min']})"
-                )
-            ]
-        return []
+        return check_bounds(workload_config(spec), self.config_field)
+
+    def action(self, spec: ReceiverSpec) -> str:
+        return step_action(workload_config(spec))
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
         config = workload_config(spec)
@@ -121,10 +160,14 @@ class ScaleWorkloadDriver:
         )
 
     def intent(self, spec: ReceiverSpec) -> ScaleIntent:
-        config = workload_config(spec)
-        return ScaleIntent(
-            action=config["action"], amount=config["amount"], min=config["min"], max=config["max"]
-        )
+        return step_intent(workload_config(spec))
+
+    async def refusal(self, target: Target, ctx: DriverContext) -> GateRefusal | None:
+        if ctx.kube is None:
+            return None  # standalone mode: every hit is refused with why (see _checked)
+        claims = target.claims
+        conflict = await hpa_conflict(ctx.kube, claims["namespace"], claims["kind"], claims["name"])
+        return None if conflict is None else GateRefusal(HPA_REASON, conflict)
 
     async def observe(self, target: Target, ctx: DriverContext) -> int:
         kube, ref = await self._checked(target, ctx)
@@ -191,9 +234,8 @@ def describe(target: Target) -> str:
 
 
 def workload_config(spec: ReceiverSpec) -> ScaleWorkloadConfig:
-    # ReceiverSpec (controller/bodies.py) does not declare scaleWorkloadConfig yet; the schema has
-    # already checked the field's shape when a spec gets here.
-    return cast(ScaleWorkloadConfig, cast(Mapping[str, Any], spec)["scaleWorkloadConfig"])
+    config: ScaleWorkloadConfig = config_of(spec, DRIVER_CONFIG_FIELD)
+    return config
 
 
 DRIVER = ScaleWorkloadDriver()

@@ -1,7 +1,7 @@
 """``serviceUpgrade``: when a registry reports a push, upgrade the Cattle services running that image.
 
 The hit's body says what was pushed (``controller.registry_push``: Docker Hub, Alibaba Cloud, Azure
-ACR or a Docker Registry v2 envelope), so this driver is a ``BodyReader`` (``controller.intents``):
+ACR or a Docker Registry v2 envelope), so this driver is a ``BodyReader`` (``controller.drivers.contract``):
 ``decide`` keeps the pushes whose tag matches ``tag`` (exact, glob or ``regex:``) and asks for the
 last of them; a push of another tag is answered 200 ``ignored`` with the reason. The intent records
 the image and the upgrade strategy in force when the hit was accepted (as scale intents record their
@@ -37,20 +37,21 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
-from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec, ServiceUpgradeConfig
+from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers._selector import (
     parse_selector,
     secret_of,
+    selector_schema,
     selector_target,
     selector_target_from_key,
     selector_text,
 )
-from controller.drivers.base import DriverContext, TargetRefused
-from controller.intents import Decision, MalformedBody
-from controller.model import Problem, ScaleIntent, Target
+from controller.drivers.base import DriverContext, TargetRefused, project_id_schema
+from controller.drivers.contract import ConfigSchema, Decision, MalformedBody, config_of
+from controller.model import Problem, Target
 from controller.registry_push import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
 from controller.store.base import FoldStep, PendingIntent
 
@@ -59,17 +60,95 @@ logger = logging.getLogger(__name__)
 UPGRADE_DEADLINE = 1800.0  # seconds one pass waits for its upgrades before the reconciler retries
 DEFAULT_BATCH_SIZE = 1
 DEFAULT_INTERVAL_MILLIS = 2000
-NOT_A_SCALE = "serviceUpgrade's intents come from the body: it has no scale to observe or set"
 STARTABLE = frozenset({"active", "inactive"})  # at rest, where Cattle accepts ?action=upgrade
 IN_UPGRADE = frozenset({"upgrading", "upgraded", "finishing-upgrade"})
 TRANSIENT = frozenset({"activating", "updating-active", "updating-inactive", "rolling-back", "restarting"})
 POLL_CAP = 5.0  # seconds; upgrades take minutes, so a look every few seconds is enough
-CONFIG = "spec.serviceUpgradeConfig"
+CONFIG_FIELD = "serviceUpgradeConfig"
+CONFIG = f"spec.{CONFIG_FIELD}"
+
+
+class ServiceUpgradeConfig(TypedDict):
+    projectId: str
+    serviceSelector: dict[str, str]  # labels every selected launch config (or sidekick) carries
+    tag: str  # exact, glob, or "regex:<expression>"
+    payloadFormat: Literal["dockerhub", "alicloud", "azure", "registry"]
+    batchSize: NotRequired[int]  # default 1
+    intervalMillis: NotRequired[int]  # default 2000
+    startFirst: NotRequired[bool]  # default false
+
+
+CONFIG_SCHEMA: ConfigSchema = {
+    "type": "object",
+    "description": (
+        "Settings of the serviceUpgrade driver (required when driver is serviceUpgrade): each hit is a "
+        "registry's push webhook; when the pushed tag matches tag, the services of the project selected "
+        "by serviceSelector that run the pushed repository get the pushed image through Cattle's "
+        "in-service upgrade, which is then finished. A push of another tag is answered 200 and ignored. "
+        "A failing upgrade is rolled back."
+    ),
+    "required": ["projectId", "serviceSelector", "tag", "payloadFormat"],
+    "properties": {
+        "projectId": project_id_schema("the services"),
+        "serviceSelector": selector_schema(
+            "Labels that select the services: a service is selected when its launch config, or one of "
+            "its sidekicks', carries every one of these label=value pairs. Of a selected service only the "
+            "launch configs running the pushed repository change."
+        ),
+        "tag": {
+            "type": "string",
+            "minLength": 1,
+            "description": (
+                "The tags that trigger an upgrade: an exact tag (v1.4.2), a glob (v1.*, release-?) or "
+                "regex:<expression>, matched against the whole tag."
+            ),
+        },
+        "payloadFormat": {
+            "type": "string",
+            "enum": list(FORMATS),
+            "description": (
+                "The webhook body's format: dockerhub (Docker Hub), alicloud (Alibaba Cloud Container "
+                "Registry), azure (Azure Container Registry) or registry (Docker Registry v2 "
+                "notifications, an envelope of events)."
+            ),
+        },
+        "batchSize": {
+            "type": "integer",
+            "minimum": 1,
+            "default": DEFAULT_BATCH_SIZE,
+            "description": "How many containers of a service Cattle replaces at a time.",
+        },
+        "intervalMillis": {
+            "type": "integer",
+            "minimum": 100,
+            "default": DEFAULT_INTERVAL_MILLIS,
+            "description": "Milliseconds Cattle waits between two batches.",
+        },
+        "startFirst": {
+            "type": "boolean",
+            "default": False,
+            "description": (
+                "When true, Cattle starts the new containers of a batch before stopping the old ones; "
+                "when false, it stops the old ones first."
+            ),
+        },
+    },
+}
+
+
+def upgrade_config(spec: ReceiverSpec) -> ServiceUpgradeConfig:
+    config: ServiceUpgradeConfig = config_of(spec, CONFIG_FIELD)
+    return config
 
 
 class ServiceUpgradeDriver:
     name = "serviceUpgrade"
-    config_field = "serviceUpgradeConfig"
+    config_field = CONFIG_FIELD
+    config_schema = CONFIG_SCHEMA
+    summary = (
+        "serviceUpgrade reads a container registry's push webhook and upgrades the Cattle services "
+        "running the pushed image (in-service upgrade); its settings go in serviceUpgradeConfig."
+    )
 
     def __init__(
         self,
@@ -87,7 +166,7 @@ class ServiceUpgradeDriver:
     # -- the receiver
 
     def check(self, spec: ReceiverSpec) -> list[Problem]:
-        config = spec["serviceUpgradeConfig"]
+        config = upgrade_config(spec)
         problems = []
         batch = config.get("batchSize", DEFAULT_BATCH_SIZE)
         if batch < 1:
@@ -113,7 +192,7 @@ class ServiceUpgradeDriver:
         return problems
 
     def target(self, spec: ReceiverSpec, namespace: str) -> Target:
-        config = spec["serviceUpgradeConfig"]
+        config = upgrade_config(spec)
         selector = selector_text(config["serviceSelector"])
         return selector_target(
             self.name, "serviceSelector", config["projectId"], selector, secret_of(spec, namespace)
@@ -122,19 +201,13 @@ class ServiceUpgradeDriver:
     def target_from_key(self, key: str) -> Target:
         return selector_target_from_key(self.name, "serviceSelector", key)
 
-    def intent(self, spec: ReceiverSpec) -> ScaleIntent:
-        raise TargetRefused("serviceUpgrade's intents come from the body")
-
-    async def observe(self, target: Target, ctx: DriverContext) -> int:
-        raise TargetRefused(NOT_A_SCALE)
-
-    async def apply(self, target: Target, desired: int, ctx: DriverContext) -> int:
-        raise TargetRefused(NOT_A_SCALE)
+    def action(self, spec: ReceiverSpec) -> str:
+        return "act on what each hit's body says (e.g. upgrade to the pushed image)"
 
     # -- the hit (BodyReader)
 
     def decide(self, spec: ReceiverSpec, body: bytes, content_type: str) -> Decision:
-        config = spec["serviceUpgradeConfig"]
+        config = upgrade_config(spec)
         payload_format = config["payloadFormat"]
         try:
             data = json.loads(body)

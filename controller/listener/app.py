@@ -11,12 +11,13 @@ handler also checks Content-Length first to refuse without reading at all.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from controller.drivers.base import DriverContext, ScaleDriver
+from controller.drivers.base import DriverContext
+from controller.drivers.contract import DriverSet
 from controller.health import Health
 from controller.listener.errors import error_middleware
 from controller.listener.handlers import Handlers
@@ -37,7 +38,7 @@ class ListenerDeps:
     registry: ReceiverRegistry
     verifier: TokenVerifier
     store: IntentStore
-    drivers: Mapping[str, ScaleDriver]
+    drivers: DriverSet
     metrics: Metrics
     wake: Callable[[str], None]  # called with the target id after a hit is recorded as "accepted"
     clock: Callable[[], float] = time.time

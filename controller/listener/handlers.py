@@ -6,11 +6,12 @@ requires one (``spec.signature``: the body is read for it, and the same bytes ar
 whether it is the receiver's current token, the receiver's rate limit, the headers, and only then
 the body. An unsigned hit thus costs nothing but a 401: no rate-limit token, no record.
 
-Pass-through drivers (``controller.forwarding.Forwarder``, e.g. forwardPost) leave right after the
-rate limit: the hit is forwarded and answered with the upstream's answer, and nothing is recorded.
-Body-reading drivers (``controller.intents.BodyReader``, e.g. serviceUpgrade) decide from the body
-whether the hit acts and what its intent is, instead of the Alertmanager parsing and
-``driver.intent``; everything else (suspend, idempotency, cooldown, recording) is the same.
+The driver's capabilities (``controller.drivers.contract``) decide the rest. Pass-through drivers
+(``Forwarder``, e.g. forwardPost) leave right after the rate limit: the hit is forwarded and answered
+with the upstream's answer, and nothing is recorded. Body-reading drivers (``BodyReader``, e.g.
+serviceUpgrade) decide from the body whether the hit acts and what its intent is, instead of the
+Alertmanager parsing and ``Scaler.intent``; everything else (suspend, idempotency, cooldown,
+recording) is the same.
 
 The view never decides a hit's outcome itself beyond what the receiver's spec says (suspended, or
 an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries and cooldown are
@@ -49,9 +50,15 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.bodies import AlertmanagerPayload
-from controller.forwarding import ForwardedHit, Forwarder, ForwardError, forwarded_query
+from controller.drivers.contract import (
+    BodyReader,
+    ForwardedHit,
+    Forwarder,
+    ForwardError,
+    MalformedBody,
+    forwarded_query,
+)
 from controller.health import Health
-from controller.intents import BodyReader, MalformedBody
 from controller.listener import signature
 from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
@@ -84,14 +91,6 @@ class Handlers:
         self.deps = deps
         self.limiter = limiter
         self.health = health
-        # Sorted once: an isinstance check against a runtime-checkable Protocol costs ~15 us, about
-        # a tenth of a hit's whole budget at full load.
-        self._forwarders: dict[str, Forwarder] = {
-            name: d for name, d in deps.drivers.items() if isinstance(d, Forwarder)
-        }
-        self._body_readers: dict[str, BodyReader] = {
-            name: d for name, d in deps.drivers.items() if isinstance(d, BodyReader)
-        }
 
     async def trigger(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -120,15 +119,15 @@ class Handlers:
                 409, "receiver_not_ready", f"Receiver {receiver.key} is not ready: {active.refusal}."
             )
         self._check_rate_limit(receiver)
-        driver = self.deps.drivers[receiver.driver]
-        forwarder = self._forwarders.get(receiver.driver)
+        drivers = self.deps.drivers
+        forwarder = drivers.forwarders.get(receiver.driver)
         if forwarder is not None:
             return await self._forward(forwarder, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
         raw_body = raw if raw is not None else await self._read_body(request)
         intent: dict[str, Any] | None = None
         alertmanager: AlertmanagerPayload | None = None
-        reader = self._body_readers.get(receiver.driver)
+        reader = drivers.readers.get(receiver.driver)
         if reader is not None:
             disposition, reason, intent = _decide(reader, receiver, raw_body, request.content_type)
         else:
@@ -136,7 +135,7 @@ class Handlers:
             alertmanager = body.alertmanager
             disposition, reason = _disposition(receiver, body)
             if disposition == "act":
-                intent = driver.intent(receiver.spec).to_json()
+                intent = drivers.scalers[receiver.driver].intent(receiver.spec).to_json()
         hit = HitRequest(
             receiver=receiver.key,
             receiver_uid=active.uid,

@@ -24,16 +24,14 @@ import base64
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from controller.drivers.base import ScaleDriver
-from controller.drivers.scale_workload import hpa_conflict
-from controller.forwarding import Forwarder
-from controller.intents import BodyReader
+from controller.drivers.base import DriverContext
+from controller.drivers.contract import DriverSet, GateRefusal
 from controller.kube.client import SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.model import Receiver
@@ -51,7 +49,6 @@ logger = logging.getLogger(__name__)
 GROUP, VERSION = "webhook-service.dev", "v1"
 A = "webhook-service.dev/"
 SECRET_SUFFIX = "-trigger"
-HPA_REASON = "HorizontalPodAutoscalerConflict"
 MIRROR_DELAY = 0.25  # seconds a receiver's status lags its ledger, at most, under a burst of hits
 
 
@@ -68,7 +65,7 @@ class OperatorDeps:
     keys: KeyHolder
     registry: ReceiverRegistry
     reconciler: Reconciler
-    drivers: Mapping[str, ScaleDriver]
+    drivers: DriverSet
     schema: ReceiverSchema
     base_url: str
     namespace: str  # the operator's own: ledgers and the keys Secret live there
@@ -148,14 +145,7 @@ class ReceiverHandlers:
 
         jti, kid, minted = await self._ensure_token(obj, receiver)
         refusal = await self._refusal(receiver)
-        driver = self.deps.drivers[receiver.driver]
-        if isinstance(driver, Forwarder):  # a pass-through has no step to show
-            action = "forward each hit (synchronous pass-through)"
-        elif isinstance(driver, BodyReader):  # the step comes from each hit's body
-            action = "act on what each hit's body says (e.g. upgrade to the pushed image)"
-        else:
-            intent = driver.intent(receiver.spec)
-            action = f"{intent.action} {intent.amount} (min {intent.min}, max {intent.max})"
+        action = self.deps.drivers[receiver.driver].action(receiver.spec)
 
         def valid(_: KubeObject, status: dict[str, Any]) -> None:
             status.pop("problems", None)
@@ -177,7 +167,7 @@ class ReceiverHandlers:
                 generation,
             )
             if refusal is not None:
-                set_condition(status, "Ready", "False", HPA_REASON, refusal, generation)
+                set_condition(status, "Ready", "False", refusal.reason, refusal.message, generation)
             else:
                 set_condition(
                     status, "Ready", "True", "Ready", "hits on the trigger URL act on the target", generation
@@ -197,7 +187,7 @@ class ReceiverHandlers:
                 f"trigger URL written to Secret {secret_name(name)} (token {jti})",
             )
         if refusal is not None:
-            await post_event(self.deps.client, obj, "Warning", HPA_REASON, refusal)
+            await post_event(self.deps.client, obj, "Warning", refusal.reason, refusal.message)
 
     async def _ensure_token(self, obj: KubeObject, receiver: Receiver) -> tuple[str, str, bool]:
         """The current token's (jti, kid, whether it was minted now); writes the Secret when needed."""
@@ -270,11 +260,11 @@ class ReceiverHandlers:
             "data": {"url": _b64(url), "token": _b64(token)},
         }
 
-    async def _refusal(self, receiver: Receiver) -> str | None:
-        if receiver.driver != "scaleWorkload":
+    async def _refusal(self, receiver: Receiver) -> GateRefusal | None:
+        gate = self.deps.drivers.gates.get(receiver.driver)
+        if gate is None:
             return None
-        claims = receiver.target.claims
-        return await hpa_conflict(self.deps.client, claims["namespace"], claims["kind"], claims["name"])
+        return await gate.refusal(receiver.target, DriverContext(cattle=None, kube=self.deps.client))
 
     async def deleted(self, body: kopf.Body, **_: Any) -> None:
         meta = body["metadata"]
@@ -294,12 +284,13 @@ class ReceiverHandlers:
         if receiver is None:
             return
         self.deps.reconciler.wake(receiver.target.id)
-        if receiver.driver == "scaleWorkload":
+        if receiver.driver in self.deps.drivers.gates:
             ready = next(
                 (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None
             )
             refused_now = (await self._refusal(receiver)) is not None
-            refused_before = ready is not None and ready.get("reason") == HPA_REASON
+            # A valid receiver's Ready is False only while its target is refused.
+            refused_before = ready is not None and ready.get("status") == "False"
             if refused_now != refused_before:
                 await self.changed(body)
 

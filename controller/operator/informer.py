@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver
 from controller.kube.client import RECEIVERS, KubeClient, KubeObject
 from controller.kube.errors import KubeError
 from controller.model import ActiveReceiver
@@ -30,7 +30,7 @@ REFUSING_REASONS = frozenset({"HorizontalPodAutoscalerConflict"})
 
 
 def active_from_object(
-    obj: Mapping[str, Any], drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
+    obj: Mapping[str, Any], drivers: Mapping[str, Driver], schema: ReceiverSchema
 ) -> ActiveReceiver | None:
     metadata = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -62,7 +62,7 @@ class ReceiverInformer:
         self,
         client: KubeClient,
         registry: ReceiverRegistry,
-        drivers: Mapping[str, ScaleDriver],
+        drivers: Mapping[str, Driver],
         schema: ReceiverSchema,
         *,
         retry_delay: float = 1.0,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from controller.bodies import ReceiverSpec
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver
 from controller.model import (
     API_VERSION,
     DEFAULT_NAMESPACE,
@@ -61,7 +61,7 @@ class FileLoad:
 
 
 def load_documents(
-    path: Path, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema | None = None
+    path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema | None = None
 ) -> FileLoad:
     """Load and check every document of one YAML file. Never raises: whatever goes wrong with the
     file is the file's problem, so one file can never stop the others from loading."""
@@ -73,9 +73,7 @@ def load_documents(
     return load_bytes(path, data, drivers, schema)
 
 
-def load_bytes(
-    path: Path, data: bytes, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
-) -> FileLoad:
+def load_bytes(path: Path, data: bytes, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
     """Check the documents of a file's bytes (already read, within the size bound)."""
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -101,7 +99,7 @@ def _unreadable(path: Path, message: str, digest: str = "") -> FileLoad:
 
 
 def load_paths(
-    paths: Sequence[Path], drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema | None = None
+    paths: Sequence[Path], drivers: Mapping[str, Driver], schema: ReceiverSchema | None = None
 ) -> tuple[list[Receiver], list[Problem]]:
     """Load files and folders (``*.yaml`` / ``*.yml``, recursively, sorted); a name declared twice is a
     problem at its later declaration, which is dropped."""
@@ -142,7 +140,7 @@ def manifest_files(directory: Path) -> list[Path]:
 
 
 def check_object(
-    obj: Mapping[str, Any], drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
+    obj: Mapping[str, Any], drivers: Mapping[str, Driver], schema: ReceiverSchema
 ) -> tuple[Receiver | None, list[Problem]]:
     """Check a Receiver read from the Kubernetes API (the operator's and every replica's view).
 
@@ -181,7 +179,7 @@ def _load_document(
     document: Any,
     path: Path,
     index: int,
-    drivers: Mapping[str, ScaleDriver],
+    drivers: Mapping[str, Driver],
     schema: ReceiverSchema,
     result: FileLoad,
 ) -> list[Problem]:
@@ -273,7 +271,7 @@ def _check_signature(spec: ReceiverSpec) -> list[Problem]:
     return [Problem("spec.signature", "set exactly one of secretRef and secretFile")]
 
 
-def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: ScaleDriver, path: Path) -> Receiver:
+def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: Driver, path: Path) -> Receiver:
     rate_limit = spec.get("rateLimit")
     namespace = metadata.get("namespace", DEFAULT_NAMESPACE)
     return Receiver(

@@ -1,8 +1,8 @@
-"""The Receiver schema, read from the CRD itself, so files and the Kubernetes API server agree.
+"""The Receiver schema, taken from the CRD itself, so files and the Kubernetes API server agree.
 
-``crds/receivers.yaml`` is the one schema: this module reads its ``openAPIV3Schema`` and does with it
-what the API server would. It is read as package data (``controller/crds/receivers.yaml``, a symlink
-to it in the source tree, the file itself in a wheel) through ``importlib.resources``, so an installed
+The CRD is generated from its base and the installed drivers (``controller.receivers.crd``; the same
+text is ``crds/receivers.yaml``): this module takes its ``openAPIV3Schema`` and does with it what the
+API server would. The base is package data read through ``importlib.resources``, so an installed
 package finds it wherever it is installed, and never through the working directory:
 
 - validates a document with jsonschema. OpenAPI's ``nullable`` becomes a ``"null"`` type and the
@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.resources import files
-from importlib.resources.abc import Traversable
 from typing import Any
 
-import yaml
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from controller.drivers import load_drivers
+from controller.drivers.contract import Driver
 from controller.model import Problem, shown
+from controller.receivers.crd import openapi_schema, receiver_crd
 
-CRD_PATH: Traversable = files("controller").joinpath("crds", "receivers.yaml")
-CRD_VERSION = "v1"
 KUBERNETES_EXTENSION_PREFIX = "x-kubernetes-"
 PRESERVE_UNKNOWN = "x-kubernetes-preserve-unknown-fields"
 REQUIRED_MESSAGE = re.compile(r"^'(.+)' is a required property$")
@@ -45,23 +43,6 @@ TYPE_NAMES = {
     "object": "a mapping",
     "null": "null",
 }
-
-
-class SchemaError(Exception):
-    """The CRD file is missing or has no schema for our version: a packaging error, not a user's."""
-
-
-def load_openapi_schema(path: Traversable = CRD_PATH) -> dict[str, Any]:
-    """The ``openAPIV3Schema`` of the CRD's version ``v1``."""
-    try:
-        crd = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for version in crd["spec"]["versions"]:
-            if version["name"] == CRD_VERSION:
-                schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-                return schema
-    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise SchemaError(f"cannot read the Receiver CRD at {path}: {e}") from e
-    raise SchemaError(f"the Receiver CRD at {path} has no version {CRD_VERSION}")
 
 
 def to_json_schema(node: Any) -> Any:
@@ -167,8 +148,9 @@ class ReceiverSchema:
     validator: Draft7Validator
 
     @classmethod
-    def load(cls, path: Traversable = CRD_PATH) -> ReceiverSchema:
-        openapi = load_openapi_schema(path)
+    def load(cls, drivers: Iterable[Driver] | None = None) -> ReceiverSchema:
+        """The schema of the CRD generated for ``drivers`` (by default, the installed ones)."""
+        openapi = openapi_schema(receiver_crd(load_drivers().values() if drivers is None else drivers))
         json_schema = to_json_schema(openapi)
         Draft7Validator.check_schema(json_schema)
         return cls(openapi=openapi, validator=Draft7Validator(json_schema))

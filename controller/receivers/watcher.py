@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.drivers.base import ScaleDriver
+from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import API_VERSION, KIND, TOKEN_GENERATION_ANNOTATION, Problem, Receiver
 from controller.receivers.loader import (
@@ -61,7 +61,7 @@ Signature = tuple[int, int, int]  # (st_mtime_ns, st_size, st_ino)
 # Filesystem timestamps tick coarsely (jiffies, or whole seconds on some), so a same-size rewrite in the
 # same tick as our read keeps its signature. Files modified this recently are read again next scan.
 RACY_SECONDS = 2.0
-Loader = Callable[[Path, Mapping[str, ScaleDriver], ReceiverSchema], FileLoad]
+Loader = Callable[[Path, Mapping[str, Driver], ReceiverSchema], FileLoad]
 
 
 @dataclass
@@ -79,7 +79,7 @@ class ReceiverWatcher:
         self,
         *,
         directory: Path,
-        drivers: Mapping[str, ScaleDriver],
+        drivers: Mapping[str, Driver],
         sync: ReceiverSync,
         store: Store,
         metrics: Metrics,
@@ -261,9 +261,7 @@ def _content(state: _FileState) -> tuple[dict[str, tuple[Receiver, str]], list[P
     return {key: (r, r.spec_fingerprint()) for key, r in state.receivers.items()}, state.problems
 
 
-def _rebuild(
-    token: StoredToken, drivers: Mapping[str, ScaleDriver], schema: ReceiverSchema
-) -> Receiver | None:
+def _rebuild(token: StoredToken, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> Receiver | None:
     """A stored receiver's last good declaration, checked again (None if it no longer passes: a
     driver or schema that changed since is the file's to fix)."""
     if not token.source or not token.spec:
