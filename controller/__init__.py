@@ -21,7 +21,7 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``drivers/``      one module per driver; a new driver joins by adding a module
 - ``forwarding``    the protocol of pass-through drivers (forwardPost): the listener answers with theirs
 - ``intents``       protocols of drivers that read the hit's body and apply their own intents (serviceUpgrade)
-- ``registry_push`` registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
+- ``push_events`` registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
 - ``cattle/``       the Cattle (Rancher 1.x) API client and its error hierarchy
 - ``sandbox/``      an in-process emulation of the part of Cattle's API the drivers use
 - ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring

@@ -286,7 +286,7 @@ def receiver_of(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def cmd_trigger_url(args: argparse.Namespace) -> int:
-    from controller.status import trigger_url_from_state
+    from controller.status_report import trigger_url_from_state
 
     settings = settings_for("trigger-url", args)
     namespace, name = receiver_of(args)
@@ -299,7 +299,7 @@ def cmd_trigger_url(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from controller.status import render_status
+    from controller.status_report import render_status
 
     print(render_status(settings_for("status", args).state_dir))
     return 0

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from controller.bodies import ReceiverSpec, SignatureSpec
+from controller.manifest import ReceiverSpec, SignatureSpec
 
 Outcome = Literal["accepted", "ignored", "duplicate", "cooldown", "suspended"]
 Disposition = Literal["act", "ignored", "suspended"]

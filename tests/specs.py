@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from controller.bodies import ReceiverSpec
 from controller.drivers.contract import config_of
+from controller.manifest import ReceiverSpec
 
 __all__ = ["config_of", "receiver_spec"]
 

@@ -15,7 +15,7 @@ import pytest
 
 import controller.operator.app
 import controller.service
-from controller import status
+from controller import status_report as status
 from controller.cli import DECLARED, DEFAULTS, build_parser, main, operator_settings_from, settings_from
 from controller.flags import OPTION
 from controller.settings import Settings

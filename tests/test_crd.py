@@ -11,10 +11,10 @@ from typing import Any
 
 import yaml
 
-from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.drivers.contract import ConfigSchema, DriverSet
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, ScaleIntent, Target
 from controller.receivers.crd import crd_text, openapi_schema, receiver_crd
 from controller.receivers.schema import ReceiverSchema

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from controller.bodies import ReceiverSpec
 from controller.drivers import load_drivers
 from controller.drivers.contract import Forwarder
 from controller.drivers.forward_post import DRIVER
+from controller.manifest import ReceiverSpec
 from tests.specs import receiver_spec
 
 

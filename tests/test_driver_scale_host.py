@@ -12,12 +12,12 @@ import aiohttp
 import pytest
 
 from controller.backoff import Backoff
-from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext, TargetRefused
 from controller.drivers.scale_host import DRIVER, delete_option
+from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import Problem, Receiver, ScaleIntent, Target
 from controller.reconciler import Reconciler

@@ -12,13 +12,13 @@ from typing import Any, cast
 import aiohttp
 import pytest
 
-from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext, TargetRefused
 from controller.drivers.contract import Driver
 from controller.drivers.scale_workload import DRIVER, hpa_conflict
 from controller.kube.client import DEPLOYMENTS, HPAS, STATEFULSETS, KubeClient, Ref
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, ScaleIntent, Target
 from tests.kubeemu import KubeEmulator
 

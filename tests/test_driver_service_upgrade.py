@@ -15,12 +15,13 @@ from typing import Any, cast
 
 import pytest
 
-from controller.bodies import CattleService, ReceiverSpec
 from controller.cattle.client import CattleClient
+from controller.cattle.shapes import CattleService
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext, TargetRefused
 from controller.drivers.contract import BodyReader, Decision, IntentApplier, MalformedBody
 from controller.drivers.service_upgrade import DRIVER, ServiceUpgradeDriver
+from controller.manifest import ReceiverSpec
 from controller.model import Problem
 from controller.store.base import FoldStep, PendingIntent
 

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).parent.parent / "controller"
 # Top first. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry", ("controller.cli", "controller.__main__")),
-    ("modes", ("controller.service", "controller.operator", "controller.wiring", "controller.status")),
+    ("modes", ("controller.service", "controller.operator", "controller.wiring", "controller.status_report")),
     (
         "parts",
         (
@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.sandbox",
         ),
     ),
-    ("drivers", ("controller.drivers", "controller.registry_push")),
+    ("drivers", ("controller.drivers", "controller.push_events")),
     (
         "boundaries",
         (
@@ -52,7 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "controller",
             "controller.model",
-            "controller.bodies",
+            "controller.manifest",
             "controller.settings",
             "controller.flags",
             "controller.redact",

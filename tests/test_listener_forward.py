@@ -20,13 +20,13 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet
 from controller.drivers.forward_post import ForwardPostDriver
 from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
+from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
 from controller.registry import ReceiverRegistry

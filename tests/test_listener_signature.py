@@ -19,12 +19,12 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
-from controller.bodies import SignatureSpec
 from controller.drivers import load_drivers
 from controller.drivers.scale_service import ScaleServiceConfig
 from controller.kube.client import SECRETS, KubeClient
 from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
 from controller.listener.signature import SignatureSecrets
+from controller.manifest import SignatureSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
 from controller.registry import ReceiverRegistry

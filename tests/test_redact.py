@@ -8,7 +8,7 @@ import pytest
 from controller.redact import mask_url
 from controller.service import cattle_endpoint
 from controller.settings import Settings
-from controller.status import format_snapshot
+from controller.status_report import format_snapshot
 from controller.store.sqlite import Snapshot
 
 CATTLE = "http://ak:s3cret@rancher.example:8080/v2-beta"

@@ -11,11 +11,11 @@ import aiohttp
 import pytest
 
 from controller.backoff import Backoff
-from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
 from controller.drivers.service_upgrade import DRIVER
+from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.reconciler import Reconciler
 from controller.sandbox.app import SandboxOptions, run_sandbox

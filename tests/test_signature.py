@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from controller.bodies import SignatureSpec
 from controller.drivers import load_drivers
 from controller.listener.signature import (
     SignatureError,
@@ -22,6 +21,7 @@ from controller.listener.signature import (
     verify_github,
     verify_standard_webhooks,
 )
+from controller.manifest import SignatureSpec
 from controller.model import Receiver
 from tests.specs import receiver_spec
 

@@ -36,7 +36,6 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from controller.bodies import CattleCollection, CattleErrorBody, CattleHost, CattleService
 from controller.cattle.errors import (
     CattleAnswerTooLarge,
     CattleBusy,
@@ -48,6 +47,7 @@ from controller.cattle.errors import (
     CattleUnauthorized,
     CattleUnavailable,
 )
+from controller.cattle.shapes import CattleCollection, CattleErrorBody, CattleHost, CattleService
 from controller.metrics import Metrics
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, unquote
 
-from controller.bodies import ReceiverSpec
 from controller.drivers.base import CATTLE_SECRET_CLAIM, TargetRefused
+from controller.manifest import ReceiverSpec
 from controller.model import Target
 
 

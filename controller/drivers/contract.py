@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
-from controller.bodies import ReceiverSpec
 from controller.drivers.base import DriverContext
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, Receiver, ScaleIntent, Target
 from controller.store.base import FoldStep, PendingIntent
 

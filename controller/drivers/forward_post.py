@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import NotRequired, TypedDict
 
-from controller.bodies import ReceiverSpec
 from controller.cattle.errors import CattleAnswerTooLarge, CattleTimeout, CattleUnavailable
 from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused, project_id_schema
 from controller.drivers.contract import (
@@ -25,6 +24,7 @@ from controller.drivers.contract import (
     UpstreamUnavailable,
     config_of,
 )
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, Receiver, Target
 
 logger = logging.getLogger(__name__)

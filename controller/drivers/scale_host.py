@@ -39,8 +39,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, cast
 
-from controller.bodies import CattleHost, ReceiverSpec
 from controller.cattle.client import CattleClient
+from controller.cattle.shapes import CattleHost
 from controller.drivers._selector import (
     parse_selector,
     secret_of,
@@ -59,6 +59,7 @@ from controller.drivers._step import (
 )
 from controller.drivers.base import DriverContext, TargetRefused, project_id_schema, wait_until
 from controller.drivers.contract import ConfigSchema, config_of
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, Receiver, ScaleIntent, Target
 
 HEALTHY = "active"

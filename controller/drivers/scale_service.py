@@ -8,7 +8,7 @@ the reconciler fails the intents instead of retrying forever.
 
 from __future__ import annotations
 
-from controller.bodies import CattleService, ReceiverSpec
+from controller.cattle.shapes import CattleService
 from controller.drivers._step import (
     STEP_FIELDS,
     StepConfig,
@@ -25,6 +25,7 @@ from controller.drivers.base import (
     wait_until,
 )
 from controller.drivers.contract import ConfigSchema, config_of
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, ScaleIntent, Target
 
 SCALABLE_KINDS = frozenset({"service", "loadBalancerService"})

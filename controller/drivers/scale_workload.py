@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, TypedDict, cast
 
-from controller.bodies import ObjectMeta, ReceiverSpec
 from controller.drivers._step import (
     STEP_FIELDS,
     StepConfig,
@@ -38,6 +37,7 @@ from controller.drivers.base import DriverContext, TargetRefused
 from controller.drivers.contract import ConfigSchema, GateRefusal, config_of
 from controller.kube.client import DEPLOYMENTS, HPAS, STATEFULSETS, KubeClient, Ref
 from controller.kube.errors import KubeNotFound
+from controller.manifest import ObjectMeta, ReceiverSpec
 from controller.model import Problem, ScaleIntent, Target
 
 WorkloadKind = Literal["Deployment", "StatefulSet"]

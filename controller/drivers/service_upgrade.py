@@ -1,6 +1,6 @@
 """``serviceUpgrade``: when a registry reports a push, upgrade the Cattle services running that image.
 
-The hit's body says what was pushed (``controller.registry_push``: Docker Hub, Alibaba Cloud, Azure
+The hit's body says what was pushed (``controller.push_events``: Docker Hub, Alibaba Cloud, Azure
 ACR or a Docker Registry v2 envelope), so this driver is a ``BodyReader`` (``controller.drivers.contract``):
 ``decide`` keeps the pushes whose tag matches ``tag`` (exact, glob or ``regex:``) and asks for the
 last of them; a push of another tag is answered 200 ``ignored`` with the reason. The intent records
@@ -39,8 +39,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 
-from controller.bodies import CattleLaunchConfig, CattleService, ReceiverSpec
 from controller.cattle.client import CattleClient
+from controller.cattle.shapes import CattleLaunchConfig, CattleService
 from controller.drivers._selector import (
     parse_selector,
     secret_of,
@@ -51,8 +51,9 @@ from controller.drivers._selector import (
 )
 from controller.drivers.base import DriverContext, TargetRefused, project_id_schema
 from controller.drivers.contract import ConfigSchema, Decision, MalformedBody, config_of
+from controller.manifest import ReceiverSpec
 from controller.model import Problem, Target
-from controller.registry_push import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
+from controller.push_events import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
 from controller.store.base import FoldStep, PendingIntent
 
 logger = logging.getLogger(__name__)

@@ -2,13 +2,14 @@
 
 kopf has its own client for watching and patching the objects it handles; this one is for
 everything else (the intent ledgers, trigger Secrets, Receiver status, workload scale, Events).
-Both are built from the same ``kopf.ConnectionInfo`` (see ``controller.kube.login``), so there is
-one place that finds credentials.
+Both are built from the same ``kopf.ConnectionInfo`` (``controller.operator.app.discover_connection``),
+so there is one place that finds credentials.
 
 Design points:
 
-- Objects are plain JSON dicts (``KubeObject``); callers that read fields use the TypedDicts in
-  ``controller.kube.bodies``. Paths are built by ``Ref`` so no caller formats URLs.
+- Objects are plain JSON dicts (``KubeObject``); a caller that reads fields declares their TypedDict
+  where it reads them (e.g. ``Scale`` in ``controller.drivers.scale_workload``). Paths are built by
+  ``Ref`` so no caller formats URLs.
 - Every error is classified once (``controller.kube.errors``); no retries here — the store's
   compare-and-swap loop and the reconciler decide what to retry.
 - ``replace`` sends the object's ``metadata.resourceVersion``: the API server answers 409 when the

@@ -15,11 +15,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, cast
-
-from controller.bodies import AlertmanagerAlert, AlertmanagerPayload
+from typing import Any, Literal, TypedDict, cast
 
 ALERTMANAGER_VERSION = "4"
+
+
+class AlertmanagerAlert(TypedDict, total=False):
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    startsAt: str
+    endsAt: str
+    generatorURL: str
+    fingerprint: str
+
+
+class AlertmanagerPayload(TypedDict, total=False):
+    """Alertmanager's webhook body, version "4" (Alertmanager 0.x)."""
+
+    version: str
+    groupKey: str
+    truncatedAlerts: int
+    status: Literal["firing", "resolved"]
+    receiver: str
+    groupLabels: dict[str, str]
+    commonLabels: dict[str, str]
+    commonAnnotations: dict[str, str]
+    externalURL: str
+    alerts: list[AlertmanagerAlert]
 
 
 class MalformedPayload(ValueError):

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from controller.bodies import AlertmanagerPayload
 from controller.drivers.contract import (
     BodyReader,
     ForwardedHit,
@@ -60,7 +59,7 @@ from controller.drivers.contract import (
 )
 from controller.health import Health
 from controller.listener import signature
-from controller.listener.alertmanager import MalformedPayload, dedupe_key, parse_payload
+from controller.listener.alertmanager import AlertmanagerPayload, MalformedPayload, dedupe_key, parse_payload
 from controller.listener.errors import ApiError
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims

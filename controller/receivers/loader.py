@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from controller.bodies import ReceiverSpec
 from controller.drivers.contract import Driver
+from controller.manifest import ReceiverSpec
 from controller.model import (
     API_VERSION,
     DEFAULT_NAMESPACE,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.registry_push import (
+from controller.push_events import (
     MalformedPush,
     Push,
     TagPattern,

@@ -1,75 +1,11 @@
-"""Raw JSON shapes, as TypedDicts: receiver manifests, Alertmanager payloads, Cattle resources.
+"""Cattle's (Rancher 1.x) resources as the client reads them: raw JSON shapes, as TypedDicts.
 
-They describe what arrives from outside before it is checked; code past the edges works with the
-frozen values in ``controller.model`` instead.
+Only the fields this project reads are declared; Cattle sends many more, which are kept as they are.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Required, TypedDict
-
-
-class ObjectMeta(TypedDict, total=False):
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-    annotations: dict[str, str]
-    labels: dict[str, str]
-
-
-class RateLimitSpec(TypedDict):
-    requests: int
-    perSeconds: int
-
-
-class SecretRef(TypedDict):
-    name: str  # a Secret in the receiver's namespace
-
-
-class SignatureSpec(TypedDict, total=False):
-    scheme: Required[Literal["standard-webhooks", "github"]]
-    secretRef: SecretRef
-    secretFile: str
-
-
-class ReceiverSpec(TypedDict, total=False):
-    """What every receiver's spec has. The driver's own config (``spec.<driver>Config``) is declared by
-    its driver module and read with ``controller.drivers.contract.config_of``."""
-
-    driver: str
-    cattleSecretRef: SecretRef
-    signature: SignatureSpec
-    fireOn: list[str]
-    cooldownSeconds: int
-    dedupeWindowSeconds: int
-    rateLimit: RateLimitSpec
-    suspend: bool
-
-
-class AlertmanagerAlert(TypedDict, total=False):
-    status: str
-    labels: dict[str, str]
-    annotations: dict[str, str]
-    startsAt: str
-    endsAt: str
-    generatorURL: str
-    fingerprint: str
-
-
-class AlertmanagerPayload(TypedDict, total=False):
-    """Alertmanager's webhook body, version "4" (Alertmanager 0.x)."""
-
-    version: str
-    groupKey: str
-    truncatedAlerts: int
-    status: Literal["firing", "resolved"]
-    receiver: str
-    groupLabels: dict[str, str]
-    commonLabels: dict[str, str]
-    commonAnnotations: dict[str, str]
-    externalURL: str
-    alerts: list[AlertmanagerAlert]
+from typing import Any, Literal, TypedDict
 
 
 class CattleLaunchConfig(TypedDict, total=False):
