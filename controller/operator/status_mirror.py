@@ -46,6 +46,11 @@ class StatusMirror:
             if key not in self._tasks:
                 self._tasks[key] = asyncio.create_task(self._mirror(key), name=f"status {key}")
 
+    async def drain(self) -> None:
+        """Wait until every status scheduled so far is written (or has failed and been logged)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
     async def close(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
