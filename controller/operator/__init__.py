@@ -1,1 +1,7 @@
-"""Kubernetes operator mode: kopf handlers for Receivers, the informer every replica runs, and wiring."""
+"""Kubernetes operator mode: kopf handlers for Receivers, the informer every replica runs, and wiring.
+
+Layers, top down: ``handlers`` (kopf's arguments in, ``kopf.TemporaryError`` out) calls ``grants``
+(a Receiver's spec, token and status), ``trigger_secrets`` (its token in a Secret) and
+``status_mirror`` (IntentLedgers into status); ``status`` writes status and Events; ``driver_facts``
+holds the driver-specific action text and refusal.
+"""
