@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 GROUP, VERSION = "webhook-service.dev", "v1"
 
+# KeyHolder is built by the wiring next to OperatorDeps, so it is importable from here too.
 __all__ = ["KeyHolder", "OperatorDeps", "ReceiverHandlers", "register"]
 
 
