@@ -44,7 +44,7 @@ class ListenerDeps:
     clock: Callable[[], float] = time.time
     # Receivers' sender secrets (spec.signature); without a Kubernetes client only secretFile works.
     signatures: SignatureSecrets = field(default_factory=SignatureSecrets)
-    # What pass-through drivers (controller.forwarding.Forwarder) forward with; None: they answer 502.
+    # What pass-through drivers (Forwarders) forward with; None: they answer 502.
     driver_ctx: DriverContext | None = None
     # What /readyz reports; built by ``readiness`` unless the wiring adds checks of its own.
     health: Health | None = None

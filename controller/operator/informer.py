@@ -19,14 +19,12 @@ from controller.drivers.contract import Driver
 from controller.kube.client import RECEIVERS, KubeClient, KubeObject
 from controller.kube.errors import KubeError
 from controller.model import ActiveReceiver
+from controller.operator.status import refusal_shown
 from controller.receivers.loader import check_object
 from controller.receivers.schema import ReceiverSchema
 from controller.registry import ReceiverRegistry
 
 logger = logging.getLogger(__name__)
-
-# Ready=False with this reason means the token is fine but hits must be refused (answered 409).
-REFUSING_REASONS = frozenset({"HorizontalPodAutoscalerConflict"})
 
 
 def active_from_object(
@@ -39,21 +37,13 @@ def active_from_object(
     receiver, problems = check_object(obj, drivers, schema)
     if receiver is None or problems:
         return None
-    refusal = None
-    for condition in status.get("conditions") or []:
-        if (
-            condition.get("type") == "Ready"
-            and condition.get("status") == "False"
-            and condition.get("reason") in REFUSING_REASONS
-        ):
-            refusal = str(condition.get("message") or condition.get("reason"))
     return ActiveReceiver(
         receiver=receiver,
         uid=str(metadata["uid"]),
         jti=str(status["tokenId"]),
         token="",  # the token itself is only in the Secret; the listener needs just its id
         kid=str(status.get("tokenKid") or ""),
-        refusal=refusal,
+        refusal=refusal_shown(status),
     )
 
 

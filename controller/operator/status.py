@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, TypedDict
 
@@ -64,6 +64,22 @@ def set_condition(
     status["conditions"] = [c for c in conditions if c["type"] != type_] + [condition]
     order = {"Ready": 0, "TokenIssued": 1, "TargetReachable": 2}
     status["conditions"].sort(key=lambda c: order.get(c["type"], 9))
+
+
+INVALID_SPEC = "InvalidSpec"  # Ready's reason when the spec is invalid; every other False is a refusal
+
+
+def refusal_shown(status: Mapping[str, Any]) -> str | None:
+    """What a granted Receiver's status says hits are refused for (Ready=False), or None.
+
+    A Receiver is granted a token only when its spec is valid, so on a granted one Ready is False
+    only because a driver's gate refuses its target (e.g. an HPA manages the workload)."""
+    for found in status.get("conditions") or []:
+        if found.get("type") == "Ready" and found.get("status") == "False":
+            if found.get("reason") == INVALID_SPEC:
+                return None
+            return str(found.get("message") or found.get("reason"))
+    return None
 
 
 def condition(status: dict[str, Any], type_: str) -> Condition | None:

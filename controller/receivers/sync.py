@@ -1,11 +1,10 @@
 """Making the registry and the stored tokens match the full set of receivers — the only place that
 mints or revokes trigger tokens.
 
-A token is kept as long as what it names is unchanged, so a receiver's URL survives restarts and
-edits of its amount or bounds. It is re-minted (the old one superseded at once) when what the token
-*says* changes — driver or target — or when a person asks for it by changing the
-``webhook-service.dev/token-generation`` annotation, or when its signing key is no longer in the key
-ring. A receiver that disappears loses its token at once.
+A token is kept or re-minted (the old one superseded at once) by the rule the operator's trigger
+Secrets follow too (``controller.receivers.remint``); only the store can tell that a stored digest no
+longer matches the token its claims sign to, so that check stays here. A receiver that disappears
+loses its token at once.
 
 Order matters for failure: a revocation leaves the registry before the store, so a failed store write
 never leaves a token valid; a new token enters the store before the registry, so a URL is never
@@ -23,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
+from controller.receivers.remint import Issued, remint_reason
 from controller.registry import ReceiverRegistry
 from controller.store.base import Store, StoredToken
 from controller.tokens import KeyRing, mint_token, restore_token, token_digest
@@ -60,7 +60,7 @@ class ReceiverSync:
         self._registry.loaded = True
 
     async def _put(self, receiver: Receiver, existing: StoredToken | None) -> None:
-        reason = self._remint_reason(receiver, existing)
+        reason = remint_reason(_issued(existing), receiver, self._keyring.kids)
         token = None if existing is None or reason is not None else self._current_token(receiver, existing)
         if existing is not None and reason is None and token is None:
             reason = "its stored digest does not match the token its claims sign to"
@@ -124,23 +124,20 @@ class ReceiverSync:
             return active.token
         return restore_token(self._keyring, existing, receiver.target)
 
-    def _remint_reason(self, receiver: Receiver, existing: StoredToken | None) -> str | None:
-        """Why the stored token can't stay, or None when it can."""
-        if existing is None:
-            return "new receiver"
-        if existing.driver != receiver.driver:
-            return f"driver changed from {existing.driver} to {receiver.driver}"
-        if existing.target_id != receiver.target.id:
-            return f"target changed from {existing.target_id} to {receiver.target.id}"
-        if existing.token_generation != receiver.token_generation:
-            return "token generation changed"
-        if receiver.uid is not None and receiver.uid != existing.uid:
-            return "uid changed (the receiver was re-created)"
-        if existing.kid not in self._keyring.kids:
-            return f"its signing key {existing.kid} is no longer in the key ring"
-        return None
-
     async def _revoke(self, token: StoredToken) -> None:
         self._registry.remove(token.receiver)
         await self._store.delete_token(token.namespace, token.name)
         logger.info("revoked the token of receiver %s (jti %s): receiver removed", token.receiver, token.jti)
+
+
+def _issued(stored: StoredToken | None) -> Issued | None:
+    if stored is None:
+        return None
+    return Issued(
+        jti=stored.jti,
+        kid=stored.kid,
+        uid=stored.uid,
+        target_id=stored.target_id,
+        token_generation=stored.token_generation,
+        driver=stored.driver,
+    )
