@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from controller.drivers.base import DriverContext
+from controller.errors import WebhookServiceError
 from controller.model import Receiver
 
 TOKEN_PARAMS = frozenset({"key", "token", "projectId"})  # the listener's own; never forwarded
@@ -35,7 +36,7 @@ class ForwardAnswer:
     content_type: str  # "" when the upstream sent none
 
 
-class ForwardError(Exception):
+class ForwardError(WebhookServiceError):
     """No usable answer from upstream; ``status`` / ``code`` are the listener's answer."""
 
     status = 502

@@ -18,11 +18,12 @@ import json
 from typing import Any, cast
 
 from controller.bodies import AlertmanagerAlert, AlertmanagerPayload
+from controller.errors import WebhookServiceError
 
 ALERTMANAGER_VERSION = "4"
 
 
-class MalformedPayload(ValueError):
+class MalformedPayload(WebhookServiceError):
     """The body claims to be an Alertmanager payload but does not have its shape."""
 
 

@@ -29,6 +29,7 @@ import yaml
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import ValidationError
 
+from controller.errors import WebhookServiceError
 from controller.model import Problem, shown
 
 CRD_PATH: Traversable = files("controller").joinpath("crds", "receivers.yaml")
@@ -47,7 +48,7 @@ TYPE_NAMES = {
 }
 
 
-class SchemaError(Exception):
+class SchemaError(WebhookServiceError):
     """The CRD file is missing or has no schema for our version: a packaging error, not a user's."""
 
 
