@@ -14,7 +14,7 @@ same way ``controller.forwarding.Forwarder`` is the listener's hook for pass-thr
   ``FoldStep`` per intent once they are done, and only then are they marked folded. So an intent
   stays pending until its work is finished, and ``apply_intents`` must be idempotent: it observes
   the target first and continues work that an interrupted pass started instead of starting it again.
-  It raises ``TargetRefused`` for permanent failures, ``CattleError`` / ``TimeoutError`` for
+  It raises ``TargetRefused`` for permanent failures, ``CattleError`` / ``ConfirmTimeout`` for
   retryable ones (the reconciler's usual classification).
 """
 
@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from controller.bodies import ReceiverSpec
 from controller.drivers.base import DriverContext
+from controller.errors import WebhookServiceError
 from controller.model import Target
 from controller.store.base import FoldStep, PendingIntent
 
@@ -39,7 +40,7 @@ class Decision:
     intent: dict[str, Any] | None = None
 
 
-class MalformedBody(ValueError):
+class MalformedBody(WebhookServiceError):
     """The body is not what the receiver is configured to read; ``field`` names what is wrong."""
 
     def __init__(self, field: str, message: str) -> None:

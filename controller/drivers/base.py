@@ -9,8 +9,9 @@ The listener, the store and the reconciler are driver-agnostic. A scale driver t
 - ``observe`` / ``apply`` - read the target's current scale; set it and wait until it shows.
 
 The reconciler folds intents between ``observe`` and ``apply``, so drivers never see concurrency.
-``observe`` and ``apply`` raise ``CattleError`` s (retried by the reconciler when retryable) or
-``TargetRefused`` (the target can never be scaled; the intents fail with its message).
+``observe`` and ``apply`` raise ``CattleError`` s (retried by the reconciler when retryable),
+``ConfirmTimeout`` (the target has not shown the change yet; retried) or ``TargetRefused`` (the target
+can never be scaled; the intents fail with its message).
 """
 
 from __future__ import annotations
@@ -23,12 +24,23 @@ from typing import Protocol, TypeVar
 
 from controller.bodies import ReceiverSpec
 from controller.cattle.client import CattleClient
+from controller.errors import WebhookServiceError
 from controller.kube.client import KubeClient
 from controller.model import Problem, Receiver, ScaleIntent, Target
 
 
-class TargetRefused(Exception):
+class TargetRefused(WebhookServiceError):
     """The target exists but can't be acted on (e.g. a global service has no scale)."""
+
+    @property
+    def summary(self) -> str:
+        return str(self)  # written for the receiver's status: the class name would add nothing
+
+
+class ConfirmTimeout(WebhookServiceError):
+    """The target did not show the change within the driver's wait; the next attempt looks again."""
+
+    retryable = True
 
 
 CATTLE_SECRET_CLAIM = "cattleSecretRef"  # in a target's claims: "namespace/name" of its credentials Secret
@@ -76,14 +88,14 @@ async def wait_until(
     first: _T | None = None,
 ) -> _T:
     """Poll ``read`` (waits doubling from ``ctx.poll_interval`` to ``ctx.poll_max``) until ``done``;
-    ``TimeoutError(failure(last))`` after ``ctx.confirm_timeout``, which the reconciler retries.
+    ``ConfirmTimeout(failure(last))`` after ``ctx.confirm_timeout``, which the reconciler retries.
     ``first`` is a value already in hand (e.g. the answer to the write), checked before any read."""
     deadline = time.monotonic() + ctx.confirm_timeout
     wait = ctx.poll_interval
     value = first if first is not None else await read()
     while not done(value):
         if time.monotonic() > deadline:
-            raise TimeoutError(failure(value))
+            raise ConfirmTimeout(failure(value))
         await asyncio.sleep(wait)
         wait = min(wait * 2, ctx.poll_max)
         value = await read()
