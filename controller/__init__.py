@@ -27,4 +27,5 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring
 - ``kube/``         the Kubernetes API client and its error hierarchy
 - ``metrics``       Prometheus metrics on an explicit registry
+- ``errors``        the one root of the service's errors: ``retryable``, ``retry_after``, ``summary``
 """

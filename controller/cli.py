@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from controller import flags
+from controller.errors import WebhookServiceError
 from controller.flags import OPTION, Option
 from controller.kube.errors import KubeError
 from controller.sandbox.seed import SeedError
@@ -90,11 +91,11 @@ SANDBOX_FLAGS: Final[Mapping[str, tuple[Option, Any]]] = {
 }
 
 
-class UsageError(Exception):
+class UsageError(WebhookServiceError):
     """A command line argparse refuses, as the one line ``main`` prints."""
 
 
-class CommandError(Exception):
+class CommandError(WebhookServiceError):
     """A person's mistake found by a command (a missing key ring, an ambiguous name): one line, exit 2."""
 
 

@@ -27,6 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from controller.errors import WebhookServiceError
+
 PayloadFormat = Literal["dockerhub", "alicloud", "azure", "registry"]
 FORMATS: tuple[PayloadFormat, ...] = ("dockerhub", "alicloud", "azure", "registry")
 DOCKER_HUB = "docker.io"
@@ -34,7 +36,7 @@ _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"
 _GLOB_CHARS = frozenset("*?[")
 
 
-class MalformedPush(ValueError):
+class MalformedPush(WebhookServiceError):
     """The body is not the registry's push format; ``field`` names what is missing or wrong."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -11,11 +11,12 @@ Why it is shaped this way:
   yet confirmed on the target), then reads the current scale, folds the pending intents, records
   the new absolute desired value and marks the intents folded in one store transaction, and only
   then sets the target. A crash anywhere repeats an idempotent "set scale to N", never a step.
-- **Retries live here and only here.** Drivers and the Cattle and Kubernetes clients raise typed
-  errors; this loop retries the retryable ones with capped exponential backoff and jitter
+- **Retries live here and only here.** Drivers, the store and the Cattle and Kubernetes clients raise
+  ``WebhookServiceError`` s (``controller.errors``); this loop reads nothing but their ``retryable``
+  and ``retry_after``: it retries the retryable ones with capped exponential backoff and jitter
   (honouring Retry-After), forever, so nothing accepted is dropped while Cattle is down. Permanent
-  errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with a
-  reason instead.
+  errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with
+  their ``summary`` instead. Any other exception is a bug and ends the target's worker with it.
 - **Drivers that are not scales** (``IntentApplier`` s, e.g. serviceUpgrade, see
   ``controller.drivers.contract``) take one generic hook: the pending intents are handed to the
   driver, which carries them out and observes the target itself, and they are marked done only once
@@ -29,11 +30,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from controller.backoff import Backoff
-from controller.cattle.errors import CattleError, CattleUnauthorized
+from controller.cattle.errors import CattleUnauthorized
 from controller.drivers.base import DriverContext, TargetRefused
 from controller.drivers.contract import DriverSet, IntentApplier, Scaler
+from controller.errors import WebhookServiceError
 from controller.fold import fold
-from controller.kube.errors import KubeError, KubeUnauthorized, KubeUnavailable
+from controller.kube.errors import KubeUnauthorized
 from controller.metrics import Metrics
 from controller.model import Target
 from controller.store.base import IntentStore, StoreError
@@ -112,19 +114,15 @@ class Reconciler:
         while True:
             try:
                 result = await self.reconcile_once(target_id)
-            except (CattleError, KubeError, TimeoutError, StoreError) as e:
-                if isinstance(e, CattleError | KubeError) and not e.retryable:
-                    await self._fail(target_id, f"{type(e).__name__}: {e}")
+            except WebhookServiceError as e:
+                if not e.retryable:
+                    await self._fail(target_id, e.summary)
                     return
                 attempt += 1
-                retry_after = e.retry_after if isinstance(e, CattleError | KubeUnavailable) else None
-                delay = self._backoff.delay(attempt, retry_after)
+                delay = self._backoff.delay(attempt, e.retry_after)
                 await self._note_error(target_id, e, attempt, delay)
                 await self._sleep(delay)
                 continue
-            except TargetRefused as e:
-                await self._fail(target_id, str(e))
-                return
             self._metrics.reconciles.labels(target_id, result).inc()
             return
 
@@ -178,7 +176,7 @@ class Reconciler:
         of the next run) hands them over again. The driver observes the target first, so it continues
         what it finds (a service already carrying the new image and upgrading/upgraded is waited for
         and finished) instead of starting it again. Permanent failures (``TargetRefused``, a
-        non-retryable Cattle error) fail the intents in ``_reconcile_with_retry`` as for scale drivers.
+        non-retryable error) fail the intents in ``_reconcile_with_retry`` as for scale drivers.
         """
         target_id = target.id
         pending = await self._store.pending_intents(target_id)
@@ -211,7 +209,9 @@ class Reconciler:
         self._metrics.pending_intents.labels(target_id).set(0)
         logger.error("[%s] gave up on %d pending intent(s): %s", target_id, count, reason)
 
-    async def _note_error(self, target_id: str, error: Exception, attempt: int, delay: float) -> None:
+    async def _note_error(
+        self, target_id: str, error: WebhookServiceError, attempt: int, delay: float
+    ) -> None:
         if isinstance(error, CattleUnauthorized):
             message = (
                 f"credentials rejected by Cattle ({error.status}): check CATTLE_ACCESS_KEY/CATTLE_SECRET_KEY"
@@ -221,7 +221,7 @@ class Reconciler:
             message = f"the Kubernetes API refused the service account ({error}): check manifests/rbac.yaml"
             result = "credentials_error"
         else:
-            message = f"{type(error).__name__}: {error}"
+            message = error.summary
             result = "retry"
         self._metrics.reconciles.labels(target_id, result).inc()
         logger.warning("[%s] attempt %d failed, retrying in %.1fs: %s", target_id, attempt, delay, message)

@@ -35,6 +35,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from controller.errors import WebhookServiceError
 from controller.model import ActiveReceiver, Receiver, Target, TokenClaims
 from controller.store.base import StoredToken
 
@@ -46,7 +47,7 @@ DIGEST_PREFIX = "sha256:"
 REQUIRED_CLAIMS = ("ns", "name", "uid", "jti", "driver", "target", "iat")
 
 
-class TokenError(Exception):
+class TokenError(WebhookServiceError):
     """Base of the token errors. ``code`` is machine-readable; the message never holds the token."""
 
     code = "token_error"

@@ -15,7 +15,7 @@ from controller.backoff import Backoff
 from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
 from controller.drivers.scale_host import DRIVER, delete_option
 from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
@@ -218,7 +218,7 @@ async def test_down_with_least_recent_removes_the_oldest_after_the_unhealthy(mak
 
 async def test_apply_times_out_when_hosts_take_longer_than_confirm_timeout(make_world: MakeWorld) -> None:
     world = await make_world(transition_ms=5_000, confirm_timeout=0.1)
-    with pytest.raises(TimeoutError, match="did not reach 4 hosts"):
+    with pytest.raises(ConfirmTimeout, match="did not reach 4 hosts"):
         await DRIVER.apply(group(WORKERS), 4, world.ctx)
 
 

@@ -18,7 +18,7 @@ import pytest
 from controller.cattle.client import CattleClient
 from controller.cattle.shapes import CattleService
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
 from controller.drivers.contract import BodyReader, Decision, IntentApplier, MalformedBody
 from controller.drivers.service_upgrade import DRIVER, ServiceUpgradeDriver
 from controller.manifest import ReceiverSpec
@@ -358,7 +358,7 @@ async def test_a_failed_upgrade_is_rolled_back_and_refused() -> None:
 async def test_an_upgrade_past_the_deadline_is_a_retryable_timeout() -> None:
     now = iter(range(100))
     cattle = FakeCattle({"1s1": service("1s1")})
-    with pytest.raises(TimeoutError, match="the next pass continues it"):
+    with pytest.raises(ConfirmTimeout, match="the next pass continues it"):
         await upgrade(cattle, deadline=0.5, clock=lambda: float(next(now)))
     assert cattle.calls == [("upgrade", "1s1")]
     # The next pass finds it upgrading with the new image and carries on without starting again.

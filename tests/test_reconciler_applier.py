@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from controller.backoff import Backoff
-from controller.drivers.base import DriverContext, TargetRefused
+from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
 from controller.drivers.contract import DriverSet
 from controller.drivers.service_upgrade import ServiceUpgradeDriver
 from controller.metrics import Metrics
 from controller.model import Target
-from controller.reconciler import Reconciler
+from controller.reconciler import Reconciler, Sleep
 from controller.store.base import FoldStep, HitRequest, PendingIntent
 from controller.store.sqlite import SqliteStore
 
@@ -49,15 +49,17 @@ async def no_sleep(_: float) -> None:
     await asyncio.sleep(0)
 
 
-def reconciler(store: SqliteStore, applier: FakeApplier) -> Reconciler:
+def reconciler(
+    store: SqliteStore, applier: FakeApplier, *, sleep: Sleep = no_sleep, backoff: Backoff | None = None
+) -> Reconciler:
     return Reconciler(
         store=store,
         drivers=DriverSet([applier]),
         ctx=DriverContext(cattle=None),
         metrics=Metrics(),
-        backoff=Backoff(base=0.01, cap=0.1),
+        backoff=backoff or Backoff(base=0.01, cap=0.1),
         resync_interval=3600,
-        sleep=no_sleep,
+        sleep=sleep,
     )
 
 
@@ -93,9 +95,9 @@ async def test_pending_intents_are_handed_over_and_marked_done(store: SqliteStor
 async def test_intents_stay_pending_after_an_interrupted_pass_and_are_handed_over_again(
     store: SqliteStore,
 ) -> None:
-    applier = FakeApplier(errors=[TimeoutError("still upgrading")])
+    applier = FakeApplier(errors=[ConfirmTimeout("still upgrading")])
     [hit] = await accept(store, "acme/web:v1.1")
-    with pytest.raises(TimeoutError):
+    with pytest.raises(ConfirmTimeout):
         await reconciler(store, applier).reconcile_once(TARGET)
     assert [p.hit_id for p in await store.pending_intents(TARGET)] == [hit]
     assert await store.targets_with_work() == [TARGET]
@@ -106,7 +108,7 @@ async def test_intents_stay_pending_after_an_interrupted_pass_and_are_handed_ove
 
 
 async def test_a_retryable_error_is_retried_until_done(store: SqliteStore) -> None:
-    applier = FakeApplier(errors=[TimeoutError("still upgrading")])
+    applier = FakeApplier(errors=[ConfirmTimeout("still upgrading")])
     await accept(store, "acme/web:v1.1")
     r = reconciler(store, applier)
     r.wake(TARGET)

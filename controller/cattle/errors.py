@@ -1,16 +1,17 @@
 """Cattle's errors as one hierarchy. Each says whether it is worth retrying and after how long.
 
 The client maps HTTP answers and transport failures to these; the reconciler's single retry loop
-reads ``retryable`` and ``retry_after``; nothing converts them to HTTP answers of our own.
+reads ``retryable`` and ``retry_after`` (``controller.errors``); nothing converts them to HTTP answers
+of our own.
 """
 
 from __future__ import annotations
 
+from controller.errors import WebhookServiceError
 
-class CattleError(Exception):
+
+class CattleError(WebhookServiceError):
     """Base class. ``status`` is the HTTP status (0 for transport failures)."""
-
-    retryable: bool = False
 
     def __init__(
         self,

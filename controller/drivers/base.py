@@ -4,7 +4,8 @@
   credentials) and its timing (how long it waits for a target to show a change);
 - ``wait_until`` - the one polling loop of drivers that wait for a target to settle;
 - ``TargetRefused`` - the target can never be acted on as asked; the reconciler fails the intents
-  with its message instead of retrying.
+  with its message instead of retrying;
+- ``ConfirmTimeout`` - the target has not shown the change within the wait; the reconciler retries.
 
 What a driver *is* and what it can do is ``controller.drivers.contract``.
 """
@@ -18,12 +19,23 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from controller.cattle.client import CattleClient
+from controller.errors import WebhookServiceError
 from controller.kube.client import KubeClient
 from controller.model import Receiver, Target
 
 
-class TargetRefused(Exception):
+class TargetRefused(WebhookServiceError):
     """The target exists but can't be acted on (e.g. a global service has no scale)."""
+
+    @property
+    def summary(self) -> str:
+        return str(self)  # written for the receiver's status: the class name would add nothing
+
+
+class ConfirmTimeout(WebhookServiceError):
+    """The target did not show the change within the driver's wait; the next attempt looks again."""
+
+    retryable = True
 
 
 CATTLE_SECRET_CLAIM = "cattleSecretRef"  # in a target's claims: "namespace/name" of its credentials Secret
@@ -80,14 +92,14 @@ async def wait_until(
     first: _T | None = None,
 ) -> _T:
     """Poll ``read`` (waits doubling from ``ctx.poll_interval`` to ``ctx.poll_max``) until ``done``;
-    ``TimeoutError(failure(last))`` after ``ctx.confirm_timeout``, which the reconciler retries.
+    ``ConfirmTimeout(failure(last))`` after ``ctx.confirm_timeout``, which the reconciler retries.
     ``first`` is a value already in hand (e.g. the answer to the write), checked before any read."""
     deadline = time.monotonic() + ctx.confirm_timeout
     wait = ctx.poll_interval
     value = first if first is not None else await read()
     while not done(value):
         if time.monotonic() > deadline:
-            raise TimeoutError(failure(value))
+            raise ConfirmTimeout(failure(value))
         await asyncio.sleep(wait)
         wait = min(wait * 2, ctx.poll_max)
         value = await read()

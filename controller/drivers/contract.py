@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from controller.drivers.base import DriverContext
+from controller.errors import WebhookServiceError
 from controller.manifest import ReceiverSpec
 from controller.model import Problem, Receiver, ScaleIntent, Target
 from controller.store.base import FoldStep, PendingIntent
@@ -93,7 +94,7 @@ class Decision:
     intent: dict[str, Any] | None = None
 
 
-class MalformedBody(ValueError):
+class MalformedBody(WebhookServiceError):
     """The body is not what the receiver is configured to read; ``field`` names what is wrong.
     The listener answers it 400 ``malformed_body``."""
 
@@ -143,7 +144,7 @@ class ForwardAnswer:
     content_type: str  # "" when the upstream sent none
 
 
-class ForwardError(Exception):
+class ForwardError(WebhookServiceError):
     """No usable answer from upstream; ``status`` / ``code`` are the listener's answer. An upstream's
     own error status is an answer, passed on as is."""
 
@@ -186,7 +187,7 @@ class TargetGate(Protocol):
         ...
 
 
-class DriverContractError(TypeError):
+class DriverContractError(WebhookServiceError):
     """A driver module does not keep the contract: a programming error, found when drivers load."""
 
 

@@ -29,7 +29,7 @@ their down receiver's option; with none declared (e.g. removed while intents wer
 ``mostRecent``, and of two down receivers that disagree the first by name wins.
 
 Creation and removal are asynchronous in Cattle, so ``apply`` then polls (like ``scale_service``)
-until the group shows ``desired`` members, within ``ctx.confirm_timeout``; otherwise ``TimeoutError``
+until the group shows ``desired`` members, within ``ctx.confirm_timeout``; otherwise ``ConfirmTimeout``
 and the reconciler retries. A Cattle error on a create (422, 500...) propagates as classified.
 """
 

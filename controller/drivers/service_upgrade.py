@@ -21,7 +21,7 @@ shows, so an upgrade is never started twice. Per service, ``_drive`` looks at th
 round and does the one thing its state calls for: a service already running the new image and
 ``upgrading`` is waited for, one ``upgraded`` is finished, one ``active`` with the new image is done,
 and only one at rest with the old image gets an upgrade. Waiting has no poll limit, only an overall
-``deadline`` (``UPGRADE_DEADLINE``) with capped exponential backoff; past it ``TimeoutError`` makes the
+``deadline`` (``UPGRADE_DEADLINE``) with capped exponential backoff; past it ``ConfirmTimeout`` makes the
 reconciler retry later (and this pass's work is picked up where it stands).
 
 Failure: Cattle marks a failing upgrade ``transitioning: error`` and leaves it ``upgrading``. The
@@ -49,7 +49,7 @@ from controller.drivers._selector import (
     selector_target_from_key,
     selector_text,
 )
-from controller.drivers.base import DriverContext, TargetRefused, project_id_schema
+from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused, project_id_schema
 from controller.drivers.contract import ConfigSchema, Decision, MalformedBody, config_of
 from controller.manifest import ReceiverSpec
 from controller.model import Problem, Target
@@ -319,7 +319,7 @@ class ServiceUpgradeDriver:
                     f"it can't be upgraded to {image}"
                 )
             if self.clock() > deadline:
-                raise TimeoutError(
+                raise ConfirmTimeout(
                     f"service {service_id} did not finish upgrading to {image} within {self.deadline:g}s "
                     f"(state {service.get('state')}); the next pass continues it"
                 )

@@ -1,16 +1,16 @@
 """The Kubernetes API boundary's errors, one hierarchy, classified once from the HTTP answer.
 
-``retryable`` tells the one retry loop (the reconciler, or the store's compare-and-swap loop) what
-to do; nothing else inspects status codes. ``KubeConflict`` is both "stale resourceVersion" and
-"already exists": both mean "read again and decide again".
+``retryable`` (``controller.errors``) tells the one retry loop (the reconciler, or the store's
+compare-and-swap loop) what to do; nothing else inspects status codes. ``KubeConflict`` is both
+"stale resourceVersion" and "already exists": both mean "read again and decide again".
 """
 
 from __future__ import annotations
 
+from controller.errors import WebhookServiceError
 
-class KubeError(Exception):
-    retryable = False
 
+class KubeError(WebhookServiceError):
     def __init__(self, message: str, *, status: int = 0, reason: str = "") -> None:
         super().__init__(message)
         self.status = status

@@ -7,6 +7,6 @@ trigger view uses; ``accesslog`` keeps tokens out of the access log.
 
 from controller.listener.accesslog import RedactingAccessLogger
 from controller.listener.app import LISTENER_DEPS, TRIGGER_PATH, ListenerDeps, build_app
-from controller.listener.errors import ApiError
+from controller.listener.errors import HttpError
 
-__all__ = ["LISTENER_DEPS", "TRIGGER_PATH", "ApiError", "ListenerDeps", "RedactingAccessLogger", "build_app"]
+__all__ = ["LISTENER_DEPS", "TRIGGER_PATH", "HttpError", "ListenerDeps", "RedactingAccessLogger", "build_app"]

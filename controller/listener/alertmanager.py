@@ -17,6 +17,8 @@ import hashlib
 import json
 from typing import Any, Literal, TypedDict, cast
 
+from controller.errors import WebhookServiceError
+
 ALERTMANAGER_VERSION = "4"
 
 
@@ -45,7 +47,7 @@ class AlertmanagerPayload(TypedDict, total=False):
     alerts: list[AlertmanagerAlert]
 
 
-class MalformedPayload(ValueError):
+class MalformedPayload(WebhookServiceError):
     """The body claims to be an Alertmanager payload but does not have its shape."""
 
 

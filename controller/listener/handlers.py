@@ -32,6 +32,10 @@ Every request gets a defined answer, never a 5xx for the client's mistake nor a 
   repeated is one token. Likewise the idempotency key: ``Idempotency-Key`` and ``webhook-id`` headers
   (either repeated, or both) that disagree are 400 ``malformed_header``; agreeing ones are one key.
 
+Views raise errors rather than answer them: ``HttpError`` where only the view knows the answer, else
+the failing boundary's own error (a ``TokenError``, ``SignatureError``, ``MalformedBody``...), which
+``controller.listener.errors.http_error`` turns into the answer.
+
 Views are methods of ``Handlers``, which holds the listener's dependencies explicitly (built by
 ``controller.listener.app.build_app``).
 """
@@ -54,17 +58,16 @@ from controller.drivers.contract import (
     ForwardedHit,
     Forwarder,
     ForwardError,
-    MalformedBody,
     forwarded_query,
 )
 from controller.health import Health
 from controller.listener import signature
-from controller.listener.alertmanager import AlertmanagerPayload, MalformedPayload, dedupe_key, parse_payload
-from controller.listener.errors import ApiError
+from controller.listener.alertmanager import AlertmanagerPayload, dedupe_key, parse_payload
+from controller.listener.errors import HttpError, http_error, internal_error
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
 from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
-from controller.tokens import TokenError, TokenRejected, check_current
+from controller.tokens import TokenError, check_current
 
 if TYPE_CHECKING:
     from controller.listener.app import ListenerDeps
@@ -95,11 +98,9 @@ class Handlers:
         started = time.perf_counter()
         try:
             return await self._trigger(request)
-        except ApiError as e:
-            self.deps.metrics.hit_errors.labels(str(e.status), e.code).inc()
-            raise
-        except Exception:
-            self.deps.metrics.hit_errors.labels("500", "internal_error").inc()
+        except Exception as e:
+            answer = http_error(e) or internal_error()
+            self.deps.metrics.hit_errors.labels(str(answer.status), answer.code).inc()
             raise
         finally:
             self.deps.metrics.hit_latency.observe(time.perf_counter() - started)
@@ -114,7 +115,7 @@ class Handlers:
         active = self._check_current(claims, current, request)
         receiver = active.receiver
         if active.refusal is not None:
-            raise ApiError(
+            raise HttpError(
                 409, "receiver_not_ready", f"Receiver {receiver.key} is not ready: {active.refusal}."
             )
         self._check_rate_limit(receiver)
@@ -157,12 +158,7 @@ class Handlers:
             # DEBUG: the store logs the failure once when it begins; a line per refused hit would
             # turn an outage into a log flood (webhook_hit_errors_total counts them).
             logger.debug("cannot record a hit of %s: %s", receiver.key, e)
-            raise ApiError(
-                503,
-                "store_unavailable",
-                "The hit could not be recorded; retry shortly.",
-                {"Retry-After": "1"},
-            ) from e
+            raise
         logger.info(
             "hit %s of %s: %s%s",
             result.hit_id,
@@ -188,12 +184,9 @@ class Handlers:
             content_type=request.headers.get("Content-Type", ""),
             query=forwarded_query(list(request.query.items())),
         )
-        try:
-            if self.deps.driver_ctx is None:
-                raise ForwardError("No Cattle is configured to forward through.")
-            answer = await forwarder.forward(receiver, hit, self.deps.driver_ctx)
-        except ForwardError as e:
-            raise ApiError(e.status, e.code, str(e)) from e
+        if self.deps.driver_ctx is None:
+            raise ForwardError("No Cattle is configured to forward through.")
+        answer = await forwarder.forward(receiver, hit, self.deps.driver_ctx)
         logger.info("hit of %s forwarded: upstream answered %d", receiver.key, answer.status)
         self.deps.metrics.hits.labels(receiver.key, "forwarded").inc()
         headers = {
@@ -207,7 +200,8 @@ class Handlers:
         try:
             return self.deps.verifier.verify(token)
         except TokenError as e:
-            raise _token_error(e) from e
+            _log_rejected_token(e)
+            raise
 
     def _check_current(
         self, claims: TokenClaims, current: ActiveReceiver | None, request: web.Request
@@ -215,7 +209,8 @@ class Handlers:
         try:
             return check_current(claims, current, request.query.get("projectId"))
         except TokenError as e:
-            raise _token_error(e) from e
+            _log_rejected_token(e)
+            raise
 
     async def _check_signature(self, receiver: Receiver, request: web.Request, raw: bytes) -> None:
         spec = receiver.signature
@@ -225,10 +220,7 @@ class Handlers:
             signature.verify(spec["scheme"], secret, request.headers, raw, self.deps.clock())
         except signature.SignatureError as e:
             logger.warning("rejected a hit of %s: %s (%s)", receiver.key, e.code, e)
-            headers = {}
-            if isinstance(e, signature.SignatureSecretUnavailable):
-                headers["Retry-After"] = str(e.retry_after)
-            raise ApiError(e.status, e.code, e.message, headers) from e
+            raise
 
     def _check_rate_limit(self, receiver: Receiver) -> None:
         if receiver.rate_limit is None:
@@ -237,10 +229,10 @@ class Handlers:
         if wait is not None:
             raise self._rate_limited(receiver, wait)
 
-    def _rate_limited(self, receiver: Receiver, wait: float) -> ApiError:
+    def _rate_limited(self, receiver: Receiver, wait: float) -> HttpError:
         limit = receiver.rate_limit
         assert limit is not None
-        return ApiError(
+        return HttpError(
             429,
             "rate_limited",
             f"Receiver {receiver.key} allows {limit.requests} hits per {limit.per_seconds:g}s; retry later.",
@@ -258,13 +250,13 @@ class Handlers:
             async with asyncio.timeout(timeout):
                 raw = await request.read()
         except TimeoutError as e:
-            raise ApiError(408, "body_timeout", f"The body did not arrive within {timeout:g} s.") from e
+            raise HttpError(408, "body_timeout", f"The body did not arrive within {timeout:g} s.") from e
         except web.HTTPRequestEntityTooLarge as e:
             raise _too_large(limit) from e
         except web.RequestPayloadError as e:
-            raise ApiError(400, "malformed_body", "The body's framing or encoding is broken.") from e
+            raise HttpError(400, "malformed_body", "The body's framing or encoding is broken.") from e
         except ConnectionError as e:  # the sender went away mid-body; nobody reads this answer
-            raise ApiError(400, "malformed_body", "The connection closed before the body ended.") from e
+            raise HttpError(400, "malformed_body", "The connection closed before the body ended.") from e
         if coding is None or not raw or request.content.total_compressed_bytes is not None:
             return raw  # nothing to decode, or the server decoded it already
         return _decode(raw, coding, limit)
@@ -281,10 +273,8 @@ class Handlers:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _token_error(error: TokenError) -> ApiError:
-    status = 403 if isinstance(error, TokenRejected) else 401
+def _log_rejected_token(error: TokenError) -> None:
     logger.warning("rejected a trigger token: %s (%s)", error.code, error)
-    return ApiError(status, error.code, str(error))
 
 
 def _parse_body(request: web.Request, raw: bytes) -> Body:
@@ -293,18 +283,15 @@ def _parse_body(request: web.Request, raw: bytes) -> Body:
     try:
         data: Any = json.loads(raw)
     except (ValueError, RecursionError) as e:  # RecursionError: absurdly nested arrays
-        raise ApiError(400, "malformed_body", "The body is declared JSON but does not parse.") from e
-    try:
-        return Body(alertmanager=parse_payload(data))
-    except MalformedPayload as e:
-        raise ApiError(400, "malformed_body", f"{e}.") from e
+        raise HttpError(400, "malformed_body", "The body is declared JSON but does not parse.") from e
+    return Body(alertmanager=parse_payload(data))
 
 
 def _find_token(request: web.Request) -> str:
     """The one token the request carries; the header wins only when it agrees with the query."""
     for name in SINGLE_QUERY_PARAMS:
         if len(request.query.getall(name, [])) > 1:
-            raise ApiError(400, "malformed_query", f"The query names '{name}' more than once.")
+            raise HttpError(400, "malformed_query", f"The query names '{name}' more than once.")
     candidates: list[str] = []
     for authorization in request.headers.getall("Authorization", []):
         scheme, _, credentials = authorization.partition(" ")
@@ -313,11 +300,11 @@ def _find_token(request: web.Request) -> str:
             candidates.append(credentials.strip())
     candidates.extend(value for name in ("key", "token") if (value := request.query.get(name, "")))
     if not candidates:
-        raise ApiError(
+        raise HttpError(
             401, "token_missing", "No token: use the trigger URL's key= or an Authorization header."
         )
     if len(set(candidates)) > 1:
-        raise ApiError(400, "ambiguous_token", "The request carries several different tokens.")
+        raise HttpError(400, "ambiguous_token", "The request carries several different tokens.")
     return candidates[0]
 
 
@@ -327,7 +314,7 @@ def _idempotency_key(request: web.Request) -> str | None:
     for header in IDEMPOTENCY_HEADERS:
         for value in request.headers.getall(header, []):
             if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY or not all(" " <= c <= "~" for c in value):
-                raise ApiError(
+                raise HttpError(
                     400,
                     "malformed_header",
                     f"{header} must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters.",
@@ -335,7 +322,7 @@ def _idempotency_key(request: web.Request) -> str | None:
             keys.add(value)
     if len(keys) > 1:
         names = " and ".join(IDEMPOTENCY_HEADERS)
-        raise ApiError(400, "malformed_header", f"The request's {names} headers name different keys.")
+        raise HttpError(400, "malformed_header", f"The request's {names} headers name different keys.")
     return keys.pop() if keys else None
 
 
@@ -348,7 +335,7 @@ def _content_coding(request: web.Request) -> str | None:
     ]
     codings = [coding for coding in codings if coding and coding != "identity"]
     if len(codings) > 1 or (codings and codings[0] not in CONTENT_CODINGS):
-        raise ApiError(
+        raise HttpError(
             415,
             "unsupported_encoding",
             "Content-Encoding must be gzip, deflate or identity (one coding at most).",
@@ -359,7 +346,7 @@ def _content_coding(request: web.Request) -> str | None:
 
 def _decode(raw: bytes, coding: str, limit: int) -> bytes:
     """Undo ``coding``; at most ``limit`` bytes come out, so a small body can't inflate past the limit."""
-    malformed = ApiError(400, "malformed_body", f"The body is not valid {coding} data.")
+    malformed = HttpError(400, "malformed_body", f"The body is not valid {coding} data.")
     out = bytearray()
     data = raw
     while data:  # gzip bodies may be several members in a row
@@ -387,8 +374,8 @@ def _decoder(coding: str, data: bytes) -> zlib._Decompress:
     return zlib.decompressobj(wbits)
 
 
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"The body is larger than {limit} bytes.")
+def _too_large(limit: int) -> HttpError:
+    return HttpError(413, "body_too_large", f"The body is larger than {limit} bytes.")
 
 
 def _is_json(content_type: str) -> bool:
@@ -401,10 +388,7 @@ def _decide(
     """A body-reading driver's decision, once the receiver is known not to be suspended."""
     if receiver.suspend:
         return "suspended", "receiver is suspended", None
-    try:
-        decision = reader.decide(receiver.spec, raw, content_type)
-    except MalformedBody as e:
-        raise ApiError(400, "malformed_body", f"The body is malformed at {e.field}: {e.message}.") from e
+    decision = reader.decide(receiver.spec, raw, content_type)
     return decision.disposition, decision.reason, decision.intent
 
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from controller.errors import WebhookServiceError
 from controller.kube.client import SECRETS, KubeClient
 from controller.kube.errors import KubeError, KubeNotFound
 from controller.model import Receiver
@@ -48,7 +49,7 @@ STANDARD_WEBHOOKS_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signatu
 GITHUB_HEADER = "X-Hub-Signature-256"
 
 
-class SignatureError(Exception):
+class SignatureError(WebhookServiceError):
     """Base of the signature errors: ``status`` and ``code`` are the answer; the message is for people."""
 
     status = 401
@@ -78,7 +79,8 @@ class SignatureSecretUnavailable(SignatureError):
     """The receiver's secret can't be read or used: the service's (or its operator's) fault."""
 
     status = 503
-    retry_after = 5
+    retryable = True
+    retry_after = 5.0
 
     def __init__(self, message: str) -> None:
         super().__init__("signature_secret_unavailable", message)

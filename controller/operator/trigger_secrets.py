@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.errors import WebhookServiceError
 from controller.kube.client import SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeNotFound
 from controller.model import API_VERSION, KIND, Receiver
@@ -33,8 +34,10 @@ A = "webhook-service.dev/"  # the prefix of the Secret's labels and annotations
 SECRET_SUFFIX = "-trigger"
 
 
-class SecretAppeared(Exception):
+class SecretAppeared(WebhookServiceError):
     """The trigger Secret was created by someone else between reading and creating it: try again."""
+
+    retryable = True
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from controller.drivers.contract import Driver
+from controller.errors import WebhookServiceError
 
 BASE_PATH: Traversable = files("controller.receivers").joinpath("crd_base.yaml")
 VERSION = "v1"
@@ -30,7 +31,7 @@ HEADER = (
 )
 
 
-class CrdError(Exception):
+class CrdError(WebhookServiceError):
     """The CRD base is missing or malformed: a packaging error, not a user's."""
 
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from controller.errors import WebhookServiceError
+
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DOCUMENTS = 100
 MAX_DEPTH = 32
@@ -36,7 +38,7 @@ MAX_SCALAR_CHARS = 64 * 1024
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class ManifestError(Exception):
+class ManifestError(WebhookServiceError):
     """A file that cannot be read or parsed within the bounds; the message is one short sentence."""
 
 

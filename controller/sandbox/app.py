@@ -22,7 +22,7 @@ Design decisions:
 - The live world is in ``controller.sandbox.state``; transitions happen lazily, by the clock.
 - The live world (``SandboxState``) is a plain object on the app under ``SANDBOX_STATE``, so tests
   read and adjust it directly instead of going through HTTP.
-- Domain refusals raise ``ApiError``; one middleware turns them (and aiohttp's own 404/405) into
+- Domain refusals raise ``Refusal``; one middleware turns them (and aiohttp's own 404/405) into
   Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
 - ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
 - ``fail_upgrade_of`` names services whose upgrades fail (``upgrading``, transitioning ``error``),
@@ -56,7 +56,7 @@ from controller.sandbox.state import (
     ACTIONS_BY_STATE,
     HOST_ACTIONS_BY_STATE,
     UPDATABLE_EXTRA,
-    ApiError,
+    Refusal,
     SandboxHost,
     SandboxProject,
     SandboxService,
@@ -158,14 +158,14 @@ async def cattle_edge(request: web.Request, handler: Handler) -> web.StreamRespo
     response: web.StreamResponse
     try:
         if options.fail_rate and request.app[SANDBOX_RNG].random() < options.fail_rate:
-            raise ApiError(503, "ServiceUnavailable", "sandbox: injected failure (fail_rate)")
+            raise Refusal(503, "ServiceUnavailable", "sandbox: injected failure (fail_rate)")
         check_auth(request, options)
         response = await handler(request)
-    except ApiError as e:
+    except Refusal as e:
         response = error_response(e, request)
     except web.HTTPException as e:  # the router's own 404 / 405
         code = "MethodNotAllowed" if e.status == 405 else "NotFound" if e.status == 404 else e.reason
-        response = error_response(ApiError(e.status, code, e.reason), request)
+        response = error_response(Refusal(e.status, code, e.reason), request)
     version = request.match_info.get("version", "v2-beta")
     response.headers["X-API-Schemas"] = f"{request.url.origin()}/{version}/schemas"
     response.headers["X-API-Account-Id"] = scoped_project_id(request) or ADMIN_ACCOUNT
@@ -179,7 +179,7 @@ def check_auth(request: web.Request, options: SandboxOptions) -> None:
     expected = f"{options.access_key}:{options.secret_key or ''}".encode()
     if hmac.compare_digest(basic_credentials(request.headers.get("Authorization", "")), expected):
         return
-    raise ApiError(401, "Unauthorized", "Unauthorized")
+    raise Refusal(401, "Unauthorized", "Unauthorized")
 
 
 def basic_credentials(header: str) -> bytes:
@@ -192,7 +192,7 @@ def basic_credentials(header: str) -> bytes:
         return b""
 
 
-def error_response(error: ApiError, request: web.Request) -> web.Response:
+def error_response(error: Refusal, request: web.Request) -> web.Response:
     body = {
         "id": uuid.uuid4().hex, "type": "error", "status": error.status, "code": error.code,
         "message": error.message, "detail": None, "fieldName": error.field_name,
@@ -214,11 +214,11 @@ def project_in_scope(request: web.Request) -> SandboxProject:
     project_id = scoped_project_id(request)
     if project_id is None:
         if len(state.projects) != 1:
-            raise ApiError(404, "NotFound", "no project in scope: use /projects/{id}/ or X-API-Project-Id")
+            raise Refusal(404, "NotFound", "no project in scope: use /projects/{id}/ or X-API-Project-Id")
         project_id = next(iter(state.projects))
     project = state.project(project_id)
     if project.state != "active":
-        raise ApiError(403, "Forbidden", f"project {project_id} is {project.state}")
+        raise Refusal(403, "Forbidden", f"project {project_id} is {project.state}")
     return project
 
 
@@ -288,9 +288,9 @@ async def put_service(request: web.Request) -> web.Response:
     try:
         changes = json.loads(await request.read())
     except ValueError:
-        raise ApiError(400, "InvalidBodyContent", "the body is not valid JSON") from None
+        raise Refusal(400, "InvalidBodyContent", "the body is not valid JSON") from None
     if not isinstance(changes, dict):
-        raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
+        raise Refusal(400, "InvalidBodyContent", "the body must be a JSON object")
     service = state.update(project.id, request.match_info["sid"], changes)
     return web.json_response(render_service(service, api_base(request), request.match_info["version"]))
 
@@ -303,7 +303,7 @@ async def post_service_action(request: web.Request) -> web.Response:
     state.service(project.id, service_id)  # 404 first, as Cattle does
     action = request.query.get("action")
     if not action:
-        raise ApiError(405, "MethodNotAllowed", "POST to a service needs ?action=")
+        raise Refusal(405, "MethodNotAllowed", "POST to a service needs ?action=")
     body = await json_object(request) if await request.read() else {}
     failing = service_id in options.fail_upgrade_of
     service = state.act(project.id, service_id, action, body, failing=failing)
@@ -331,7 +331,7 @@ async def post_host(request: web.Request) -> web.Response:
     if state.host_create_calls in options.fail_host_create:
         status = options.fail_host_create_status
         code = "InvalidState" if status == 422 else "ServiceUnavailable"
-        raise ApiError(status, code, f"sandbox: injected failure of host create #{state.host_create_calls}")
+        raise Refusal(status, code, f"sandbox: injected failure of host create #{state.host_create_calls}")
     host = state.create_host(project.id, body)
     return web.json_response(render_host(host, api_base(request)), status=201)
 
@@ -340,10 +340,10 @@ async def post_external_host_event(request: web.Request) -> web.Response:
     project = project_in_scope(request)
     body = await json_object(request)
     if body.get("eventType") != "host.evacuate":
-        raise ApiError(422, "InvalidOption", "eventType must be host.evacuate", field_name="eventType")
+        raise Refusal(422, "InvalidOption", "eventType must be host.evacuate", field_name="eventType")
     host_id = body.get("hostId")
     if not isinstance(host_id, str) or not host_id:
-        raise ApiError(422, "MissingRequired", "hostId is required", field_name="hostId")
+        raise Refusal(422, "MissingRequired", "hostId is required", field_name="hostId")
     event = request.app[SANDBOX_STATE].evacuate_host(
         project.id, host_id, delete=body.get("deleteHost") is True
     )
@@ -364,7 +364,7 @@ async def proxy_post(request: web.Request) -> web.Response:
     name, _, port_text = request.match_info["endpoint"].rpartition(":")
     port = int(port_text) if port_text.isdigit() else 0
     if not name or not 1 <= port <= 65535:
-        raise ApiError(422, "InvalidOption", "expected {serviceName}:{port} with a port in 1..65535")
+        raise Refusal(422, "InvalidOption", "expected {serviceName}:{port} with a port in 1..65535")
     service = request.app[SANDBOX_STATE].service_named(project.id, name)
     path = "/" + request.match_info.get("path", "")
     body = await request.read()
@@ -391,16 +391,16 @@ async def proxy_post(request: web.Request) -> web.Response:
             }
             return web.Response(status=upstream.status, body=answer, headers=answer_headers)
     except aiohttp.ClientError as e:
-        raise ApiError(502, "BadGateway", f"upstream {service.upstream} of {name}: {e}") from e
+        raise Refusal(502, "BadGateway", f"upstream {service.upstream} of {name}: {e}") from e
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.read())
     except ValueError:
-        raise ApiError(400, "InvalidBodyContent", "the body is not valid JSON") from None
+        raise Refusal(400, "InvalidBodyContent", "the body is not valid JSON") from None
     if not isinstance(body, dict):
-        raise ApiError(400, "InvalidBodyContent", "the body must be a JSON object")
+        raise Refusal(400, "InvalidBodyContent", "the body must be a JSON object")
     return body
 
 

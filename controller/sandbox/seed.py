@@ -37,10 +37,12 @@ from typing import Any
 
 import yaml
 
+from controller.errors import WebhookServiceError
+
 DEFAULT_IMAGE = "docker:nginx"
 
 
-class SeedError(ValueError):
+class SeedError(WebhookServiceError):
     """The seed file is unreadable or wrong; the message lists every problem."""
 
 

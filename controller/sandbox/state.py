@@ -3,8 +3,8 @@
 Transitions are computed lazily from an injected clock when a service is read, never by a
 background task: a test advances a fake clock instead of sleeping, and nothing runs between
 requests. A state set by a test (``restarting``, ``upgrading``...) stays until the test changes it.
-Refusals raise ``ApiError``, which the HTTP edge (``controller.sandbox.app``) renders as Cattle's
-error body.
+A refused request raises ``Refusal``, which the HTTP edge (``controller.sandbox.app``) renders as
+Cattle's error body.
 
 Hosts follow Cattle's machine lifecycle: a created host walks ``HOST_CREATE_STEPS`` (requested ->
 ... -> active) evenly over the transition time, and an evacuation with ``deleteHost`` takes it through
@@ -81,7 +81,7 @@ HOST_ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
 HIDDEN_STATES = frozenset({"removed", "purged"})
 
 
-class ApiError(Exception):
+class Refusal(Exception):
     """A refusal, answered with Cattle's error body."""
 
     def __init__(self, status: int, code: str, message: str, *, field_name: str | None = None) -> None:
@@ -250,13 +250,13 @@ class SandboxState:
         try:
             return self.projects[project_id]
         except KeyError:
-            raise ApiError(404, "NotFound", f"project {project_id} not found") from None
+            raise Refusal(404, "NotFound", f"project {project_id} not found") from None
 
     def service(self, project_id: str, service_id: str) -> SandboxService:
         try:
             service = self.project(project_id).services[service_id]
         except KeyError:
-            raise ApiError(404, "NotFound", f"service {service_id} not found") from None
+            raise Refusal(404, "NotFound", f"service {service_id} not found") from None
         service.settle(self._clock())
         return service
 
@@ -270,13 +270,13 @@ class SandboxState:
         for service in self.services(project_id):
             if service.name == name:
                 return service
-        raise ApiError(404, "NotFound", f"service {name} not found in project {project_id}")
+        raise Refusal(404, "NotFound", f"service {name} not found in project {project_id}")
 
     def host(self, project_id: str, host_id: str) -> SandboxHost:
         try:
             host = self.project(project_id).hosts[host_id]
         except KeyError:
-            raise ApiError(404, "NotFound", f"host {host_id} not found") from None
+            raise Refusal(404, "NotFound", f"host {host_id} not found") from None
         host.settle(self._clock())
         return host
 
@@ -291,12 +291,12 @@ class SandboxState:
         driver, config = driver_config(body)
         hostname = body.get("hostname") or body.get("name")
         if not isinstance(hostname, str) or not hostname:
-            raise ApiError(422, "MissingRequired", "hostname is required", field_name="hostname")
+            raise Refusal(422, "MissingRequired", "hostname is required", field_name="hostname")
         if any(hostname in (h.hostname, h.name) for h in self.hosts(project_id)):
-            raise ApiError(422, "NotUnique", f"a host named {hostname} exists", field_name="hostname")
+            raise Refusal(422, "NotUnique", f"a host named {hostname} exists", field_name="hostname")
         labels = body.get("labels") or {}
         if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
-            raise ApiError(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
+            raise Refusal(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
         now = self._clock()
         host = SandboxHost(
             id=f"1h{self._next_host}", project_id=project_id, name=str(body.get("name") or hostname),
@@ -313,12 +313,10 @@ class SandboxState:
         """A ``host.evacuate`` external host event: deactivate the host, then (``delete``) remove it."""
         try:
             host = self.host(project_id, host_id)
-        except ApiError:
-            raise ApiError(
-                422, "InvalidReference", f"host {host_id} not found", field_name="hostId"
-            ) from None
+        except Refusal:
+            raise Refusal(422, "InvalidReference", f"host {host_id} not found", field_name="hostId") from None
         if host.state in HIDDEN_STATES:
-            raise ApiError(422, "InvalidReference", f"host {host_id} is removed", field_name="hostId")
+            raise Refusal(422, "InvalidReference", f"host {host_id} is removed", field_name="hostId")
         now = self._clock()
         if host.state != "removing":
             if delete:
@@ -341,7 +339,7 @@ class SandboxState:
         service = self.service(project_id, service_id)
         check_update(changes)
         if "update" not in ACTIONS_BY_STATE.get(service.state, ()):
-            raise ApiError(409, "Conflict", f"service {service_id} is {service.state}; try again later")
+            raise Refusal(409, "Conflict", f"service {service_id} is {service.state}; try again later")
         if "scale" in changes:
             service.scale = changes["scale"]
         if "name" in changes:
@@ -364,9 +362,9 @@ class SandboxState:
         ``failing`` makes an upgrade (or its continuation) end in error instead of ``upgraded``."""
         service = self.service(project_id, service_id)
         if action not in SERVICE_ACTIONS:
-            raise ApiError(422, "InvalidAction", f"no action {action} on a service", field_name="action")
+            raise Refusal(422, "InvalidAction", f"no action {action} on a service", field_name="action")
         if action not in ACTIONS_BY_STATE.get(service.state, ()):
-            raise ApiError(
+            raise Refusal(
                 422, "ActionNotAvailable", f"{action} is not available on a {service.state} service",
                 field_name="action",
             )  # fmt: skip
@@ -396,8 +394,8 @@ def driver_config(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     configs = [k for k, v in body.items() if k.endswith("Config") and v is not None]
     if len(configs) != 1:
         if body.get("hostTemplateId"):
-            raise ApiError(422, "InvalidReference", "no such host template", field_name="hostTemplateId")
-        raise ApiError(
+            raise Refusal(422, "InvalidReference", "no such host template", field_name="hostTemplateId")
+        raise Refusal(
             422,
             "DriverConfigExactlyOneRequired",
             "exactly one <driver>Config is required",
@@ -405,7 +403,7 @@ def driver_config(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         )
     config = body[configs[0]]
     if not isinstance(config, dict):
-        raise ApiError(422, "InvalidFormat", f"{configs[0]} must be a map", field_name=configs[0])
+        raise Refusal(422, "InvalidFormat", f"{configs[0]} must be a map", field_name=configs[0])
     return configs[0].removesuffix("Config"), dict(config)
 
 
@@ -418,15 +416,11 @@ def in_service_strategy(body: Mapping[str, Any]) -> dict[str, Any]:
     """The checked ``inServiceStrategy`` of an upgrade, with Cattle's defaults filled in."""
     strategy = body.get("inServiceStrategy")
     if strategy is None:
-        raise ApiError(
-            422, "MissingRequired", "inServiceStrategy is required", field_name="inServiceStrategy"
-        )
+        raise Refusal(422, "MissingRequired", "inServiceStrategy is required", field_name="inServiceStrategy")
     if not isinstance(strategy, dict):
-        raise ApiError(
-            422, "InvalidFormat", "inServiceStrategy must be a map", field_name="inServiceStrategy"
-        )
+        raise Refusal(422, "InvalidFormat", "inServiceStrategy must be a map", field_name="inServiceStrategy")
     if strategy.get("launchConfig") is None and strategy.get("secondaryLaunchConfigs") is None:
-        raise ApiError(
+        raise Refusal(
             422, "InvalidOption", "launchConfig or secondaryLaunchConfigs is required",
             field_name="launchConfig",
         )  # fmt: skip
@@ -434,19 +428,19 @@ def in_service_strategy(body: Mapping[str, Any]) -> dict[str, Any]:
     for key, low in (("batchSize", 1), ("intervalMillis", 100)):
         value = checked[key]
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ApiError(422, "InvalidFormat", f"{key} must be an integer", field_name=key)
+            raise Refusal(422, "InvalidFormat", f"{key} must be an integer", field_name=key)
         if value < low:
-            raise ApiError(422, "MinLimitExceeded", f"{key} must be >= {low}", field_name=key)
+            raise Refusal(422, "MinLimitExceeded", f"{key} must be >= {low}", field_name=key)
     launch = checked.get("launchConfig")
     if launch is not None and not (isinstance(launch, dict) and isinstance(launch.get("imageUuid"), str)):
-        raise ApiError(
+        raise Refusal(
             422, "MissingRequired", "launchConfig needs an imageUuid", field_name="launchConfig.imageUuid"
         )
     secondary = checked.get("secondaryLaunchConfigs")
     if secondary is not None and not (
         isinstance(secondary, list) and all(isinstance(c, dict) and c.get("name") for c in secondary)
     ):
-        raise ApiError(
+        raise Refusal(
             422, "InvalidFormat", "secondaryLaunchConfigs must be a list of maps with a name",
             field_name="secondaryLaunchConfigs",
         )  # fmt: skip
@@ -455,7 +449,7 @@ def in_service_strategy(body: Mapping[str, Any]) -> dict[str, Any]:
         if labels is not None and not (
             isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
         ):
-            raise ApiError(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
+            raise Refusal(422, "InvalidFormat", "labels must be a map of strings", field_name="labels")
     return checked
 
 
@@ -469,7 +463,7 @@ def upgraded(service: SandboxService, strategy: Mapping[str, Any]) -> LaunchConf
     sent = {c["name"]: c for c in strategy.get("secondaryLaunchConfigs") or ()}
     unknown = sorted(set(sent) - {c["name"] for c in service.launch.secondary})
     if unknown:
-        raise ApiError(
+        raise Refusal(
             422, "InvalidReference", f"no sidekick named {', '.join(unknown)}",
             field_name="secondaryLaunchConfigs",
         )  # fmt: skip
@@ -482,12 +476,12 @@ def upgraded(service: SandboxService, strategy: Mapping[str, Any]) -> LaunchConf
 def check_update(changes: Mapping[str, Any]) -> None:
     scale = changes.get("scale", 0)
     if not isinstance(scale, int) or isinstance(scale, bool):
-        raise ApiError(422, "InvalidFormat", "scale must be an integer", field_name="scale")
+        raise Refusal(422, "InvalidFormat", "scale must be an integer", field_name="scale")
     if scale < 0:
-        raise ApiError(422, "MinLimitExceeded", "scale must be >= 0", field_name="scale")
+        raise Refusal(422, "MinLimitExceeded", "scale must be >= 0", field_name="scale")
     if "name" in changes and not (isinstance(changes["name"], str) and changes["name"]):
-        raise ApiError(422, "InvalidFormat", "name must be a non-empty string", field_name="name")
+        raise Refusal(422, "InvalidFormat", "name must be a non-empty string", field_name="name")
     if "description" in changes and not isinstance(changes["description"], str | None):
-        raise ApiError(422, "InvalidFormat", "description must be a string", field_name="description")
+        raise Refusal(422, "InvalidFormat", "description must be a string", field_name="description")
     if "metadata" in changes and not isinstance(changes["metadata"], dict | None):
-        raise ApiError(422, "InvalidFormat", "metadata must be a map", field_name="metadata")
+        raise Refusal(422, "InvalidFormat", "metadata must be a map", field_name="metadata")

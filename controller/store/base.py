@@ -22,13 +22,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from controller.errors import WebhookServiceError
 from controller.model import Disposition, Outcome, Problem, RateLimit
 
 IntentState = Literal["pending", "folded", "failed"]
 
 
-class StoreError(Exception):
-    """Base of the store's errors."""
+class StoreError(WebhookServiceError):
+    """Base of the store's errors. All are retried: the next attempt reads the store again (a lock
+    released, a disk freed, the API server back, the intents still pending folded anew)."""
+
+    retryable = True
 
 
 class StoreUnavailable(StoreError):
@@ -41,6 +45,8 @@ class HitRateLimited(StoreError):
     Only a shared store raises it: a single process counts in the listener (``RateLimiter``), which
     is cheaper. The listener answers 429 with ``retry_after``.
     """
+
+    retry_after: float
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(f"rate limit reached; retry after {retry_after:.1f}s")
