@@ -23,7 +23,7 @@ from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet, GateRefusal
 from controller.kube.client import KubeClient, KubeObject
 from controller.model import Receiver
-from controller.operator.status import (
+from controller.operator.receiver_status import (
     INVALID_SPEC,
     condition,
     post_event,

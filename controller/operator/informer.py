@@ -19,7 +19,7 @@ from controller.drivers.contract import Driver
 from controller.kube.client import RECEIVERS, KubeClient, KubeObject
 from controller.kube.errors import KubeError
 from controller.model import ActiveReceiver
-from controller.operator.status import refusal_shown
+from controller.operator.receiver_status import refusal_shown
 from controller.receivers.loader import check_object
 from controller.receivers.schema import ReceiverSchema
 from controller.registry import ReceiverRegistry

@@ -17,7 +17,7 @@ from typing import Any
 
 from controller.kube.client import KubeClient, KubeObject
 from controller.kube.errors import KubeError
-from controller.operator.status import now_rfc3339, post_event, set_condition, update_status
+from controller.operator.receiver_status import now_rfc3339, post_event, set_condition, update_status
 from controller.store import ledger as ledgers
 from controller.store.base import HitRecord
 
