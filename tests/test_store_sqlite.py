@@ -20,7 +20,9 @@ import pytest
 from controller.cli import build_parser, settings_from
 from controller.model import Disposition, Problem
 from controller.store.base import FoldStep, HitRequest, HitResult, StoredToken, StoreError, StoreUnavailable
-from controller.store.sqlite import PRUNE_LIMIT, PRUNE_SWEEP, SqliteStore, read_snapshot
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite_prune import PRUNE_LIMIT, PRUNE_SWEEP
+from controller.store.sqlite_snapshot import read_snapshot
 
 T0 = 1_700_000_000.0
 DAY = 24 * 3600.0
