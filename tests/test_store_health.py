@@ -24,7 +24,7 @@ import pytest
 from controller.store.base import HitResult, StoreUnavailable
 from controller.store.sqlite import SqliteStore
 from tests.processes import eventually
-from tests.test_store_sqlite import T0, hit
+from tests.test_store_conformance import T0, hit
 
 STORE_LOGGER = "controller.store.sqlite"
 NO_PROBE = 3600.0  # a probe interval no test waits for
