@@ -10,9 +10,9 @@ request in, same result out, no clock of their own.
 
 The outcome is decided by the rule both stores share (``controller.store.outcome``), over a
 history read from the receiver's entry; here the rate limit is shared by all listeners. Unlike
-SQLite the object has a size limit (about 1 MiB), so what it remembers is bounded: idempotency keys for 24 h
-but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window, rate-limit
-timestamps for their window.
+SQLite the object has a size limit (about 1 MiB), so what it remembers is bounded: idempotency keys
+for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window,
+rate-limit timestamps for their window.
 """
 
 from __future__ import annotations
