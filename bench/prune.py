@@ -2,7 +2,7 @@
 
 ``python -m bench.prune [--backlog 200000] [--concurrency 64]``
 
-The store prunes in slices that ride on hit batches (``controller.store.sqlite``), so the question
+The store prunes in slices that ride on hit batches (``controller.store.sqlite_prune``), so the question
 is whether the deletion rate stays above the highest ingest rate: if it does, a store past its
 retention window never grows, whatever the load. The backlog is written straight into a migrated
 store file (each expired hit with a folded intent and an idempotency key, as Alertmanager hits
@@ -22,7 +22,8 @@ from pathlib import Path
 
 from controller.store.base import HitRequest
 from controller.store.ids import HitIds
-from controller.store.sqlite import DB_NAME, SqliteStore
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite_schema import DB_NAME
 
 T0 = 1_800_000_000.0
 RETENTION = 60.0

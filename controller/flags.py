@@ -159,7 +159,7 @@ def share(value: str) -> float:
 
 def retention_days(value: str) -> float:
     """Days, fractions allowed down to the store's minimum of 60 s (0.0007 days), for tests and soaks."""
-    from controller.store.sqlite import MIN_RETENTION
+    from controller.store.sqlite_prune import MIN_RETENTION
 
     least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
     return _number(

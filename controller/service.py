@@ -35,7 +35,8 @@ from controller.sandbox.app import SandboxOptions, run_sandbox
 from controller.sandbox.seed import load_seed
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
-from controller.store.sqlite import DB_NAME, SqliteStore
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite_schema import DB_NAME
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from pathlib import Path
 from controller.drivers import load_drivers
 from controller.redact import mask_url
 from controller.store.base import StoreUnavailable
-from controller.store.sqlite import DB_NAME, Snapshot, read_snapshot
+from controller.store.sqlite_schema import DB_NAME
+from controller.store.sqlite_snapshot import Snapshot, read_snapshot
 from controller.tokens import KEYS_DIR, KeyRing, restore_token, trigger_url
 
 

@@ -20,7 +20,8 @@ from bench.processes import (
     http_status,
     write_receiver,
 )
-from controller.store.sqlite import DB_NAME, read_snapshot
+from controller.store.sqlite_schema import DB_NAME
+from controller.store.sqlite_snapshot import read_snapshot
 
 __all__ = [
     "REPO",

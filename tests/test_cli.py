@@ -19,7 +19,8 @@ from controller import status_report as status
 from controller.cli import DECLARED, DEFAULTS, build_parser, main, operator_settings_from, settings_from
 from controller.flags import OPTION
 from controller.settings import Settings
-from controller.store.sqlite import DB_NAME, SqliteStore
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite_schema import DB_NAME
 from tests.processes import REPO, WEBHOOK_SERVICE
 
 # Settings with no flag: tunables of the code (listen_port comes with --listen).

@@ -9,7 +9,7 @@ from controller.redact import mask_url
 from controller.service import cattle_endpoint
 from controller.settings import Settings
 from controller.status_report import format_snapshot
-from controller.store.sqlite import Snapshot
+from controller.store.sqlite_snapshot import Snapshot
 
 CATTLE = "http://ak:s3cret@rancher.example:8080/v2-beta"
 MASKED = "http://****:****@rancher.example:8080/v2-beta"

@@ -14,7 +14,7 @@ import pytest
 from controller.cli import main
 from controller.statedir import secure_state_dir
 from controller.store.sqlite import SqliteStore
-from tests.test_store_sqlite import hit
+from tests.test_store_conformance import hit
 
 
 def mode(path: Path) -> int:

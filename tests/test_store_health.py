@@ -23,7 +23,7 @@ import pytest
 
 from controller.store.base import HitResult, StoreUnavailable
 from controller.store.sqlite import SqliteStore
-from tests.test_store_sqlite import T0, hit
+from tests.test_store_conformance import T0, hit
 from tests.toolbox import until
 
 STORE_LOGGER = "controller.store.sqlite"

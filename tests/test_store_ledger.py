@@ -4,12 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pytest
-
-from controller.model import RateLimit
 from controller.store import ledger
-from controller.store.base import FoldStep, HitRateLimited, HitRequest, StoreError
-from controller.store.ids import IDEMPOTENCY_WINDOW
+from controller.store.base import FoldStep, HitRequest
 
 TARGET = "scaleService:1a5/1s7"
 INTENT = {"action": "up", "amount": 1, "min": 1, "max": 10}
@@ -32,25 +28,11 @@ def hit(at: float = 1000.0, **changes: object) -> HitRequest:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def test_accepted_hits_queue_intents_in_arrival_order() -> None:
-    led = ledger.new_ledger(TARGET)
-    led, first = ledger.record_hit(led, hit(1000.0), "h1")
-    led, second = ledger.record_hit(led, hit(1001.0), "h2")
-    assert (first.outcome, second.outcome) == ("accepted", "accepted")
-    assert [(p.seq, p.hit_id) for p in ledger.pending_intents(led)] == [(1, "h1"), (2, "h2")]
-
-
 def test_a_repeated_idempotency_key_is_a_duplicate_of_the_first_hit_and_changes_nothing() -> None:
     led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(idempotency_key="k"), "h1")
     again, result = ledger.record_hit(led, hit(1500.0, idempotency_key="k"), "h2")
     assert (result.hit_id, result.outcome) == ("h1", "duplicate")
     assert again == led
-
-
-def test_an_idempotency_key_older_than_a_day_is_forgotten() -> None:
-    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(idempotency_key="k"), "h1")
-    _, result = ledger.record_hit(led, hit(1000.0 + IDEMPOTENCY_WINDOW + 1, idempotency_key="k"), "h2")
-    assert result.outcome == "accepted"
 
 
 def test_idempotency_keys_are_bounded_per_receiver() -> None:
@@ -62,45 +44,6 @@ def test_idempotency_keys_are_bounded_per_receiver() -> None:
     assert len(led["receivers"]["default/web-up"]["idempotency"]) <= ledger.MAX_KEYS
     _, newest = ledger.record_hit(led, hit(9999.0, idempotency_key=f"k{ledger.MAX_KEYS + 4}"), "x")
     assert newest.outcome == "duplicate"
-
-
-def test_an_alertmanager_retry_within_the_window_is_a_duplicate() -> None:
-    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(dedupe_key="g"), "h1")
-    _, within = ledger.record_hit(led, hit(1030.0, dedupe_key="g"), "h2")
-    _, after = ledger.record_hit(led, hit(1061.0, dedupe_key="g"), "h3")
-    assert (within.outcome, within.hit_id) == ("duplicate", "h1")
-    assert after.outcome == "accepted"
-
-
-def test_a_hit_within_the_cooldown_is_recorded_without_an_intent() -> None:
-    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(cooldown=30.0), "h1")
-    led, result = ledger.record_hit(led, hit(1010.0, cooldown=30.0), "h2")
-    assert result.outcome == "cooldown"
-    assert len(led["pending"]) == 1
-    reason = led["receivers"]["default/web-up"]["lastHit"]["reason"]
-    assert reason is not None and reason.startswith("cooldown: last accepted hit 10.0s")
-
-
-@pytest.mark.parametrize("disposition", ["ignored", "suspended"])
-def test_hits_that_do_not_act_are_recorded_without_an_intent(disposition: str) -> None:
-    led, result = ledger.record_hit(
-        ledger.new_ledger(TARGET), hit(disposition=disposition, intent=None), "h1"
-    )
-    assert result.outcome == disposition
-    assert led["pending"] == []
-    assert ledger.last_hits(led)["default/web-up"].outcome == disposition
-
-
-def test_the_rate_limit_is_counted_in_the_ledger_and_says_when_to_retry() -> None:
-    limit = RateLimit(requests=2, per_seconds=10.0)
-    led = ledger.new_ledger(TARGET)
-    led, _ = ledger.record_hit(led, hit(1000.0, rate_limit=limit), "h1")
-    led, _ = ledger.record_hit(led, hit(1004.0, rate_limit=limit), "h2")
-    with pytest.raises(HitRateLimited) as refused:
-        ledger.record_hit(led, hit(1005.0, rate_limit=limit), "h3")
-    assert refused.value.retry_after == pytest.approx(5.0)
-    _, later = ledger.record_hit(led, hit(1010.5, rate_limit=limit), "h4")
-    assert later.outcome == "accepted"
 
 
 def test_a_receiver_created_again_under_the_same_name_starts_afresh() -> None:
@@ -119,21 +62,6 @@ def test_commit_fold_records_desired_and_drops_the_folded_intents() -> None:
     assert [p.hit_id for p in ledger.pending_intents(folded)] == ["h2"]
     assert (folded["desired"], folded["converged"]) == (3, False)
     assert ledger.has_work(folded)
-
-
-def test_commit_fold_marks_the_receivers_last_hit_folded() -> None:
-    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(), "h1")
-    folded = ledger.commit_fold(
-        led, 10, [FoldStep(seq=1, hit_id="h1", before=9, after=10, clamped=True)], 1.0
-    )
-    record = ledger.last_hits(folded)["default/web-up"]
-    assert (record.intent_state, record.before, record.after, record.clamped) == ("folded", 9, 10, True)
-
-
-def test_commit_fold_of_an_intent_no_longer_pending_fails_whole() -> None:
-    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(), "h1")
-    with pytest.raises(StoreError):
-        ledger.commit_fold(led, 2, [FoldStep(seq=7, hit_id="hx", before=1, after=2, clamped=False)], 1.0)
 
 
 def test_fail_intents_fails_every_pending_intent_with_the_reason() -> None:

@@ -1,4 +1,6 @@
-"""The SQLite store: record_hit's five outcome rules, group commit, intents and targets, the CLI's snapshot.
+"""The SQLite store: what only it does — group commit, pruning, durability, tokens, the CLI's snapshot.
+
+What every store does (hit outcomes, intents, targets) is in ``test_store_conformance``.
 
 Time windows are driven by ``HitRequest.received_at`` values, never by sleeping. Tests about batching
 hold the writer thread inside a transaction with a gate job, so which jobs share a commit is certain.
@@ -18,41 +20,21 @@ from typing import Any
 import pytest
 
 from controller.cli import build_parser, settings_from
-from controller.model import Disposition, Problem
-from controller.store.base import FoldStep, HitRequest, HitResult, StoredToken, StoreError, StoreUnavailable
-from controller.store.sqlite import PRUNE_LIMIT, PRUNE_SWEEP, SqliteStore, read_snapshot
+from controller.model import Problem, RateLimit
+from controller.store.base import (
+    FoldStep,
+    HitRateLimited,
+    HitResult,
+    StoredToken,
+    StoreError,
+    StoreUnavailable,
+)
+from controller.store.sqlite import SqliteStore
+from controller.store.sqlite_prune import PRUNE_LIMIT, PRUNE_SWEEP
+from controller.store.sqlite_snapshot import read_snapshot
+from tests.test_store_conformance import DAY, T0, TARGET, hit, pending_hit_ids
 
-T0 = 1_700_000_000.0
-DAY = 24 * 3600.0
-TARGET = "scaleService:1a5/1s7"
-UP = {"action": "up", "amount": 1, "min": 1, "max": 10}
-
-
-def hit(
-    *,
-    at: float = T0,
-    receiver: str = "default/up",
-    target: str = TARGET,
-    disposition: Disposition = "act",
-    reason: str | None = None,
-    idempotency_key: str | None = None,
-    dedupe_key: str | None = None,
-    dedupe_window: float = 60.0,
-    cooldown: float = 0.0,
-) -> HitRequest:
-    return HitRequest(
-        receiver=receiver,
-        receiver_uid="uid-1",
-        target_id=target,
-        disposition=disposition,
-        reason=reason,
-        intent=dict(UP) if disposition == "act" else None,
-        idempotency_key=idempotency_key,
-        dedupe_key=dedupe_key,
-        dedupe_window=dedupe_window,
-        cooldown=cooldown,
-        received_at=at,
-    )
+ONE_PER_MINUTE = RateLimit(requests=1, per_seconds=60.0)
 
 
 def token(name: str = "up", jti: str = "j1") -> StoredToken:
@@ -122,48 +104,7 @@ async def submitted(*coros: Any) -> list[asyncio.Task[Any]]:
     return tasks
 
 
-async def pending_hit_ids(store: SqliteStore, target: str = TARGET) -> list[str]:
-    return [p.hit_id for p in await store.pending_intents(target)]
-
-
-# -- rule 5: accepted
-
-
-async def test_a_hit_to_act_on_is_accepted_with_a_pending_intent(store: SqliteStore) -> None:
-    result = await store.record_hit(hit())
-    assert result.outcome == "accepted"
-    [pending] = await store.pending_intents(TARGET)
-    assert (pending.hit_id, pending.receiver, pending.intent) == (result.hit_id, "default/up", UP)
-
-
-# -- rule 1: idempotency key
-
-
-async def test_an_idempotency_key_repeat_within_24h_is_a_duplicate_of_the_first_hit(
-    store: SqliteStore,
-) -> None:
-    first = await store.record_hit(hit(idempotency_key="k"))
-    again = await store.record_hit(hit(at=T0 + DAY - 0.001, idempotency_key="k"))
-    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
-    assert await pending_hit_ids(store) == [first.hit_id]
-
-
-async def test_an_idempotency_key_repeat_24h_later_is_a_new_hit(store: SqliteStore) -> None:
-    await store.record_hit(hit(idempotency_key="k"))
-    again = await store.record_hit(hit(at=T0 + DAY, idempotency_key="k"))
-    assert again.outcome == "accepted"
-
-
-async def test_an_idempotency_key_repeat_of_an_ignored_hit_is_a_duplicate(store: SqliteStore) -> None:
-    first = await store.record_hit(hit(disposition="ignored", reason="resolved", idempotency_key="k"))
-    again = await store.record_hit(hit(at=T0 + 1, idempotency_key="k"))
-    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
-
-
-async def test_idempotency_keys_are_per_receiver(store: SqliteStore) -> None:
-    await store.record_hit(hit(idempotency_key="k"))
-    other = await store.record_hit(hit(receiver="default/down", idempotency_key="k"))
-    assert other.outcome == "accepted"
+# -- idempotency keys on disk
 
 
 async def test_idempotency_survives_close_and_reopen(db_path: Path) -> None:
@@ -217,7 +158,7 @@ async def test_hit_ids_sort_by_arrival(store: SqliteStore) -> None:
     assert ids == sorted(ids)
 
 
-# -- retention (issue 8, finding 12): pruning keeps up with any ingest rate
+# -- retention: pruning keeps up with any ingest rate
 
 MINUTE = 60.0
 
@@ -351,73 +292,6 @@ async def test_a_hit_kept_for_its_pending_intent_is_pruned_by_the_next_sweep_onc
         await store.close()
 
 
-# -- rule 2: ignored / suspended
-
-
-@pytest.mark.parametrize("disposition", ["ignored", "suspended"])
-async def test_an_ignored_or_suspended_hit_is_recorded_with_its_reason_and_no_intent(
-    store: SqliteStore, disposition: Disposition
-) -> None:
-    result = await store.record_hit(hit(disposition=disposition, reason="because"))
-    assert result.outcome == disposition
-    assert await store.pending_intents(TARGET) == []
-    last = (await store.last_hits())["default/up"]
-    assert (last.hit_id, last.outcome, last.reason, last.intent_state) == (
-        result.hit_id,
-        disposition,
-        "because",
-        None,
-    )
-
-
-# -- rule 3: dedupe key (Alertmanager retries)
-
-
-async def test_a_dedupe_key_repeat_within_the_window_is_a_duplicate(store: SqliteStore) -> None:
-    first = await store.record_hit(hit(dedupe_key="n1"))
-    again = await store.record_hit(hit(at=T0 + 59.999, dedupe_key="n1"))
-    assert (again.outcome, again.hit_id) == ("duplicate", first.hit_id)
-    assert await pending_hit_ids(store) == [first.hit_id]
-
-
-async def test_a_dedupe_key_repeat_at_the_end_of_the_window_is_accepted(store: SqliteStore) -> None:
-    await store.record_hit(hit(dedupe_key="n1"))
-    again = await store.record_hit(hit(at=T0 + 60, dedupe_key="n1"))
-    assert again.outcome == "accepted"
-
-
-async def test_a_different_dedupe_key_is_accepted(store: SqliteStore) -> None:
-    await store.record_hit(hit(dedupe_key="n1"))
-    assert (await store.record_hit(hit(at=T0 + 1, dedupe_key="n2"))).outcome == "accepted"
-
-
-async def test_dedupe_counts_only_accepted_hits(store: SqliteStore) -> None:
-    await store.record_hit(hit(disposition="ignored", reason="resolved", dedupe_key="n1"))
-    assert (await store.record_hit(hit(at=T0 + 1, dedupe_key="n1"))).outcome == "accepted"
-
-
-# -- rule 4: cooldown
-
-
-async def test_a_hit_within_the_cooldown_is_recorded_as_cooldown_without_intent(store: SqliteStore) -> None:
-    first = await store.record_hit(hit(cooldown=30))
-    second = await store.record_hit(hit(at=T0 + 29.999, cooldown=30))
-    assert second.outcome == "cooldown"
-    assert await pending_hit_ids(store) == [first.hit_id]
-    assert (await store.last_hits())["default/up"].hit_id == second.hit_id
-
-
-async def test_a_hit_at_the_end_of_the_cooldown_is_accepted(store: SqliteStore) -> None:
-    await store.record_hit(hit(cooldown=30))
-    assert (await store.record_hit(hit(at=T0 + 30, cooldown=30))).outcome == "accepted"
-
-
-async def test_cooldown_counts_from_the_last_accepted_hit_only(store: SqliteStore) -> None:
-    await store.record_hit(hit(cooldown=30))
-    await store.record_hit(hit(at=T0 + 20, cooldown=30))  # cooldown: does not restart it
-    assert (await store.record_hit(hit(at=T0 + 30, cooldown=30))).outcome == "accepted"
-
-
 # -- group commit
 
 
@@ -491,77 +365,39 @@ async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -
     assert (await store.record_hit(hit(at=T0 + 1))).outcome == "accepted"  # the store keeps working
 
 
-# -- intents and targets
+async def test_a_hit_whose_commit_failed_does_not_count_against_the_rate_limit(store: GatedStore) -> None:
+    def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        conn.execute(
+            "INSERT INTO idempotency (receiver, key, hit_id, received_at)"
+            " VALUES ('default/ghost', 'k', 'no-such-hit', 0)"
+        )
+
+    gate, held = await hold_writer(store)
+    tasks = await submitted(
+        store.record_hit(hit(rate_limit=ONE_PER_MINUTE)), store._submit(violates_a_deferred_constraint)
+    )
+    gate.release.set()
+    await held
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert (await store.record_hit(hit(at=T0 + 1, rate_limit=ONE_PER_MINUTE))).outcome == "accepted"
 
 
-async def test_commit_fold_records_desired_and_marks_the_steps_folded(store: SqliteStore) -> None:
-    a = await store.record_hit(hit())
-    b = await store.record_hit(hit(at=T0 + 1))
-    [pa, _] = await store.pending_intents(TARGET)
-    await store.commit_fold(TARGET, 4, [FoldStep(pa.seq, a.hit_id, before=3, after=4, clamped=False)])
-    state = await store.get_target(TARGET)
-    assert state is not None
-    assert (state.desired, state.converged, state.updated_at) == (4, False, T0)
-    assert await pending_hit_ids(store) == [b.hit_id]
-    assert (await store.last_hits())["default/up"].intent_state == "pending"
-
-
-async def test_folded_steps_show_in_last_hits(store: SqliteStore) -> None:
-    a = await store.record_hit(hit())
-    [p] = await store.pending_intents(TARGET)
-    await store.commit_fold(TARGET, 10, [FoldStep(p.seq, a.hit_id, before=10, after=10, clamped=True)])
-    last = (await store.last_hits())["default/up"]
-    assert (last.intent_state, last.before, last.after, last.clamped) == ("folded", 10, 10, True)
-
-
-async def test_commit_fold_with_a_step_already_folded_records_nothing(store: SqliteStore) -> None:
-    a = await store.record_hit(hit())
-    [p] = await store.pending_intents(TARGET)
-    step = FoldStep(p.seq, a.hit_id, before=1, after=2, clamped=False)
-    await store.commit_fold(TARGET, 2, [step])
-    b = await store.record_hit(hit(at=T0 + 1))
-    [pb] = await store.pending_intents(TARGET)
-    with pytest.raises(StoreError):
-        await store.commit_fold(TARGET, 9, [FoldStep(pb.seq, b.hit_id, 2, 3, False), step])
-    state = await store.get_target(TARGET)
-    assert state is not None and state.desired == 2
-    assert await pending_hit_ids(store) == [b.hit_id]
-
-
-async def test_fail_intents_fails_the_pending_intents_and_records_the_error(store: SqliteStore) -> None:
-    await store.record_hit(hit())
-    await store.record_hit(hit(at=T0 + 1))
-    await store.record_hit(hit(at=T0 + 2, target="scaleService:1a5/1s8"))
-    assert await store.fail_intents(TARGET, "service is global") == 2
-    assert await store.pending_intents(TARGET) == []
-    state = await store.get_target(TARGET)
-    assert state is not None
-    assert (state.converged, state.last_error, state.desired) == (True, "service is global", None)
-    assert len(await store.pending_intents("scaleService:1a5/1s8")) == 1
-
-
-async def test_last_hits_shows_a_failed_intent_with_its_reason(store: SqliteStore) -> None:
-    await store.record_hit(hit())
-    await store.fail_intents(TARGET, "service not found")
-    last = (await store.last_hits())["default/up"]
-    assert (last.outcome, last.intent_state, last.reason) == ("accepted", "failed", "service not found")
-
-
-async def test_targets_with_work_are_those_with_pending_intents_or_not_converged(store: SqliteStore) -> None:
-    await store.record_hit(hit(target="t:pending"))
-    await store.set_observed("t:unconverged", 3, converged=False, error=None)
-    await store.set_observed("t:done", 3, converged=True, error=None)
-    assert await store.targets_with_work() == ["t:pending", "t:unconverged"]
-
-
-async def test_set_observed_keeps_desired_and_replaces_the_rest(store: SqliteStore) -> None:
-    await store.commit_fold(TARGET, 5, [])
-    await store.set_observed(TARGET, 4, converged=False, error="busy")
-    await store.set_observed(TARGET, 5, converged=True, error=None)
-    state = await store.get_target(TARGET)
-    assert state is not None
-    assert (state.desired, state.observed, state.converged, state.last_error) == (5, 5, True, None)
-    assert [t.target_id for t in await store.list_targets()] == [TARGET]
+async def test_a_batch_run_again_after_a_failing_job_counts_each_hit_once(store: GatedStore) -> None:
+    limit = RateLimit(requests=2, per_seconds=60.0)
+    gate, held = await hold_writer(store)
+    bogus = FoldStep(seq=999, hit_id="nope", before=1, after=2, clamped=False)
+    tasks = await submitted(
+        store.record_hit(hit(at=T0, rate_limit=limit)),
+        store.commit_fold("scaleService:other", 5, [bogus]),
+        store.record_hit(hit(at=T0 + 1, rate_limit=limit)),
+    )
+    gate.release.set()
+    await held
+    first, _, last = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(first, HitResult) and isinstance(last, HitResult)
+    with pytest.raises(HitRateLimited):
+        await store.record_hit(hit(at=T0 + 2, rate_limit=limit))
 
 
 # -- tokens, problems, meta

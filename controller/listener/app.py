@@ -1,8 +1,8 @@
 """Builds the listener's aiohttp application from explicit dependencies.
 
 Everything the views need arrives in one frozen ``ListenerDeps`` (kept on the app under
-``LISTENER_DEPS`` for whoever wires the service); the listener's own state — the rate limiter's
-buckets — is made here, per app, so two apps in one process (as in tests) never share it.
+``LISTENER_DEPS`` for whoever wires the service); the listener's own state — the rate limit of
+pass-through hits — is made here, per app, so two apps in one process (as in tests) never share it.
 
 ``client_max_size`` is the body limit, so aiohttp refuses a chunked body over it while reading; the
 handler also checks Content-Length first to refuse without reading at all.

@@ -3,20 +3,21 @@
 The trigger endpoint checks a hit in a fixed order, cheapest and most telling first: where the
 token is, whether it verifies (which names the receiver), the sender's signature when the receiver
 requires one (``spec.signature``: the body is read for it, and the same bytes are parsed later),
-whether it is the receiver's current token, the receiver's rate limit, the headers, and only then
-the body. An unsigned hit thus costs nothing but a 401: no rate-limit token, no record.
+whether it is the receiver's current token, the headers, and only then the body. An unsigned hit
+thus costs nothing but a 401: it does not count against the rate limit, and is not recorded.
 
 The driver's capabilities (``controller.drivers.contract``) decide the rest. Pass-through drivers
-(``Forwarder``, e.g. forwardPost) leave right after the rate limit: the hit is forwarded and answered
-with the upstream's answer, and nothing is recorded. Body-reading drivers (``BodyReader``, e.g.
-serviceUpgrade) decide from the body whether the hit acts and what its intent is, instead of the
-Alertmanager parsing and ``Scaler.intent``; everything else (suspend, idempotency, cooldown,
-recording) is the same.
+(``Forwarder``, e.g. forwardPost) leave right after the current-ness check: their rate limit is
+counted here (``RateLimiter``), since no store sees them; the hit is forwarded and answered with the
+upstream's answer, and nothing is recorded. Body-reading drivers (``BodyReader``, e.g. serviceUpgrade)
+decide from the body whether the hit acts and what its intent is, instead of the Alertmanager parsing
+and ``Scaler.intent``; everything else (suspend, idempotency, cooldown, rate limit, recording) is the
+same.
 
 The view never decides a hit's outcome itself beyond what the receiver's spec says (suspended, or
-an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries and cooldown are
-decided by ``store.record_hit`` in the same transaction that records the hit, so it answers 200 only
-once the hit is durable.
+an Alertmanager status outside ``fireOn``): idempotency, Alertmanager retries, cooldown and the rate
+limit are decided by ``store.record_hit`` in the same transaction that records the hit, so it
+answers 200 only once the hit is durable, and 429 when the store raises ``HitRateLimited``.
 
 Every request gets a defined answer, never a 5xx for the client's mistake nor a hang:
 
@@ -118,10 +119,10 @@ class Handlers:
             raise HttpError(
                 409, "receiver_not_ready", f"Receiver {receiver.key} is not ready: {active.refusal}."
             )
-        self._check_rate_limit(receiver)
         drivers = self.deps.drivers
         forwarder = drivers.forwarders.get(receiver.driver)
         if forwarder is not None:
+            self._check_rate_limit(receiver)
             return await self._forward(forwarder, receiver, request, raw)
         idempotency_key = _idempotency_key(request)
         raw_body = raw if raw is not None else await self._read_body(request)
@@ -223,6 +224,7 @@ class Handlers:
             raise
 
     def _check_rate_limit(self, receiver: Receiver) -> None:
+        """A pass-through hit's rate limit; a recorded hit's is the store's."""
         if receiver.rate_limit is None:
             return
         wait = self.limiter.acquire(receiver.key, receiver.rate_limit)

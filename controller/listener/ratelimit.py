@@ -1,69 +1,40 @@
-"""Per-receiver token buckets for the trigger endpoint.
+"""The rate limit of pass-through hits, which no store sees, and the Retry-After header of a 429.
 
-A bucket holds up to ``requests`` tokens and refills at ``requests / per_seconds`` per second, so a
-receiver may burst its whole allowance and then keeps the average rate. Refused requests take no
-token: a sender that backs off as told by ``Retry-After`` gets through when it comes back.
-
-Memory is bounded: buckets live in an LRU of ``max_entries``; forgetting the least recently used one
-only gives that receiver a full bucket again, which errs on the side of letting hits through. A
-bucket remembers the limit it was made for; when the receiver's limit changes the bucket starts over
-full under the new limit, rather than carrying a debt measured in the old units.
+Hits that are recorded are limited by the store, inside the rule that decides their outcome
+(``controller.store.outcome``). A pass-through hit (``controller.forwarding``) is never recorded,
+so the listener counts it here, with the same window and the same rule's ``rate_limit_wait``: a
+receiver's ``rateLimit`` means the same thing whatever its driver. Each listener process counts its
+own pass-through hits. A refused hit is not counted: a sender that backs off as told by
+``Retry-After`` gets through when it comes back.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from controller.model import RateLimit
-
-
-@dataclass
-class _Bucket:
-    limit: RateLimit
-    tokens: float
-    updated: float
+from controller.store.outcome import rate_limit_wait
+from controller.store.rate_windows import RateWindows
 
 
 class RateLimiter:
-    def __init__(self, *, clock: Callable[[], float] = time.time, max_entries: int = 10_000) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._max_entries = max_entries
-        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+        self._windows = RateWindows()
 
     def acquire(self, key: str, limit: RateLimit) -> float | None:
-        """Take one token for ``key``: None when allowed, else the seconds until one is available."""
-        if limit.per_seconds <= 0:  # the schema forbids it; no window means no limit, not a crash
-            return None
-        if limit.requests < 1:
-            return limit.per_seconds
+        """Count one hit for ``key``: None when allowed, else the seconds until one will be."""
         now = self._clock()
-        bucket = self._bucket(key, limit, now)
-        rate = limit.requests / limit.per_seconds
-        # A clock stepped backwards must not drain the bucket, hence max(0, ...).
-        elapsed = max(0.0, now - bucket.updated)
-        bucket.tokens = min(float(limit.requests), bucket.tokens + elapsed * rate)
-        bucket.updated = now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return None
-        return (1.0 - bucket.tokens) / rate
+        count, oldest = self._windows.counted(key, now - limit.per_seconds)
+        wait = rate_limit_wait(limit, count, oldest, now)
+        if wait is None and limit.per_seconds > 0:
+            self._windows.add(key, now)
+        return wait
 
     def __len__(self) -> int:
-        return len(self._buckets)
-
-    def _bucket(self, key: str, limit: RateLimit, now: float) -> _Bucket:
-        bucket = self._buckets.get(key)
-        if bucket is None or bucket.limit != limit:
-            bucket = _Bucket(limit=limit, tokens=float(limit.requests), updated=now)
-            self._buckets[key] = bucket
-        self._buckets.move_to_end(key)
-        while len(self._buckets) > self._max_entries:
-            self._buckets.popitem(last=False)
-        return bucket
+        return len(self._windows)
 
 
 def retry_after_header(seconds: float) -> str:

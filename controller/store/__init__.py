@@ -1,4 +1,16 @@
-"""Durable state: the ``Store`` interface and its implementations (SQLite for standalone mode)."""
+"""Durable state: the ``Store`` interface and its implementations.
+
+- ``base``         the interface (``Store``, ``IntentStore``) and its records and errors
+- ``outcome``      the one rule that decides a hit's outcome, over a history each store answers
+- ``ids``          hit ids and the idempotency window, the same in both modes
+- ``rate_windows`` per-receiver rate-limit windows kept in memory by one process
+- ``sqlite``       standalone mode's ``SqliteStore``, built from ``sqlite_schema`` (schema and
+  migrations), ``sqlite_groupcommit`` (batches, COMMIT on a thread, file identity, write probe),
+  ``sqlite_queries`` (the SQL of each operation), ``sqlite_prune`` (retention) and
+  ``sqlite_snapshot`` (the CLI's read-only view)
+- ``kube``         operator mode's ``KubeStore``: one IntentLedger object per target, whose pure
+  functions are ``ledger``
+"""
 
 from controller.store.base import (
     FoldStep,

@@ -8,8 +8,9 @@ each Receiver's status, so it has no use for the rest.
 Design points every implementation keeps:
 
 - ``record_hit`` is the only write on the hot path. It decides the hit's outcome (idempotency key
-  repeat, Alertmanager retry, cooldown) *in the same transaction* that records it, so two
-  concurrent hits can never both pass a check that only one should pass. It returns only after the
+  repeat, Alertmanager retry, cooldown, rate limit) with the one rule of ``controller.store.outcome``
+  *in the same transaction* that records it, so two concurrent hits can never both pass a check
+  that only one should pass. It returns only after the
   hit is durable: the listener answers 200 on its return.
 - Intents are folded in arrival order (``PendingIntent.seq``). ``commit_fold`` records the new
   absolute desired value and marks the folded intents in one transaction, so a crash after it
@@ -68,7 +69,7 @@ class HitRequest:
     dedupe_window: float  # seconds
     cooldown: float  # seconds between two accepted hits of this receiver
     received_at: float  # epoch seconds
-    rate_limit: RateLimit | None = None  # enforced by stores shared between listeners (HitRateLimited)
+    rate_limit: RateLimit | None = None  # enforced by every store (HitRateLimited)
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ with the resourceVersion read" (``controller.store.kube``); a 409 means another 
 and the function runs again on the fresh ledger. So these functions must be pure: same ledger and
 request in, same result out, no clock of their own.
 
-The rules are the SQLite store's, in the same order (idempotency key, disposition, Alertmanager
-retry, cooldown), plus the rate limit, which here is shared by all listeners. Unlike SQLite the
-object has a size limit (about 1 MiB), so what it remembers is bounded: idempotency keys for 24 h
-but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window, rate-limit
-timestamps for their window.
+The outcome is decided by the rule both stores share (``controller.store.outcome``), over a
+history read from the receiver's entry; here the rate limit is shared by all listeners. Unlike
+SQLite the object has a size limit (about 1 MiB), so what it remembers is bounded: idempotency keys
+for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window,
+rate-limit timestamps for their window.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from controller.store.base import (
     TargetState,
 )
 from controller.store.ids import IDEMPOTENCY_WINDOW
+from controller.store.outcome import Duplicate, RateLimited, decide
 
 MAX_KEYS = 1000  # idempotency keys remembered per receiver (bounds the object's size)
 
@@ -92,6 +93,28 @@ def new_ledger(target_id: str) -> Ledger:
     }
 
 
+class _EntryHistory:
+    """``HitHistory`` from one receiver's entry (the ledger holds only this target's receivers)."""
+
+    def __init__(self, entry: ReceiverEntry) -> None:
+        self._entry = entry
+
+    def idempotent_hit(self, receiver: str, key: str, since: float) -> str | None:
+        seen = self._entry["idempotency"].get(key)
+        return str(seen[0]) if seen is not None and seen[1] > since else None
+
+    def retried_hit(self, receiver: str, dedupe_key: str, since: float) -> str | None:
+        seen = self._entry["dedupe"].get(dedupe_key)
+        return str(seen[0]) if seen is not None and seen[1] > since else None
+
+    def last_accepted_at(self, receiver: str) -> float | None:
+        return self._entry["lastAccepted"]
+
+    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
+        times = [t for t in self._entry["rate"] if t > since]
+        return len(times), min(times, default=None)
+
+
 def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, HitResult]:
     """The hit's outcome and the ledger with it recorded. Raises ``HitRateLimited``."""
     at = req.received_at
@@ -103,35 +126,20 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
         new["receivers"][req.receiver] = entry
     _forget_old(entry, req, at)
 
-    if req.idempotency_key is not None and req.idempotency_key in entry["idempotency"]:
-        return ledger, HitResult(
-            hit_id=str(entry["idempotency"][req.idempotency_key][0]), outcome="duplicate"
-        )
-    if req.rate_limit is not None:
-        window = req.rate_limit.per_seconds
-        if len(entry["rate"]) >= req.rate_limit.requests:
-            raise HitRateLimited(retry_after=max(0.0, entry["rate"][0] + window - at))
+    decision = decide(_EntryHistory(entry), req, idempotency_window=IDEMPOTENCY_WINDOW)
+    if isinstance(decision, Duplicate):
+        return ledger, HitResult(hit_id=decision.hit_id, outcome="duplicate")
+    if isinstance(decision, RateLimited):
+        raise HitRateLimited(retry_after=decision.retry_after)
+    if decision.rate_counted:
         entry["rate"].append(at)
-
-    outcome: Outcome
-    reason = req.reason
-    if req.disposition != "act":
-        outcome = req.disposition
-    elif req.dedupe_key is not None and req.dedupe_key in entry["dedupe"]:
-        return ledger, HitResult(hit_id=str(entry["dedupe"][req.dedupe_key][0]), outcome="duplicate")
-    elif req.cooldown > 0 and entry["lastAccepted"] is not None and at - entry["lastAccepted"] < req.cooldown:
-        outcome = "cooldown"
-        since = at - entry["lastAccepted"]
-        reason = f"cooldown: last accepted hit {since:.1f}s ago, cooldown is {req.cooldown:g}s"
-    else:
-        if req.intent is None:
-            raise StoreError(f"hit of {req.receiver} to act on has no intent")
-        outcome = "accepted"
+    if decision.outcome == "accepted":
         entry["lastAccepted"] = at
         if req.dedupe_key is not None:
             entry["dedupe"][req.dedupe_key] = [hit_id, at]
         seq = new["nextSeq"]
         new["nextSeq"] = seq + 1
+        assert req.intent is not None  # the rule refuses a hit to act on without one
         new["pending"].append(
             {"seq": seq, "hit": hit_id, "receiver": req.receiver, "intent": req.intent, "at": at}
         )
@@ -139,19 +147,20 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
         entry["idempotency"][req.idempotency_key] = [hit_id, at]
     entry["lastHit"] = {
         "hit": hit_id,
-        "outcome": outcome,
+        "outcome": decision.outcome,
         "at": at,
-        "reason": reason,
-        "state": "pending" if outcome == "accepted" else None,
+        "reason": decision.reason,
+        "state": "pending" if decision.outcome == "accepted" else None,
         "before": None,
         "after": None,
         "clamped": None,
     }
     new["updatedAt"] = max(new["updatedAt"], at)
-    return new, HitResult(hit_id=hit_id, outcome=outcome)
+    return new, HitResult(hit_id=hit_id, outcome=decision.outcome)
 
 
 def _forget_old(entry: ReceiverEntry, req: HitRequest, at: float) -> None:
+    """Bound the object's size; the rule itself checks each window."""
     entry["idempotency"] = {k: v for k, v in entry["idempotency"].items() if at - v[1] < IDEMPOTENCY_WINDOW}
     if len(entry["idempotency"]) >= MAX_KEYS:
         newest = sorted(entry["idempotency"].items(), key=lambda kv: kv[1][1])[-(MAX_KEYS - 1) :]

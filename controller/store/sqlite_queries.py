@@ -1,0 +1,317 @@
+"""The SQL of each store operation: plain functions of a connection.
+
+Each runs inside a transaction someone else opened: a group-commit batch of the service
+(``controller.store.sqlite``), or the CLI's read-only snapshot (``controller.store.sqlite_snapshot``).
+They neither BEGIN nor COMMIT, so a batch can run many of them under one fsync and roll any one of
+them back alone. ``SqliteHistory`` answers the outcome rule (``controller.store.outcome``) from the
+tables inside the transaction that then records the hit.
+
+The indexes behind the hot queries (``controller.store.sqlite_schema``): ``idempotency``'s primary
+key, ``hits_dedupe`` and ``hits_accepted`` for the rule; ``hits_latest`` so ``last_hits`` never
+scans the hits; ``intents_pending`` for the reconciler.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any, Final, cast
+
+from controller.model import Outcome, Problem
+from controller.store.base import (
+    FoldStep,
+    HitRecord,
+    HitRequest,
+    IntentState,
+    PendingIntent,
+    StoredToken,
+    StoreError,
+    TargetState,
+)
+from controller.store.rate_windows import RateWindows
+
+
+class SqliteHistory:
+    """``HitHistory`` from the tables, plus the store's in-memory rate windows."""
+
+    def __init__(self, conn: sqlite3.Connection, rate: RateWindows) -> None:
+        self._conn = conn
+        self._rate = rate
+
+    def idempotent_hit(self, receiver: str, key: str, since: float) -> str | None:
+        row = self._conn.execute(
+            "SELECT hit_id FROM idempotency WHERE receiver = ? AND key = ? AND received_at > ?",
+            (receiver, key, since),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def retried_hit(self, receiver: str, dedupe_key: str, since: float) -> str | None:
+        row = self._conn.execute(
+            "SELECT id FROM hits WHERE receiver = ? AND outcome = 'accepted' AND dedupe_key = ?"
+            " AND received_at > ? ORDER BY received_at LIMIT 1",
+            (receiver, dedupe_key, since),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_accepted_at(self, receiver: str) -> float | None:
+        row = self._conn.execute(
+            "SELECT MAX(received_at) FROM hits WHERE receiver = ? AND outcome = 'accepted'", (receiver,)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
+        return self._rate.counted(receiver, since)
+
+
+def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> None:
+    conn.execute(
+        "INSERT INTO intents (hit_id, target_id, receiver, intent, state, updated_at)"
+        " VALUES (?, ?, ?, ?, 'pending', ?)",
+        (hit_id, req.target_id, req.receiver, json.dumps(req.intent, sort_keys=True), now),
+    )
+
+
+def probe_write(conn: sqlite3.Connection) -> None:
+    """A page's worth of new rows, deleted in the same transaction: it needs room as a hit does."""
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', hex(zeroblob(4096)))")
+    conn.execute("DELETE FROM meta WHERE key = 'write_probe'")
+
+
+def insert_hit(
+    conn: sqlite3.Connection, req: HitRequest, hit_id: str, outcome: Outcome, reason: str | None
+) -> None:
+    """The hit, and its idempotency key (replacing one older than the window: the rule found none younger)."""
+    conn.execute(
+        "INSERT INTO hits (id, receiver, receiver_uid, target_id, outcome, reason, dedupe_key, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            hit_id,
+            req.receiver,
+            req.receiver_uid,
+            req.target_id,
+            outcome,
+            reason,
+            req.dedupe_key,
+            req.received_at,
+        ),
+    )
+    if req.idempotency_key is not None:
+        conn.execute(
+            "INSERT INTO idempotency (receiver, key, hit_id, received_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (receiver, key) DO UPDATE SET"
+            " hit_id = excluded.hit_id, received_at = excluded.received_at",
+            (req.receiver, req.idempotency_key, hit_id, req.received_at),
+        )
+
+
+def targets_with_work(conn: sqlite3.Connection) -> list[str]:
+    rows = conn.execute(
+        "SELECT target_id FROM intents WHERE state = 'pending'"
+        " UNION SELECT target_id FROM targets WHERE converged = 0 ORDER BY target_id"
+    ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def pending_intents(conn: sqlite3.Connection, target_id: str) -> list[PendingIntent]:
+    rows = conn.execute(
+        "SELECT seq, hit_id, receiver, intent FROM intents"
+        " WHERE target_id = ? AND state = 'pending' ORDER BY seq",
+        (target_id,),
+    ).fetchall()
+    return [PendingIntent(seq=r[0], hit_id=r[1], receiver=r[2], intent=json.loads(r[3])) for r in rows]
+
+
+def commit_fold(
+    conn: sqlite3.Connection, target_id: str, desired: int, steps: list[FoldStep], now: float
+) -> None:
+    cur = conn.executemany(
+        "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?, updated_at = ?"
+        " WHERE seq = ? AND hit_id = ? AND target_id = ? AND state = 'pending'",
+        [(s.before, s.after, int(s.clamped), now, s.seq, s.hit_id, target_id) for s in steps],
+    )
+    if cur.rowcount != len(steps):
+        # Raising rolls back this job (the group commit isolates it): nothing of the fold is recorded.
+        raise StoreError(f"{len(steps) - cur.rowcount} of {len(steps)} steps of {target_id} are not pending")
+    conn.execute(
+        "INSERT INTO targets (target_id, desired, observed, converged, last_error, updated_at)"
+        " VALUES (?, ?, NULL, 0, NULL, ?) ON CONFLICT (target_id) DO UPDATE SET"
+        " desired = excluded.desired, converged = 0, updated_at = excluded.updated_at",
+        (target_id, desired, now),
+    )
+
+
+def fail_intents(conn: sqlite3.Connection, target_id: str, reason: str, now: float) -> int:
+    count = conn.execute(
+        "UPDATE intents SET state = 'failed', reason = ?, updated_at = ?"
+        " WHERE target_id = ? AND state = 'pending'",
+        (reason, now, target_id),
+    ).rowcount
+    conn.execute(
+        "INSERT INTO targets (target_id, desired, observed, converged, last_error, updated_at)"
+        " VALUES (?, NULL, NULL, 1, ?, ?) ON CONFLICT (target_id) DO UPDATE SET"
+        " converged = 1, last_error = excluded.last_error, updated_at = excluded.updated_at",
+        (target_id, reason, now),
+    )
+    return int(count)
+
+
+def set_observed(
+    conn: sqlite3.Connection,
+    target_id: str,
+    observed: int | None,
+    converged: bool,
+    error: str | None,
+    now: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO targets (target_id, desired, observed, converged, last_error, updated_at)"
+        " VALUES (?, NULL, ?, ?, ?, ?) ON CONFLICT (target_id) DO UPDATE SET observed = excluded.observed,"
+        " converged = excluded.converged, last_error = excluded.last_error, updated_at = excluded.updated_at",
+        (target_id, observed, int(converged), error, now),
+    )
+
+
+_TARGET_COLUMNS: Final = "target_id, desired, observed, converged, last_error, updated_at"
+
+
+def _target(row: Any) -> TargetState:
+    return TargetState(
+        target_id=row[0],
+        desired=row[1],
+        observed=row[2],
+        converged=bool(row[3]),
+        last_error=row[4],
+        updated_at=float(row[5]),
+    )
+
+
+def get_target(conn: sqlite3.Connection, target_id: str) -> TargetState | None:
+    row = conn.execute(f"SELECT {_TARGET_COLUMNS} FROM targets WHERE target_id = ?", (target_id,)).fetchone()
+    return None if row is None else _target(row)
+
+
+def list_targets(conn: sqlite3.Connection) -> list[TargetState]:
+    return [_target(r) for r in conn.execute(f"SELECT {_TARGET_COLUMNS} FROM targets ORDER BY target_id")]
+
+
+def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
+    rows = conn.execute(
+        "SELECT h.id, h.receiver, h.outcome, h.received_at,"
+        " CASE WHEN i.state = 'failed' THEN i.reason ELSE h.reason END,"
+        " i.state, i.before, i.after, i.clamped"
+        " FROM (SELECT receiver, MAX(id) AS id FROM hits GROUP BY receiver) l"
+        " JOIN hits h ON h.id = l.id LEFT JOIN intents i ON i.hit_id = h.id"
+        " ORDER BY h.receiver"
+    ).fetchall()
+    return {
+        r[1]: HitRecord(
+            hit_id=r[0],
+            receiver=r[1],
+            outcome=cast(Outcome, r[2]),
+            received_at=float(r[3]),
+            reason=r[4],
+            intent_state=cast(IntentState | None, r[5]),
+            before=r[6],
+            after=r[7],
+            clamped=None if r[8] is None else bool(r[8]),
+        )
+        for r in rows
+    }
+
+
+def pending_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    rows = conn.execute("SELECT target_id, COUNT(*) FROM intents WHERE state = 'pending' GROUP BY target_id")
+    return {str(r[0]): int(r[1]) for r in rows}
+
+
+_TOKEN_COLUMNS: Final = (
+    "namespace, name, uid, jti, kid, token, driver, target_id, token_generation, issued_at, source, spec"
+)
+
+
+def _token(row: Any) -> StoredToken:
+    namespace, name, uid, jti, kid, token, driver, target_id, generation, issued_at, source, spec = row
+    return StoredToken(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        jti=jti,
+        kid=kid,
+        token=token,
+        driver=driver,
+        target_id=target_id,
+        token_generation=generation,
+        issued_at=float(issued_at),
+        source=source,
+        spec=spec,
+    )
+
+
+def get_token(conn: sqlite3.Connection, namespace: str, name: str) -> StoredToken | None:
+    row = conn.execute(
+        f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE namespace = ? AND name = ?", (namespace, name)
+    ).fetchone()
+    return None if row is None else _token(row)
+
+
+def put_token(conn: sqlite3.Connection, t: StoredToken) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            t.namespace,
+            t.name,
+            t.uid,
+            t.jti,
+            t.kid,
+            t.token,
+            t.driver,
+            t.target_id,
+            t.token_generation,
+            t.issued_at,
+            t.source,
+            t.spec,
+        ),
+    )
+
+
+def list_tokens(conn: sqlite3.Connection) -> list[StoredToken]:
+    return [_token(r) for r in conn.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY namespace, name")]
+
+
+def set_problems(conn: sqlite3.Connection, problems: list[Problem]) -> None:
+    conn.execute("DELETE FROM problems")
+    conn.executemany(
+        "INSERT INTO problems (file, document, path, message) VALUES (?, ?, ?, ?)",
+        [(p.file, p.document, p.path, p.message) for p in problems],
+    )
+
+
+def list_problems(conn: sqlite3.Connection) -> list[Problem]:
+    rows = conn.execute("SELECT path, message, file, document FROM problems ORDER BY id")
+    return [Problem(path=r[0], message=r[1], file=r[2], document=r[3]) for r in rows]
+
+
+def meta(conn: sqlite3.Connection) -> dict[str, str]:
+    return {str(r[0]): str(r[1]) for r in conn.execute("SELECT key, value FROM meta ORDER BY key")}
+
+
+def delete_token(conn: sqlite3.Connection, namespace: str, name: str) -> None:
+    conn.execute("DELETE FROM tokens WHERE namespace = ? AND name = ?", (namespace, name))
+
+
+def set_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def get_meta(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The connection's durability settings."""
+    names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+    return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
