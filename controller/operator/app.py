@@ -13,6 +13,12 @@ Credentials are found the way kubectl and kopf find them: in-cluster service acc
 ``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
 handler on this operator's own registry) and our client, so both talk to the same API as the same
 user.
+
+The listener, the reconciler, the driver context and their resources are wired as in ``run``
+(``controller.wiring``), with the IntentLedger store and the Kubernetes client; what is this mode's
+own is added to the same app's ``cleanup_ctx``: the informer loads every Receiver before the listener
+accepts, and kopf starts after everything else and stops first, so no handler wakes a reconciler
+that has stopped.
 """
 
 from __future__ import annotations
