@@ -120,8 +120,8 @@ async def build(
         drivers=drivers,
         metrics=Metrics(),
         wake=lambda _target: None,
-        signatures=signatures,
         clock=lambda: float(NOW),
+        signatures=signatures,
     )
     client = await aiohttp_client(wiring.app)
     return Signed(client, registry, store, keyring, active)

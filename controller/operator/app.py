@@ -97,7 +97,7 @@ class Operator:
     store: KubeStore
     reconciler: Reconciler
     listener: web.AppRunner
-    kopf: KopfRun
+    kopf_run: KopfRun
 
     @property
     def port(self) -> int:
@@ -264,7 +264,7 @@ async def run_operator(settings: Settings) -> None:
     logger.info("Kubernetes API at %s; operator namespace %s", info.server, settings.namespace)
     stop = stop_on_signals()
     async with operator(settings, info) as op:
-        kopf_task = op.kopf.task
+        kopf_task = op.kopf_run.task
         assert kopf_task is not None  # started with the listener
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, kopf_task}, return_when=asyncio.FIRST_COMPLETED)
