@@ -5,7 +5,8 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``settings``      one frozen dataclass of settings, built once by ``cli``; each field declares its flag
 - ``flags``         how a setting is given on the command line (flag, variable, parser), declared once
 - ``cli``           argparse subcommands (run, operator, validate, trigger-url, status, keys, cattle-sandbox)
-- ``service``       wires the parts of ``run`` together (aiohttp app, store, watcher, reconciler)
+- ``wiring``        the one factory of both modes: listener app, reconciler, driver context, start/stop order
+- ``service``       ``run``: the state folder's store and keys, the receivers folder watcher, on ``wiring``
 - ``model``         receivers, targets and intents as typed values; raw JSON shapes in ``bodies``
 - ``receivers/``    the CRD schema, bounded YAML reading, the loader, the folder watcher, token sync
 - ``tokens``        Ed25519 signing keys and JWT trigger tokens
@@ -22,7 +23,7 @@ Package layout (each module has one responsibility; the folder listing is the ar
 - ``forwarding``    the protocol of pass-through drivers (forwardPost): the listener answers with theirs
 - ``intents``       protocols of drivers that read the hit's body and apply their own intents (serviceUpgrade)
 - ``push_events`` registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
-- ``cattle/``       the Cattle (Rancher 1.x) API client and its error hierarchy
+- ``cattle/``       the Cattle (Rancher 1.x) API client, its error hierarchy, the default endpoint
 - ``sandbox/``      an in-process emulation of the part of Cattle's API the drivers use
 - ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring
 - ``kube/``         the Kubernetes API client and its error hierarchy

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from controller.drivers import load_drivers
 from controller.drivers.contract import DriverSet
-from controller.listener import TRIGGER_PATH, ListenerDeps, RedactingAccessLogger, build_app
+from controller.listener import TRIGGER_PATH, RedactingAccessLogger
 from controller.listener.accesslog import REDACTED
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
@@ -32,6 +32,7 @@ from controller.settings import Settings
 from controller.store.base import HitRequest, HitResult
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
+from controller.wiring import wire
 from tests.specs import receiver_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -141,22 +142,19 @@ async def harness(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterato
     registry.put(active)
     registry.loaded = True
     store = OrderedStore(tmp_path / "state.db", events)
-    await store.open()
     metrics = Metrics()
-    deps = ListenerDeps(
-        settings=Settings(state_dir=tmp_path, max_body_bytes=MAX_BODY),
+    wiring = wire(
+        Settings(state_dir=tmp_path, max_body_bytes=MAX_BODY, cattle_url=""),
+        store=store,
         registry=registry,
         verifier=TokenVerifier(keyring),
-        store=store,
         drivers=drivers,
         metrics=metrics,
         wake=lambda target_id: events.append(f"wake {target_id}"),
         clock=clock,
     )
-    client = await aiohttp_client(build_app(deps))
+    client = await aiohttp_client(wiring.app)  # starts the app: the store opens, and closes after the test
     yield Harness(client, registry, store, keyring, metrics, clock, events, active, drivers)
-    if store.is_open():
-        await store.close()
 
 
 def fixture_body(name: str) -> Any:

@@ -15,17 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet
 from controller.drivers.forward_post import ForwardPostDriver
-from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
+from controller.listener import TRIGGER_PATH
 from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
@@ -34,6 +31,7 @@ from controller.sandbox import SandboxOptions, make_sandbox_app, parse_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
+from controller.wiring import wire
 from tests.specs import receiver_spec
 from tests.upstream import BIG, upstream_app
 
@@ -94,29 +92,28 @@ async def make_harness(
     registry = ReceiverRegistry()
     registry.loaded = True
     store = SqliteStore(tmp_path / "state.db")
-    await store.open()
     metrics = Metrics()
-    session = aiohttp.ClientSession()
-    cattle = None
-    if cattle_url is not None:
-        cattle = CattleClient(session, base_url=cattle_url, access_key="ak", secret_key="sk")
-    deps = ListenerDeps(
-        settings=Settings(state_dir=tmp_path, max_body_bytes=4096),
+    # Without a Cattle URL there is no default Cattle: the driver context's ``cattle`` is None.
+    settings = Settings(
+        state_dir=tmp_path,
+        max_body_bytes=4096,
+        cattle_url=cattle_url or "",
+        cattle_access_key="ak",
+        cattle_secret_key="sk",
+    )
+    wiring = wire(
+        settings,
+        store=store,
         registry=registry,
         verifier=TokenVerifier(keyring),
-        store=store,
         drivers=drivers,
         metrics=metrics,
         wake=lambda _: None,
         clock=lambda: 2.0,
-        driver_ctx=DriverContext(cattle=cattle),
     )
-    client = await aiohttp_client(build_app(deps))
-    try:
-        yield Harness(client, registry, store, keyring, metrics, drivers)
-    finally:
-        await session.close()
-        await store.close()
+    # The app opens the store and the HTTP session, and closes them when aiohttp_client stops it.
+    client = await aiohttp_client(wiring.app)
+    yield Harness(client, registry, store, keyring, metrics, drivers)
 
 
 @pytest.fixture

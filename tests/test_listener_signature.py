@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 from controller.drivers import load_drivers
 from controller.drivers.scale_service import ScaleServiceConfig
 from controller.kube.client import SECRETS, KubeClient
-from controller.listener import TRIGGER_PATH, ListenerDeps, build_app
+from controller.listener import TRIGGER_PATH
 from controller.listener.signature import SignatureSecrets
 from controller.manifest import SignatureSpec
 from controller.metrics import Metrics
@@ -31,6 +31,7 @@ from controller.registry import ReceiverRegistry
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
+from controller.wiring import wire
 from tests.kubeemu import KubeEmulator
 from tests.specs import receiver_spec
 
@@ -113,19 +114,18 @@ async def build(
     registry.put(active)
     registry.loaded = True
     store = SqliteStore(tmp_path / "state.db")
-    await store.open()
-    deps = ListenerDeps(
-        settings=Settings(state_dir=tmp_path, max_body_bytes=4096),
+    wiring = wire(
+        Settings(state_dir=tmp_path, max_body_bytes=4096, cattle_url=""),
+        store=store,
         registry=registry,
         verifier=TokenVerifier(keyring),
-        store=store,
         drivers=drivers,
         metrics=Metrics(),
         wake=lambda _target: None,
         clock=lambda: float(NOW),
         signatures=signatures,
     )
-    client = await aiohttp_client(build_app(deps))
+    client = await aiohttp_client(wiring.app)
     return Signed(client, registry, store, keyring, active)
 
 

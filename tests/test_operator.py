@@ -20,9 +20,8 @@ from aiohttp import web
 from controller.drivers import load_drivers
 from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeNotFound
-from controller.listener.app import ListenerDeps, build_app
 from controller.metrics import Metrics
-from controller.operator.app import Operator, operator
+from controller.operator.app import Operator, informing, operator
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import add_key, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
@@ -31,6 +30,7 @@ from controller.sandbox.app import SandboxOptions, run_sandbox
 from controller.settings import Settings
 from controller.store.kube import KubeStore, ledger_name
 from controller.tokens import TokenVerifier
+from controller.wiring import wire
 
 NS = "webhook-service"
 APP_NS = "shop"
@@ -328,29 +328,22 @@ async def second_listener(world: World) -> AsyncIterator[Replica]:
     registry = ReceiverRegistry()
     drivers = load_drivers()
     informer = ReceiverInformer(client, registry, drivers, ReceiverSchema.load())
-    store = KubeStore(client, NS)
-    await store.open()
-    deps = ListenerDeps(
-        settings=world.op.settings,
+    wiring = wire(
+        world.op.settings,
+        store=KubeStore(client, NS),
         registry=registry,
         verifier=TokenVerifier(await load_or_create_keyring(client, NS)),
-        store=store,
         drivers=drivers,
         metrics=Metrics(),
+        kube=client,
         wake=lambda _target: None,
+        startup=[informing(informer)],
     )
-    runner = web.AppRunner(build_app(deps))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    task = asyncio.create_task(informer.run())
     try:
-        port = runner.addresses[0][1]
-        yield Replica(f"http://127.0.0.1:{port}/v1-webhooks/endpoint", registry)
+        async with wiring.serving() as runner:
+            port = runner.addresses[0][1]
+            yield Replica(f"http://127.0.0.1:{port}/v1-webhooks/endpoint", registry)
     finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await runner.cleanup()
         await client.close()
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from controller.cattle.endpoint import configured_endpoint
 from controller.redact import mask_url
-from controller.service import cattle_endpoint
 from controller.settings import Settings
 from controller.status_report import format_snapshot
 from controller.store.sqlite_snapshot import Snapshot
@@ -65,10 +65,11 @@ def test_the_settings_log_line_masks_credentials_in_the_cattle_url() -> None:
     assert "s3cret" not in str(described)
 
 
-async def test_the_cattle_label_masks_credentials_and_the_url_keeps_them() -> None:
-    async with cattle_endpoint(Settings(cattle_url=CATTLE + "/")) as endpoint:
-        assert endpoint.label == MASKED  # what run_service stores and --print-urls prints
-        assert endpoint.url == CATTLE  # what the client uses
+def test_the_cattle_label_masks_credentials_and_the_url_keeps_them() -> None:
+    endpoint = configured_endpoint(Settings(cattle_url=CATTLE + "/"))
+    assert endpoint is not None
+    assert endpoint.label == MASKED  # what run_service stores and --print-urls prints
+    assert endpoint.url == CATTLE  # what the client uses
 
 
 def test_status_masks_a_label_stored_by_an_older_version() -> None:

@@ -1,8 +1,9 @@
 """The rate limit of pass-through hits, which no store sees, and the Retry-After header of a 429.
 
 Hits that are recorded are limited by the store, inside the rule that decides their outcome
-(``controller.store.outcome``). A pass-through hit (``controller.forwarding``) is never recorded,
-so the listener counts it here, with the same window and the same rule's ``rate_limit_wait``: a
+(``controller.store.outcome``). A pass-through hit (a ``Forwarder``'s, ``controller.drivers.contract``)
+is never recorded, so the listener counts it here, with the same window and the same rule's
+``rate_limit_wait``: a
 receiver's ``rateLimit`` means the same thing whatever its driver. Each listener process counts its
 own pass-through hits. A refused hit is not counted: a sender that backs off as told by
 ``Retry-After`` gets through when it comes back.

@@ -13,6 +13,12 @@ Credentials are found the way kubectl and kopf find them: in-cluster service acc
 ``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
 handler on this operator's own registry) and our client, so both talk to the same API as the same
 user.
+
+The listener, the reconciler, the driver context and their resources are wired as in ``run``
+(``controller.wiring``), with the IntentLedger store and the Kubernetes client; what is this mode's
+own is added to the same app's ``cleanup_ctx``: the informer loads every Receiver before the listener
+accepts, and kopf starts after everything else and stops first, so no handler wakes a reconciler
+that has stopped.
 """
 
 from __future__ import annotations
@@ -22,39 +28,32 @@ import contextlib
 import logging
 import os
 import random
-import signal
 import socket
 from collections.abc import AsyncIterator, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import kopf
 from aiohttp import web
 
-from controller.backoff import Backoff
 from controller.drivers import load_drivers
-from controller.drivers.base import DriverContext
 from controller.kube.client import KubeClient
 from controller.kube.errors import KubeError
-from controller.listener.app import ListenerDeps, build_app
-from controller.listener.server import start_listener
-from controller.listener.signature import SignatureSecrets
-from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.operator import handlers
-from controller.operator.cattle import SecretCattleClients
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.registry import ReceiverRegistry
-from controller.service import CattleEndpoint, cattle_client, cattle_endpoint
 from controller.settings import Settings
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
+from controller.wiring import CleanupCtx, background, running, stop_on_signals, wire
 
 logger = logging.getLogger(__name__)
+
+KOPF_STOP_TIMEOUT = 10.0  # seconds kopf gets to stop gracefully before it is cancelled
 
 
 def discover_connection() -> kopf.ConnectionInfo:
@@ -98,8 +97,7 @@ class Operator:
     store: KubeStore
     reconciler: Reconciler
     listener: web.AppRunner
-    tasks: list[asyncio.Task[Any]]
-    stop_flag: asyncio.Event
+    kopf_run: KopfRun
 
     @property
     def port(self) -> int:
@@ -119,104 +117,108 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         verifier = TokenVerifier(keyring, cache_size=settings.token_cache_size)
         keys = handlers.KeyHolder(keyring)
         store = KubeStore(client, settings.namespace)
-        await store.open()
         drivers = load_drivers()
         schema = ReceiverSchema.load()
         registry = ReceiverRegistry()
         informer = ReceiverInformer(client, registry, drivers, schema)
-        await informer.relist()
-        async with default_cattle(settings) as endpoint, aiohttp.ClientSession() as session:
-            cattle = None
-            if endpoint is not None:
-                logger.info("default Cattle: %s", endpoint.label)
-                cattle = cattle_client(session, endpoint, settings, metrics)
-            else:
-                logger.info(
-                    "no default Cattle (CATTLE_URL unset): scaleService receivers need cattleSecretRef"
-                )
-            # One context for the reconciler and the listener (pass-through drivers forward with it).
-            driver_ctx = DriverContext(
-                cattle=cattle,
-                kube=client,
-                cattle_clients=SecretCattleClients(client, session, metrics, timeout=settings.cattle_timeout),
-                confirm_timeout=settings.confirm_timeout,
-                receivers_of=registry.receivers_of,
-            )
-            reconciler = Reconciler(
-                store=store,
-                drivers=drivers,
-                ctx=driver_ctx,
-                metrics=metrics,
-                backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
-                resync_interval=settings.resync_interval,
-            )
+        wiring = wire(
+            settings,
+            store=store,
+            registry=registry,
+            verifier=verifier,
+            drivers=drivers,
+            metrics=metrics,
+            kube=client,
             # Hits only record; the active replica learns of them from the ledger's watch event, so
             # a standby replica's listener never folds.
-            deps = ListenerDeps(
-                settings=settings,
-                registry=registry,
-                verifier=verifier,
-                store=store,
-                drivers=drivers,
-                metrics=metrics,
-                wake=lambda _target: None,
-                signatures=SignatureSecrets(kube=client),
-                driver_ctx=driver_ctx,
-            )
-            runner = await start_listener(build_app(deps), settings)
-            logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
+            wake=lambda _target: None,
+            startup=[informing(informer)],
+        )
+        if wiring.cattle is not None:
+            logger.info("default Cattle: %s", wiring.cattle.label)
+        else:
+            logger.info("no default Cattle (CATTLE_URL unset): scaleService receivers need cattleSecretRef")
 
-            kopf_registry = kopf.OperatorRegistry()
-            kopf.on.login(registry=kopf_registry)(lambda **_: info)
-            operator_deps = handlers.OperatorDeps(
-                client=client,
-                keys=keys,
-                registry=registry,
-                reconciler=reconciler,
-                drivers=drivers,
-                schema=schema,
-                base_url=settings.base_url,
-                namespace=settings.namespace,
-            )
-            receiver_handlers = handlers.register(
-                kopf_registry, operator_deps, resync_interval=settings.resync_interval
-            )
-            key_watcher = KeyWatcher(
-                client,
-                settings.namespace,
-                verifier,
-                lambda ring: setattr(keys, "keyring", ring),
-                keyring,
-                interval=settings.key_refresh_interval,
-            )
-            stop_flag = asyncio.Event()
-            identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
-            tasks: list[asyncio.Task[Any]] = [
-                asyncio.create_task(informer.run(), name="informer"),
-                asyncio.create_task(key_watcher.run(), name="keys"),
-                asyncio.create_task(trim_heap_periodically(), name="heap-trim"),
-                asyncio.create_task(
-                    run_kopf(kopf_registry, kopf_settings(settings), settings, identity, stop_flag),
-                    name="kopf",
-                ),
-            ]
-            op = Operator(settings, client, registry, store, reconciler, runner, tasks, stop_flag)
-            try:
-                yield op
-            finally:
-                stop_flag.set()
-                await runner.cleanup()
-                kopf_task = tasks[-1]
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(kopf_task, timeout=10)
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await receiver_handlers.close()
-                await reconciler.stop()
-                await store.close()
+        kopf_registry = kopf.OperatorRegistry()
+        kopf.on.login(registry=kopf_registry)(lambda **_: info)
+        operator_deps = handlers.OperatorDeps(
+            client=client,
+            keys=keys,
+            registry=registry,
+            reconciler=wiring.reconciler,
+            drivers=drivers,
+            schema=schema,
+            base_url=settings.base_url,
+            namespace=settings.namespace,
+        )
+        receiver_handlers = handlers.register(
+            kopf_registry, operator_deps, resync_interval=settings.resync_interval
+        )
+        key_watcher = KeyWatcher(
+            client,
+            settings.namespace,
+            verifier,
+            lambda ring: setattr(keys, "keyring", ring),
+            keyring,
+            interval=settings.key_refresh_interval,
+        )
+        identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
+        kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
+        wiring.app.cleanup_ctx.append(background("keys", key_watcher.run))
+        wiring.app.cleanup_ctx.append(kopf_run.running)
+        async with wiring.serving() as runner:
+            logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
+            yield Operator(settings, client, registry, store, wiring.reconciler, runner, kopf_run)
     finally:
         await client.close()
+
+
+def informing(informer: ReceiverInformer) -> CleanupCtx:
+    """List the Receivers once, then follow them until shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def entry(_app: web.Application) -> AsyncIterator[None]:
+        await informer.relist()
+        async with running(informer.run(), "informer"):
+            yield
+
+    return entry
+
+
+class KopfRun:
+    """kopf in this process: started once everything else runs, stopped first and gracefully."""
+
+    def __init__(
+        self,
+        registry: kopf.OperatorRegistry,
+        config: kopf.OperatorSettings,
+        settings: Settings,
+        identity: str,
+        receiver_handlers: handlers.ReceiverHandlers,
+    ) -> None:
+        self._registry = registry
+        self._config = config
+        self._settings = settings
+        self._identity = identity
+        self._handlers = receiver_handlers
+        self.stop_flag = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self, _app: web.Application) -> AsyncIterator[None]:
+        """A ``cleanup_ctx`` entry: kopf's task from start-up on; on the way out, kopf stops first."""
+        run = run_kopf(self._registry, self._config, self._settings, self._identity, self.stop_flag)
+        try:
+            async with running(run, "kopf") as task:
+                self.task = task
+                try:
+                    yield
+                finally:
+                    self.stop_flag.set()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(task, timeout=KOPF_STOP_TIMEOUT)
+        finally:
+            await self._handlers.close()
 
 
 class _NotKopfs(Collection["asyncio.Task[Any]"]):
@@ -257,26 +259,13 @@ async def run_kopf(
     await kopf.run_tasks(tasks, ignored=_NotKopfs())
 
 
-@contextlib.asynccontextmanager
-async def default_cattle(settings: Settings) -> AsyncIterator[CattleEndpoint | None]:
-    """The operator's default Cattle: none unless configured. A cluster may only scale workloads, and
-    a forgotten CATTLE_URL must not send hits to an emulation ("sandbox" must be asked for)."""
-    if not settings.cattle_url:
-        yield None
-        return
-    async with cattle_endpoint(settings) as endpoint:
-        yield endpoint
-
-
 async def run_operator(settings: Settings) -> None:
     info = discover_connection()
     logger.info("Kubernetes API at %s; operator namespace %s", info.server, settings.namespace)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with operator(settings, info) as op:
-        kopf_task = op.tasks[-1]
+        kopf_task = op.kopf_run.task
+        assert kopf_task is not None  # started with the listener
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({waiter, kopf_task}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
