@@ -157,16 +157,18 @@ def share(value: str) -> float:
     return _number(value, lambda n: 0 <= n <= 1, "a share from 0 to 1")
 
 
-def retention_days(value: str) -> float:
-    """Days, fractions allowed down to the store's minimum of 60 s (0.0007 days), for tests and soaks."""
-    from controller.store.sqlite_prune import MIN_RETENTION
+def days_at_least(seconds: float) -> Callable[[str], float]:
+    """A parser of days, fractions allowed (tests and soaks use minutes), down to ``seconds``."""
+    least = math.ceil(seconds / 86400 * 1e4) / 1e4
 
-    least = math.ceil(MIN_RETENTION / 86400 * 1e4) / 1e4
-    return _number(
-        value,
-        lambda d: math.isfinite(d) and d * 86400 >= MIN_RETENTION,
-        f"a number of days, at least {least:g} ({MIN_RETENTION:g} s)",
-    )
+    def days(value: str) -> float:
+        return _number(
+            value,
+            lambda d: math.isfinite(d) and d * 86400 >= seconds,
+            f"a number of days, at least {least:g} ({seconds:g} s)",
+        )
+
+    return days
 
 
 def log_level(value: str) -> str:

@@ -16,6 +16,7 @@ from controller.flags import option
 from controller.redact import MASK, mask_url
 
 SANDBOX = "sandbox"
+MIN_RETENTION: Final = 60.0  # seconds of hit history, at least: the store prunes no younger hit
 SECRET_FIELDS = frozenset({"cattle_secret_key"})
 
 
@@ -138,7 +139,7 @@ class Settings:
         metadata=option(
             "--hit-retention-days",
             "WEBHOOK_HIT_RETENTION_DAYS",
-            flags.retention_days,
+            flags.days_at_least(MIN_RETENTION),
             "days of hit history kept, fractions allowed (at least 60 s; under 1 day the idempotency"
             " window shrinks to match)",
             commands=frozenset({"run"}),

@@ -49,7 +49,8 @@ from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet
 from controller.health import Health
 from controller.kube.client import KubeClient
-from controller.listener.app import ListenerDeps, build_app, readiness
+from controller.listener.app import build_app
+from controller.listener.deps import ListenerDeps, readiness
 from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
 from controller.memory import trim_heap_periodically

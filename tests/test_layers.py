@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "parts",
         (
             "controller.listener",
+            "controller.cattle.endpoint",
             "controller.reconciler",
             "controller.fold",
             "controller.receivers",

@@ -49,7 +49,7 @@ import logging
 import time
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -64,14 +64,12 @@ from controller.drivers.contract import (
 from controller.health import Health
 from controller.listener import signature
 from controller.listener.alertmanager import AlertmanagerPayload, dedupe_key, parse_payload
+from controller.listener.deps import ListenerDeps
 from controller.listener.errors import HttpError, http_error, internal_error
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
 from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
 from controller.tokens import TokenError, check_current
-
-if TYPE_CHECKING:
-    from controller.listener.app import ListenerDeps
 
 logger = logging.getLogger(__name__)
 

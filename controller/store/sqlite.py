@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from controller.model import Problem
+from controller.settings import MIN_RETENTION
 from controller.store import sqlite_queries as queries
 from controller.store.base import (
     FoldStep,
@@ -47,7 +48,7 @@ from controller.store.ids import IDEMPOTENCY_WINDOW, HitIds
 from controller.store.outcome import Duplicate, RateLimited, decide
 from controller.store.rate_windows import RateWindows
 from controller.store.sqlite_groupcommit import PROBE_INTERVAL, GroupCommit
-from controller.store.sqlite_prune import DEFAULT_RETENTION, MIN_RETENTION, PRUNE_LIMIT, Pruner
+from controller.store.sqlite_prune import DEFAULT_RETENTION, PRUNE_LIMIT, Pruner
 from controller.store.sqlite_schema import SCHEMA_VERSION, connect
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,6 @@ PRUNE_INTERVAL: Final = 1.0  # received_at seconds between two prune slices whil
 PRUNE_LIMIT: Final = 512  # hits examined (and idempotency keys deleted) per slice: ~10 ms of the loop
 PRUNE_SWEEP: Final = 60.0  # received_at seconds between two scans from the oldest hit
 DEFAULT_RETENTION: Final = 7 * 86400.0
-MIN_RETENTION: Final = 60.0
 
 
 class Pruner:
