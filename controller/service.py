@@ -19,9 +19,9 @@ from aiohttp import web
 
 from controller.drivers import load_drivers
 from controller.metrics import Metrics
+from controller.receiver_set import ReceiverSet
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
-from controller.registry import ReceiverRegistry
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
 from controller.store.sqlite import SqliteStore
@@ -37,8 +37,8 @@ NO_CATTLE = "none (no --cattle-url)"  # the stored label when no default Cattle 
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
     secure_state_dir(settings.state_dir)  # 0700, its files 0600, whatever an older run left
     stop = stop_on_signals()
-    registry = ReceiverRegistry()
-    wiring = folder_service(settings, registry)
+    receiver_set = ReceiverSet()
+    wiring = folder_service(settings, receiver_set)
     try:
         async with wiring.serving():
             logger.info(
@@ -48,20 +48,20 @@ async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
                 settings.base_url,
             )
             if print_urls:
-                print_trigger_urls(settings, registry, cattle_label(wiring))
+                print_trigger_urls(settings, receiver_set, cattle_label(wiring))
             await stop.wait()
             logger.info("shutting down")
     finally:
         logger.info("stopped")
 
 
-def folder_service(settings: Settings, registry: ReceiverRegistry) -> Wiring:
+def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
     """The wiring with this mode's parts: the state folder's store and keys, the receivers folder."""
     metrics = Metrics()
     keyring = KeyRing.load_or_create(settings.state_dir / "keys")
     store = SqliteStore(settings.state_dir / DB_NAME, retention=settings.hit_retention_days * 86400)
     drivers = load_drivers()
-    sync = ReceiverSync(store=store, keyring=keyring, registry=registry, metrics=metrics)
+    sync = ReceiverSync(store=store, keyring=keyring, receiver_set=receiver_set, metrics=metrics)
     watcher = ReceiverWatcher(
         directory=settings.receivers_dir,
         drivers=drivers,
@@ -73,7 +73,7 @@ def folder_service(settings: Settings, registry: ReceiverRegistry) -> Wiring:
     wiring = wire(
         settings,
         store=store,
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=TokenVerifier(keyring, cache_size=settings.token_cache_size),
         drivers=drivers,
         metrics=metrics,
@@ -112,10 +112,10 @@ def cattle_label(wiring: Wiring) -> str:
     return NO_CATTLE if wiring.cattle is None else wiring.cattle.label
 
 
-def print_trigger_urls(settings: Settings, registry: ReceiverRegistry, cattle: str) -> None:
+def print_trigger_urls(settings: Settings, receiver_set: ReceiverSet, cattle: str) -> None:
     """For ``make run``: the URLs go to stdout for the person at the terminal, never into the logs."""
     print(f"Cattle: {cattle}", flush=True)
-    actives = sorted(registry, key=lambda a: a.key)
+    actives = sorted(receiver_set, key=lambda a: a.key)
     if not actives:
         print(f"No receivers in {settings.receivers_dir} yet.", flush=True)
         return

@@ -4,7 +4,7 @@ Why JWTs and not random strings: a token names its receiver and target, so the l
 it without a database read (a bounded cache makes repeat hits cheap), and Rancher users know the
 shape. Why that is still safe to revoke: a valid signature is necessary, not sufficient —
 ``check_current`` compares the claims with the receiver's *current* token (``jti``) in the
-in-memory registry on every hit, so removing or re-minting a receiver rejects its old token at once.
+in-memory receiver_set on every hit, so removing or re-minting a receiver rejects its old token at once.
 
 Why the store keeps a digest, not the token: Ed25519 signatures are deterministic, so a token is
 fully determined by its claims and the key that signed it. The store keeps the claims and

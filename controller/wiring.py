@@ -3,7 +3,7 @@ the order in which their long-lived resources start and stop.
 
 The modes differ in where receivers, keys and intents live (a folder, files and SQLite; or the
 Kubernetes API) and in who drives the reconciler, not in how a hit becomes a scale. So each mode
-makes its store, registry and verifier and hands them to ``wire``, which builds the rest the same way
+makes its store, receiver_set and verifier and hands them to ``wire``, which builds the rest the same way
 for both; ``controller.service`` and ``controller.operator.app`` keep only what is their own.
 
 ``wire`` only makes objects: nothing is opened, started or served yet (the embedded sandbox's port
@@ -56,8 +56,8 @@ from controller.listener.signature import SignatureSecrets
 from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.operator.cattle import SecretCattleClients
+from controller.receiver_set import ReceiverSet
 from controller.reconciler import Reconciler
-from controller.registry import ReceiverRegistry
 from controller.settings import Settings
 from controller.store.base import IntentStore
 from controller.tokens import TokenVerifier
@@ -93,7 +93,7 @@ def wire(
     settings: Settings,
     *,
     store: IntentStore,
-    registry: ReceiverRegistry,
+    receiver_set: ReceiverSet,
     verifier: TokenVerifier,
     drivers: DriverSet,
     metrics: Metrics,
@@ -103,7 +103,7 @@ def wire(
     signatures: SignatureSecrets | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Wiring:
-    """Build the listener app around ``store`` and ``registry``, its resources as ``cleanup_ctx`` entries.
+    """Build the listener app around ``store`` and ``receiver_set``, its resources as ``cleanup_ctx`` entries.
 
     ``kube``: the operator's client — Kubernetes drivers, receivers' own Cattle credentials
     (``cattleSecretRef``) and signature ``secretRef``s work with it. ``wake``: what an accepted hit
@@ -123,7 +123,7 @@ def wire(
             else SecretCattleClients(kube, session, metrics, timeout=settings.cattle_timeout)
         ),
         confirm_timeout=settings.confirm_timeout,
-        receivers_of=registry.receivers_of,
+        receivers_of=receiver_set.receivers_of,
     )
     reconciler = Reconciler(
         store=store,
@@ -133,10 +133,10 @@ def wire(
         backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
         resync_interval=settings.resync_interval,
     )
-    health = readiness(store, registry)
+    health = readiness(store, receiver_set)
     deps = ListenerDeps(
         settings=settings,
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=verifier,
         store=store,
         drivers=drivers,

@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.kube",
             "controller.store",
             "controller.tokens",
-            "controller.registry",
+            "controller.receiver_set",
             "controller.metrics",
             "controller.backoff",
             "controller.statedir",

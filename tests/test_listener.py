@@ -1,7 +1,7 @@
 """The trigger endpoint and the listener's other routes, end to end through aiohttp.
 
 One fixture builds everything real — a key ring and a SQLite store in tmp_path, the scaleService
-driver, a registry holding one receiver and its token — and a fake clock, so time-based behaviour
+driver, a receiver_set holding one receiver and its token — and a fake clock, so time-based behaviour
 (rate limits, cooldown) is driven without sleeping.
 """
 
@@ -27,7 +27,7 @@ from controller.listener import TRIGGER_PATH, RedactingAccessLogger
 from controller.listener.accesslog import REDACTED
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
-from controller.registry import ReceiverRegistry
+from controller.receiver_set import ReceiverSet
 from controller.settings import Settings
 from controller.store.base import HitRequest, HitResult
 from controller.store.sqlite import SqliteStore
@@ -76,7 +76,7 @@ class OrderedStore(SqliteStore):
 @dataclasses.dataclass
 class Harness:
     client: TestClient[web.Request, web.Application]
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     store: OrderedStore
     keyring: KeyRing
     metrics: Metrics
@@ -97,14 +97,14 @@ class Harness:
         """Change the receiver's settings; its token stays the current one."""
         receiver = dataclasses.replace(self.active.receiver, **changes)
         self.active = dataclasses.replace(self.active, receiver=receiver)
-        self.registry.put(self.active)
+        self.receiver_set.put(self.active)
 
     def reissue(self, jti: str) -> None:
         token, kid = mint_token(
             self.keyring, receiver=self.active.receiver, uid=self.active.uid, jti=jti, now=self.clock()
         )
         self.active = dataclasses.replace(self.active, jti=jti, token=token, kid=kid)
-        self.registry.put(self.active)
+        self.receiver_set.put(self.active)
 
     async def hit(
         self,
@@ -138,15 +138,15 @@ async def harness(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterato
     )
     token, kid = mint_token(keyring, receiver=receiver, uid="uid-1", jti="jti-1", now=clock())
     active = ActiveReceiver(receiver=receiver, uid="uid-1", jti="jti-1", token=token, kid=kid)
-    registry = ReceiverRegistry()
-    registry.put(active)
-    registry.loaded = True
+    receiver_set = ReceiverSet()
+    receiver_set.put(active)
+    receiver_set.loaded = True
     store = OrderedStore(tmp_path / "state.db", events)
     metrics = Metrics()
     wiring = wire(
         Settings(state_dir=tmp_path, max_body_bytes=MAX_BODY, cattle_url=""),
         store=store,
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=TokenVerifier(keyring),
         drivers=drivers,
         metrics=metrics,
@@ -154,7 +154,7 @@ async def harness(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterato
         clock=clock,
     )
     client = await aiohttp_client(wiring.app)  # starts the app: the store opens, and closes after the test
-    yield Harness(client, registry, store, keyring, metrics, clock, events, active, drivers)
+    yield Harness(client, receiver_set, store, keyring, metrics, clock, events, active, drivers)
 
 
 def fixture_body(name: str) -> Any:
@@ -240,7 +240,7 @@ async def test_a_tampered_token_is_401_bad_signature(harness: Harness) -> None:
 
 
 async def test_a_removed_receivers_token_is_403_token_revoked(harness: Harness) -> None:
-    harness.registry.remove(harness.active.key)
+    harness.receiver_set.remove(harness.active.key)
     await assert_error(await harness.hit(), 403, "token_revoked")
 
 
@@ -258,7 +258,7 @@ async def test_another_project_in_the_url_is_403_project_mismatch(harness: Harne
 async def test_a_rejected_token_is_logged_without_the_token(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
-    harness.registry.remove(harness.active.key)
+    harness.receiver_set.remove(harness.active.key)
     with caplog.at_level(logging.WARNING, logger="controller.listener"):
         await harness.hit()
     assert "token_revoked" in caplog.text and harness.token not in caplog.text

@@ -26,7 +26,7 @@ from controller.listener import TRIGGER_PATH
 from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
-from controller.registry import ReceiverRegistry
+from controller.receiver_set import ReceiverSet
 from controller.sandbox import SandboxOptions, make_sandbox_app, parse_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
@@ -50,7 +50,7 @@ def spec(service: str = "web", path: str = "/hooks") -> ReceiverSpec:
 @dataclasses.dataclass
 class Harness:
     client: TestClient[web.Request, web.Application]
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     store: SqliteStore
     keyring: KeyRing
     metrics: Metrics
@@ -70,7 +70,7 @@ class Harness:
         token, kid = mint_token(
             self.keyring, receiver=receiver, uid=f"uid-{name}", jti=f"jti-{name}", now=1.0
         )
-        self.registry.put(
+        self.receiver_set.put(
             ActiveReceiver(receiver, uid=f"uid-{name}", jti=f"jti-{name}", token=token, kid=kid)
         )
         return token
@@ -89,8 +89,8 @@ async def make_harness(
 ) -> AsyncIterator[Harness]:
     keyring = KeyRing.load_or_create(tmp_path / "keys")
     drivers = load_drivers().replacing(ForwardPostDriver(timeout=TIMEOUT, max_bytes=MAX_BYTES))
-    registry = ReceiverRegistry()
-    registry.loaded = True
+    receiver_set = ReceiverSet()
+    receiver_set.loaded = True
     store = SqliteStore(tmp_path / "state.db")
     metrics = Metrics()
     # Without a Cattle URL there is no default Cattle: the driver context's ``cattle`` is None.
@@ -104,7 +104,7 @@ async def make_harness(
     wiring = wire(
         settings,
         store=store,
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=TokenVerifier(keyring),
         drivers=drivers,
         metrics=metrics,
@@ -113,7 +113,7 @@ async def make_harness(
     )
     # The app opens the store and the HTTP session, and closes them when aiohttp_client stops it.
     client = await aiohttp_client(wiring.app)
-    yield Harness(client, registry, store, keyring, metrics, drivers)
+    yield Harness(client, receiver_set, store, keyring, metrics, drivers)
 
 
 @pytest.fixture

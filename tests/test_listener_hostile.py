@@ -1,7 +1,7 @@
 """The listener under hostile connections (issue 8): what reaches the log, timeouts, the cap, odd bodies.
 
 The listener is served as ``run`` and ``operator`` serve it — ``start_listener`` on a real loopback
-port — over the parts of tests/test_listener.py's ``harness`` (its key ring, store, registry and
+port — over the parts of tests/test_listener.py's ``harness`` (its key ring, store, receiver_set and
 receiver), and spoken to over raw sockets where a well-behaved client can't say what is tested.
 Timeouts are injected small through the settings; the log throttle's clock is moved by hand.
 """

@@ -1,6 +1,6 @@
 """Signed senders through the listener: a receiver with ``spec.signature`` and its secret.
 
-Built like tests/test_listener.py — a real key ring, SQLite store, scaleService driver and registry,
+Built like tests/test_listener.py — a real key ring, SQLite store, scaleService driver and receiver_set,
 a fake clock — with the receiver's secret in a file in tmp_path (standalone) or, for operator mode,
 in a Secret on the emulated Kubernetes API.
 """
@@ -27,7 +27,7 @@ from controller.listener.signature import SignatureSecrets
 from controller.manifest import SignatureSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
-from controller.registry import ReceiverRegistry
+from controller.receiver_set import ReceiverSet
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
@@ -56,7 +56,7 @@ class Signed:
     """A listener whose one receiver requires a signature."""
 
     client: TestClient[web.Request, web.Application]
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     store: SqliteStore
     keyring: KeyRing
     active: ActiveReceiver
@@ -68,7 +68,7 @@ class Signed:
     def update(self, **changes: object) -> None:
         receiver = dataclasses.replace(self.active.receiver, **changes)  # type: ignore[arg-type]
         self.active = dataclasses.replace(self.active, receiver=receiver)
-        self.registry.put(self.active)
+        self.receiver_set.put(self.active)
 
     async def hit(
         self, headers: dict[str, str] | None = None, *, body: bytes = BODY, token: str | None = None
@@ -110,14 +110,14 @@ async def build(
     )
     token, kid = mint_token(keyring, receiver=receiver, uid="uid-1", jti="jti-1", now=NOW)
     active = ActiveReceiver(receiver=receiver, uid="uid-1", jti="jti-1", token=token, kid=kid)
-    registry = ReceiverRegistry()
-    registry.put(active)
-    registry.loaded = True
+    receiver_set = ReceiverSet()
+    receiver_set.put(active)
+    receiver_set.loaded = True
     store = SqliteStore(tmp_path / "state.db")
     wiring = wire(
         Settings(state_dir=tmp_path, max_body_bytes=4096, cattle_url=""),
         store=store,
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=TokenVerifier(keyring),
         drivers=drivers,
         metrics=Metrics(),
@@ -126,7 +126,7 @@ async def build(
         signatures=signatures,
     )
     client = await aiohttp_client(wiring.app)
-    return Signed(client, registry, store, keyring, active)
+    return Signed(client, receiver_set, store, keyring, active)
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ async def test_a_bad_token_is_still_401_token_malformed(signed: Signed) -> None:
 
 
 async def test_a_removed_receivers_token_is_still_403_token_revoked(signed: Signed) -> None:
-    signed.registry.remove(signed.active.key)
+    signed.receiver_set.remove(signed.active.key)
     assert await error_code(await signed.hit()) == (403, "token_revoked")
 
 

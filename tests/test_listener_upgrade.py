@@ -45,7 +45,9 @@ def add(harness: Harness, name: str = "upgrade", **changes: Any) -> str:
         **changes,
     )
     token, kid = mint_token(harness.keyring, receiver=receiver, uid=f"uid-{name}", jti=f"jti-{name}", now=1.0)
-    harness.registry.put(ActiveReceiver(receiver, uid=f"uid-{name}", jti=f"jti-{name}", token=token, kid=kid))
+    harness.receiver_set.put(
+        ActiveReceiver(receiver, uid=f"uid-{name}", jti=f"jti-{name}", token=token, kid=kid)
+    )
     return token
 
 

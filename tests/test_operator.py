@@ -24,8 +24,8 @@ from controller.metrics import Metrics
 from controller.operator.app import Operator, informing, operator
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import add_key, load_or_create_keyring
+from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
-from controller.registry import ReceiverRegistry
 from controller.sandbox.app import SandboxOptions, run_sandbox
 from controller.settings import Settings
 from controller.store.kube import KubeStore, ledger_name
@@ -122,11 +122,11 @@ class World:
         """Wait until the receiver is Ready and every part agrees; its current token."""
         await until(lambda: self.ready(name), what=f"{name} Ready")
         token = (await until(lambda: self.secret(name), what=f"Secret {name}-trigger"))["token"]
-        await until(lambda: self._accepts(name), what=f"{name} in the listener's registry")
+        await until(lambda: self._accepts(name), what=f"{name} in the listener's receiver_set")
         return str(token)
 
     async def _accepts(self, name: str) -> bool:
-        active = self.op.registry.get(f"{APP_NS}/{name}")
+        active = self.op.receiver_set.get(f"{APP_NS}/{name}")
         status = (await self.receiver(name)).get("status") or {}
         return active is not None and active.jti == status.get("tokenId")
 
@@ -241,7 +241,7 @@ async def test_an_invalid_spec_is_not_ready_with_a_reason_and_an_event(world: Wo
     assert ready["reason"] == "InvalidSpec" and "max (2) must be >= min (5)" in ready["message"]
     events = await until(lambda: _events(world, "web-up", "InvalidSpec"), what="an InvalidSpec Event")
     assert events[0]["type"] == "Warning"
-    assert world.op.registry.get(f"{APP_NS}/web-up") is None
+    assert world.op.receiver_set.get(f"{APP_NS}/web-up") is None
 
 
 async def test_scale_workload_scales_a_deployment_through_its_scale_subresource(world: World) -> None:
@@ -301,7 +301,7 @@ async def test_a_workload_managed_by_an_hpa_is_not_ready_and_refuses_hits(world:
     await world.apply(obj)
 
     async def refused() -> dict[str, Any] | None:
-        active = world.op.registry.get(f"{APP_NS}/api-up")
+        active = world.op.receiver_set.get(f"{APP_NS}/api-up")
         return None if active is None or active.refusal is None else {"refusal": active.refusal}
 
     await until(refused, what="the receiver refusing hits")
@@ -317,21 +317,21 @@ async def test_a_workload_managed_by_an_hpa_is_not_ready_and_refuses_hits(world:
 class Replica:
     """A second replica's listener: its own client, store, informer and keys read from the API."""
 
-    def __init__(self, url: str, registry: ReceiverRegistry) -> None:
+    def __init__(self, url: str, receiver_set: ReceiverSet) -> None:
         self.url = url
-        self.registry = registry
+        self.receiver_set = receiver_set
 
 
 @contextlib.asynccontextmanager
 async def second_listener(world: World) -> AsyncIterator[Replica]:
     client = KubeClient.from_connection(kopf.ConnectionInfo(server=str(world.kube.url).rstrip("/")))
-    registry = ReceiverRegistry()
+    receiver_set = ReceiverSet()
     drivers = load_drivers()
-    informer = ReceiverInformer(client, registry, drivers, ReceiverSchema.load())
+    informer = ReceiverInformer(client, receiver_set, drivers, ReceiverSchema.load())
     wiring = wire(
         world.op.settings,
         store=KubeStore(client, NS),
-        registry=registry,
+        receiver_set=receiver_set,
         verifier=TokenVerifier(await load_or_create_keyring(client, NS)),
         drivers=drivers,
         metrics=Metrics(),
@@ -342,13 +342,13 @@ async def second_listener(world: World) -> AsyncIterator[Replica]:
     try:
         async with wiring.serving() as runner:
             port = runner.addresses[0][1]
-            yield Replica(f"http://127.0.0.1:{port}/v1-webhooks/endpoint", registry)
+            yield Replica(f"http://127.0.0.1:{port}/v1-webhooks/endpoint", receiver_set)
     finally:
         await client.close()
 
 
 async def _registered(replica: Replica, name: str) -> bool:
-    return replica.registry.get(f"{APP_NS}/{name}") is not None
+    return replica.receiver_set.get(f"{APP_NS}/{name}") is not None
 
 
 async def _equals(value: Awaitable[int], expected: int) -> bool:
@@ -394,7 +394,7 @@ async def test_two_listeners_writing_intents_for_one_receiver_concurrently_lose_
     token = await world.granted("web-up")
     before = await world.scale()
     async with second_listener(world) as other:
-        await until(lambda: _registered(other, "web-up"), what="the second listener's registry")
+        await until(lambda: _registered(other, "web-up"), what="the second listener's receiver_set")
         urls = [world.listener, other.url]
         per_listener = 25
 

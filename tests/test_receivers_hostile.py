@@ -20,12 +20,12 @@ from controller.drivers import load_drivers
 from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import MAX_PROBLEM_CHARS
+from controller.receiver_set import ReceiverSet
 from controller.receivers.loader import FileLoad, load_documents
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.receivers.yamlsafe import MAX_DOCUMENTS, MAX_FILE_BYTES
-from controller.registry import ReceiverRegistry
 from controller.store.sqlite import SqliteStore
 from controller.tokens import TokenRevoked
 from tests.processes import run_cli
@@ -75,11 +75,11 @@ def h(tmp_path: Path, store: SqliteStore) -> Harness:
     return Harness(tmp_path, store)
 
 
-def restarted(h: Harness) -> tuple[ReceiverWatcher, ReceiverRegistry]:
-    """A second watcher and registry over the same folder, store and keys: the service restarted."""
-    registry = ReceiverRegistry()
+def restarted(h: Harness) -> tuple[ReceiverWatcher, ReceiverSet]:
+    """A second watcher and receiver_set over the same folder, store and keys: the service restarted."""
+    receiver_set = ReceiverSet()
     metrics = Metrics()
-    sync = ReceiverSync(store=h.store, keyring=h.keyring, registry=registry, metrics=metrics)
+    sync = ReceiverSync(store=h.store, keyring=h.keyring, receiver_set=receiver_set, metrics=metrics)
     watcher = ReceiverWatcher(
         directory=h.dir,
         drivers=load_drivers(),
@@ -89,7 +89,7 @@ def restarted(h: Harness) -> tuple[ReceiverWatcher, ReceiverRegistry]:
         interval=0.0,
         clock=lambda: h.now,
     )
-    return watcher, registry
+    return watcher, receiver_set
 
 
 @pytest.mark.parametrize("kind", sorted(HOSTILE))
@@ -104,7 +104,7 @@ async def test_a_hostile_file_is_its_own_problem_and_removals_still_revoke(
     other.unlink()
     h.write("web-new.yaml", manifest("web-new"))
     assert await h.watcher.scan_once()
-    assert h.registry.keys() == {"default/web-up", "default/web-new"}
+    assert h.receiver_set.keys() == {"default/web-up", "default/web-new"}
     with pytest.raises(TokenRevoked):
         h.check_token(doomed)
     [problem] = await h.store.list_problems()
@@ -138,7 +138,7 @@ async def test_a_huge_value_in_a_wrong_field_is_quoted_short(h: Harness) -> None
     await h.watcher.scan_once()
     problems = await h.store.list_problems()
     assert problems and all(len(p.message) <= MAX_PROBLEM_CHARS for p in problems)
-    assert h.registry.keys() == {"default/web-up"}
+    assert h.receiver_set.keys() == {"default/web-up"}
 
 
 async def test_an_empty_file_keeps_its_receivers_and_their_tokens(h: Harness) -> None:
@@ -175,10 +175,10 @@ async def test_a_broken_file_at_a_restart_keeps_its_receivers_and_tokens(h: Harn
     await h.watcher.scan_once()
     tokens = {name: h.active(name).token for name in ("web-up", "web-down")}
     h.write("pair.yaml", "spec: [unclosed\n")
-    watcher, registry = restarted(h)
+    watcher, receiver_set = restarted(h)
     await watcher.scan_once()
-    assert {a.receiver.name: a.token for a in registry} == tokens
-    web_down = registry.get("default/web-down")
+    assert {a.receiver.name: a.token for a in receiver_set} == tokens
+    web_down = receiver_set.get("default/web-down")
     assert web_down is not None and config_of(web_down.receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 
@@ -187,9 +187,9 @@ async def test_an_empty_file_at_a_restart_keeps_its_receivers(h: Harness) -> Non
     await h.watcher.scan_once()
     token = h.active().token
     h.write("web-up.yaml", "")
-    watcher, registry = restarted(h)
+    watcher, receiver_set = restarted(h)
     await watcher.scan_once()
-    assert [a.token for a in registry] == [token]
+    assert [a.token for a in receiver_set] == [token]
 
 
 async def test_an_invalid_document_at_a_restart_keeps_its_last_good_version(h: Harness) -> None:
@@ -197,9 +197,9 @@ async def test_an_invalid_document_at_a_restart_keeps_its_last_good_version(h: H
     await h.watcher.scan_once()
     token = h.active().token
     h.write("web-up.yaml", manifest(amount=0))
-    watcher, registry = restarted(h)
+    watcher, receiver_set = restarted(h)
     await watcher.scan_once()
-    [active] = registry
+    [active] = receiver_set
     assert (active.token, config_of(active.receiver.spec, "scaleServiceConfig")["amount"]) == (token, 2)
 
 
@@ -209,9 +209,9 @@ async def test_a_missing_folder_at_a_restart_keeps_the_receivers(h: Harness) -> 
     token = h.active().token
     path.unlink()
     h.dir.rmdir()
-    watcher, registry = restarted(h)
+    watcher, receiver_set = restarted(h)
     await watcher.scan_once()
-    assert [a.token for a in registry] == [token]
+    assert [a.token for a in receiver_set] == [token]
 
 
 async def test_a_file_deleted_while_stopped_is_revoked_at_the_restart(h: Harness) -> None:
@@ -219,9 +219,9 @@ async def test_a_file_deleted_while_stopped_is_revoked_at_the_restart(h: Harness
     path = h.write("web-down.yaml", manifest("web-down"))
     await h.watcher.scan_once()
     path.unlink()
-    watcher, registry = restarted(h)
+    watcher, receiver_set = restarted(h)
     await watcher.scan_once()
-    assert registry.keys() == {"default/web-up"}
+    assert receiver_set.keys() == {"default/web-up"}
     assert [t.name for t in await h.store.list_tokens()] == ["web-up"]
 
 

@@ -11,8 +11,8 @@ import pytest
 from controller.drivers.scale_service import DRIVER
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver, TokenClaims
+from controller.receiver_set import ReceiverSet
 from controller.receivers.sync import ReceiverSync
-from controller.registry import ReceiverRegistry
 from controller.store.base import StoredToken, StoreUnavailable
 from controller.store.sqlite import SqliteStore
 from controller.tokens import (
@@ -64,23 +64,23 @@ class Harness:
         self.keyring = KeyRing.load_or_create(tmp_path / "keys", clock=lambda: NOW)
         self.verifier = TokenVerifier(self.keyring)
         self.metrics = Metrics()
-        self.registry = ReceiverRegistry()
+        self.receiver_set = ReceiverSet()
         self.sync = self.restart()
 
     def restart(self) -> ReceiverSync:
-        """A fresh registry and sync on the same store and keys, as after a process restart."""
-        self.registry = ReceiverRegistry()
+        """A fresh receiver_set and sync on the same store and keys, as after a process restart."""
+        self.receiver_set = ReceiverSet()
         self.sync = ReceiverSync(
             store=self.store,
             keyring=self.keyring,
-            registry=self.registry,
+            receiver_set=self.receiver_set,
             metrics=self.metrics,
             clock=lambda: NOW,
         )
         return self.sync
 
     def active(self, name: str = "web-up") -> ActiveReceiver:
-        active = self.registry.get(f"default/{name}")
+        active = self.receiver_set.get(f"default/{name}")
         assert active is not None
         return active
 
@@ -88,7 +88,7 @@ class Harness:
         return self.verifier.verify(self.active(name).token)
 
     def check(self, claims: TokenClaims) -> None:
-        check_current(claims, self.registry.get(claims.receiver_key), "1a5")
+        check_current(claims, self.receiver_set.get(claims.receiver_key), "1a5")
 
 
 @pytest.fixture
@@ -153,13 +153,13 @@ async def test_a_new_token_is_current_for_its_receiver(h: Harness) -> None:
 
 async def test_apply_marks_the_registry_loaded_and_counts_receivers(h: Harness) -> None:
     await h.sync.apply([receiver("a"), receiver("b")])
-    assert h.registry.loaded
+    assert h.receiver_set.loaded
     assert h.metrics.registry.get_sample_value("webhook_receivers") == 2
 
 
 async def test_an_empty_first_apply_still_marks_the_registry_loaded(h: Harness) -> None:
     await h.sync.apply([])
-    assert h.registry.loaded
+    assert h.receiver_set.loaded
 
 
 async def test_the_token_survives_a_restart(h: Harness) -> None:
@@ -240,7 +240,7 @@ async def test_a_failed_supersede_fails_closed(h: Harness, monkeypatch: pytest.M
     monkeypatch.setattr(h.store, "put_token", unavailable)
     with pytest.raises(StoreUnavailable):
         await h.sync.apply([receiver(generation="2")])
-    assert h.registry.get("default/web-up") is None
+    assert h.receiver_set.get("default/web-up") is None
 
 
 async def test_mint_and_revoke_are_logged_without_the_token(

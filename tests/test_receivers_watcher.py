@@ -18,11 +18,11 @@ from controller.drivers import load_drivers
 from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver
+from controller.receiver_set import ReceiverSet
 from controller.receivers.loader import FileLoad, load_documents
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import Loader, ReceiverWatcher
-from controller.registry import ReceiverRegistry
 from controller.store.base import StoreUnavailable
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenRevoked, TokenSuperseded, TokenVerifier, check_current
@@ -65,7 +65,7 @@ class Harness:
         self.store = store
         self.keyring = KeyRing.load_or_create(tmp_path / "keys", clock=lambda: NOW)
         self.verifier = TokenVerifier(self.keyring)
-        self.registry = ReceiverRegistry()
+        self.receiver_set = ReceiverSet()
         self.metrics = Metrics()
         self.loader = CountingLoader()
         self.now = NOW
@@ -74,7 +74,7 @@ class Harness:
 
     def build(self, loader: Loader) -> ReceiverWatcher:
         sync = ReceiverSync(
-            store=self.store, keyring=self.keyring, registry=self.registry, metrics=self.metrics
+            store=self.store, keyring=self.keyring, receiver_set=self.receiver_set, metrics=self.metrics
         )
         return ReceiverWatcher(
             directory=self.dir,
@@ -96,13 +96,13 @@ class Harness:
         return path
 
     def active(self, name: str = "web-up") -> ActiveReceiver:
-        active = self.registry.get(f"default/{name}")
+        active = self.receiver_set.get(f"default/{name}")
         assert active is not None
         return active
 
     def check_token(self, token: str) -> None:
         claims = self.verifier.verify(token)
-        check_current(claims, self.registry.get(claims.receiver_key), "1a5")
+        check_current(claims, self.receiver_set.get(claims.receiver_key), "1a5")
 
     def problem_count(self) -> float | None:
         return self.metrics.registry.get_sample_value("webhook_receiver_manifest_problems")
@@ -115,7 +115,7 @@ def h(tmp_path: Path, store: SqliteStore) -> Harness:
 
 async def test_the_first_scan_of_an_empty_folder_marks_the_registry_loaded(h: Harness) -> None:
     assert await h.watcher.scan_once()
-    assert h.registry.loaded
+    assert h.receiver_set.loaded
 
 
 async def test_an_added_file_makes_its_receiver_active_with_a_token(h: Harness) -> None:
@@ -204,7 +204,7 @@ async def test_an_invalid_document_keeps_its_last_good_version(h: Harness) -> No
 async def test_one_broken_document_among_two_lets_the_good_one_load(h: Harness) -> None:
     h.write("pair.yaml", manifest("web-up") + "---\n" + manifest("web-down", amount=-1))
     await h.watcher.scan_once()
-    assert h.registry.keys() == {"default/web-up"}
+    assert h.receiver_set.keys() == {"default/web-up"}
     assert [(p.document, p.path) for p in await h.store.list_problems()] == [
         (1, "spec.scaleServiceConfig.amount")
     ]
@@ -225,7 +225,7 @@ async def test_a_document_removed_from_a_file_removes_its_receiver(h: Harness) -
     old = h.active("web-down").token
     h.write("pair.yaml", manifest("web-up"))
     await h.watcher.scan_once()
-    assert h.registry.keys() == {"default/web-up"}
+    assert h.receiver_set.keys() == {"default/web-up"}
     with pytest.raises(TokenRevoked):
         h.check_token(old)
 
@@ -253,11 +253,11 @@ async def test_a_missing_folder_is_a_problem_then_watched_for(h: Harness) -> Non
     h.dir.rmdir()
     assert await h.watcher.scan_once()
     assert [p.message for p in await h.store.list_problems()] == ["the receivers folder does not exist"]
-    assert h.registry.loaded
+    assert h.receiver_set.loaded
     h.dir.mkdir()
     h.write("web-up.yaml", manifest())
     assert await h.watcher.scan_once()
-    assert h.registry.keys() == {"default/web-up"}
+    assert h.receiver_set.keys() == {"default/web-up"}
     assert await h.store.list_problems() == []
 
 
@@ -290,7 +290,7 @@ async def test_a_failed_apply_is_retried_on_the_next_scan(h: Harness) -> None:
         await h.watcher.scan_once()
     await h.store.open()
     assert await h.watcher.scan_once()
-    assert h.registry.keys() == {"default/web-up"}
+    assert h.receiver_set.keys() == {"default/web-up"}
 
 
 async def test_run_keeps_scanning_after_a_failed_scan(h: Harness, caplog: pytest.LogCaptureFixture) -> None:

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from controller.drivers import load_drivers
 from controller.metrics import Metrics
-from controller.registry import ReceiverRegistry
+from controller.receiver_set import ReceiverSet
 from controller.settings import SANDBOX, Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier
@@ -60,7 +60,7 @@ def wired(tmp_path: Path, store: SqliteStore, *startup: CleanupCtx, cattle_url: 
     return wire(
         settings,
         store=store,
-        registry=ReceiverRegistry(),
+        receiver_set=ReceiverSet(),
         verifier=TokenVerifier(KeyRing.load_or_create(tmp_path / "keys")),
         drivers=load_drivers(),
         metrics=Metrics(),

@@ -29,7 +29,7 @@ def build_app(deps: ListenerDeps) -> web.Application:
     app = web.Application(client_max_size=deps.settings.max_body_bytes, middlewares=[error_middleware])
     app[LISTENER_DEPS] = deps
     app[RATE_LIMITER] = RateLimiter(clock=deps.clock)
-    health = deps.health or readiness(deps.store, deps.registry)
+    health = deps.health or readiness(deps.store, deps.receiver_set)
     handlers = Handlers(deps, app[RATE_LIMITER], health)
     app.router.add_post(TRIGGER_PATH, handlers.trigger)
     app.router.add_get("/healthz", handlers.healthz)

@@ -15,7 +15,7 @@ from controller.drivers.contract import DriverSet
 from controller.health import Health
 from controller.listener.signature import SignatureSecrets
 from controller.metrics import Metrics
-from controller.registry import ReceiverRegistry
+from controller.receiver_set import ReceiverSet
 from controller.settings import Settings
 from controller.store.base import IntentStore
 from controller.tokens import TokenVerifier
@@ -24,7 +24,7 @@ from controller.tokens import TokenVerifier
 @dataclass(frozen=True)
 class ListenerDeps:
     settings: Settings
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     verifier: TokenVerifier
     store: IntentStore
     drivers: DriverSet
@@ -39,9 +39,9 @@ class ListenerDeps:
     health: Health | None = None
 
 
-def readiness(store: IntentStore, registry: ReceiverRegistry) -> Health:
+def readiness(store: IntentStore, receiver_set: ReceiverSet) -> Health:
     """The checks every listener has: the store accepts writes, and the receivers were loaded."""
     health = Health()
     health.add("store", lambda: store.unavailable_reason())
-    health.add("receivers", lambda: None if registry.loaded else "the receivers are not loaded yet")
+    health.add("receivers", lambda: None if receiver_set.loaded else "the receivers are not loaded yet")
     return health

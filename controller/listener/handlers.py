@@ -106,7 +106,7 @@ class Handlers:
 
     async def _trigger(self, request: web.Request) -> web.Response:
         claims = self._verify_token(request)
-        current = self.deps.registry.get(claims.receiver_key)
+        current = self.deps.receiver_set.get(claims.receiver_key)
         raw: bytes | None = None
         if current is not None and current.receiver.signature is not None:
             raw = await self._read_body(request)

@@ -3,7 +3,7 @@
 What runs, and where:
 
 - in every replica: the listener (hits are recorded in IntentLedgers with compare-and-swap, so any
-  replica may accept them), the Receiver informer that feeds the listener's registry, and the key
+  replica may accept them), the Receiver informer that feeds the listener's receiver set, and the key
   watcher;
 - in the active replica only (kopf peering: each replica takes a random priority, so exactly one is
   highest and the others pause): the kopf handlers — tokens, Secrets, status, Events — and, through
@@ -43,9 +43,9 @@ from controller.metrics import Metrics
 from controller.operator import handlers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
-from controller.registry import ReceiverRegistry
 from controller.settings import Settings
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
@@ -93,7 +93,7 @@ class Operator:
 
     settings: Settings
     client: KubeClient
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     store: KubeStore
     reconciler: Reconciler
     listener: web.AppRunner
@@ -119,12 +119,12 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         store = KubeStore(client, settings.namespace)
         drivers = load_drivers()
         schema = ReceiverSchema.load()
-        registry = ReceiverRegistry()
-        informer = ReceiverInformer(client, registry, drivers, schema)
+        receiver_set = ReceiverSet()
+        informer = ReceiverInformer(client, receiver_set, drivers, schema)
         wiring = wire(
             settings,
             store=store,
-            registry=registry,
+            receiver_set=receiver_set,
             verifier=verifier,
             drivers=drivers,
             metrics=metrics,
@@ -144,7 +144,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         operator_deps = handlers.OperatorDeps(
             client=client,
             keys=keys,
-            registry=registry,
+            receiver_set=receiver_set,
             reconciler=wiring.reconciler,
             drivers=drivers,
             schema=schema,
@@ -168,7 +168,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         wiring.app.cleanup_ctx.append(kopf_run.running)
         async with wiring.serving() as runner:
             logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
-            yield Operator(settings, client, registry, store, wiring.reconciler, runner, kopf_run)
+            yield Operator(settings, client, receiver_set, store, wiring.reconciler, runner, kopf_run)
     finally:
         await client.close()
 

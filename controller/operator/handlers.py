@@ -32,9 +32,9 @@ from controller.kube.errors import KubeError
 from controller.operator.grants import ReceiverGrants
 from controller.operator.status_mirror import MIRROR_DELAY, StatusMirror
 from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, TriggerSecrets, secret_name
+from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
-from controller.registry import ReceiverRegistry
 from controller.store import ledger as ledgers
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ __all__ = ["KeyHolder", "OperatorDeps", "ReceiverHandlers", "register"]
 class OperatorDeps:
     client: KubeClient
     keys: KeyHolder
-    registry: ReceiverRegistry
+    receiver_set: ReceiverSet
     reconciler: Reconciler
     drivers: DriverSet
     schema: ReceiverSchema
@@ -105,7 +105,7 @@ class ReceiverHandlers:
     async def deleted(self, body: kopf.Body, **_: Any) -> None:
         namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
         key = f"{namespace}/{name}"
-        self.deps.registry.remove(key)  # every replica's informer drops it on deletionTimestamp too
+        self.deps.receiver_set.remove(key)  # every replica's informer drops it on deletionTimestamp too
         try:
             await self.secrets.delete(namespace, name)
         except KubeError as e:

@@ -1,4 +1,4 @@
-"""Making the registry and the stored tokens match the full set of receivers — the only place that
+"""Making the receiver_set and the stored tokens match the full set of receivers — the only place that
 mints or revokes trigger tokens.
 
 A token is kept or re-minted (the old one superseded at once) by the rule the operator's trigger
@@ -6,8 +6,8 @@ Secrets follow too (``controller.receivers.remint``); only the store can tell th
 longer matches the token its claims sign to, so that check stays here. A receiver that disappears
 loses its token at once.
 
-Order matters for failure: a revocation leaves the registry before the store, so a failed store write
-never leaves a token valid; a new token enters the store before the registry, so a URL is never
+Order matters for failure: a revocation leaves the receiver_set before the store, so a failed store write
+never leaves a token valid; a new token enters the store before the receiver_set, so a URL is never
 handed out that a restart would forget. A failed apply raises; the caller applies again later and,
 because every step compares with the store, the second apply finishes the work of the first.
 """
@@ -22,8 +22,8 @@ from collections.abc import Callable, Sequence
 
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
+from controller.receiver_set import ReceiverSet
 from controller.receivers.remint import Issued, remint_reason
-from controller.registry import ReceiverRegistry
 from controller.store.base import Store, StoredToken
 from controller.tokens import KeyRing, mint_token, restore_token, token_digest
 
@@ -36,28 +36,28 @@ class ReceiverSync:
         *,
         store: Store,
         keyring: KeyRing,
-        registry: ReceiverRegistry,
+        receiver_set: ReceiverSet,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._keyring = keyring
-        self._registry = registry
+        self._receiver_set = receiver_set
         self._metrics = metrics
         self._clock = clock
 
     async def apply(self, receivers: Sequence[Receiver]) -> None:
-        """Make the registry and the store's tokens match ``receivers`` (the full set)."""
+        """Make the receiver_set and the store's tokens match ``receivers`` (the full set)."""
         wanted = {r.key: r for r in receivers}
         stored = {t.receiver: t for t in await self._store.list_tokens()}
         for key in sorted(set(stored) - set(wanted)):
             await self._revoke(stored[key])
-        for key in self._registry.keys() - set(wanted):
-            self._registry.remove(key)  # active without a stored token: the store was reset under us
+        for key in self._receiver_set.keys() - set(wanted):
+            self._receiver_set.remove(key)  # active without a stored token: the store was reset under us
         for receiver in receivers:
             await self._put(receiver, stored.get(receiver.key))
-        self._metrics.receivers.set(len(self._registry))
-        self._registry.loaded = True
+        self._metrics.receivers.set(len(self._receiver_set))
+        self._receiver_set.loaded = True
 
     async def _put(self, receiver: Receiver, existing: StoredToken | None) -> None:
         reason = remint_reason(_issued(existing), receiver, self._keyring.kids)
@@ -76,7 +76,7 @@ class ReceiverSync:
             )
             if kept != existing:
                 await self._store.put_token(kept)
-            self._registry.put(
+            self._receiver_set.put(
                 ActiveReceiver(receiver, uid=existing.uid, jti=existing.jti, token=token, kid=existing.kid)
             )
             return
@@ -102,9 +102,11 @@ class ReceiverSync:
             await self._store.put_token(stored)
         except Exception:
             if existing is not None:
-                self._registry.remove(receiver.key)  # the old token was meant to stop working: fail closed
+                self._receiver_set.remove(
+                    receiver.key
+                )  # the old token was meant to stop working: fail closed
             raise
-        self._registry.put(ActiveReceiver(receiver, uid=uid, jti=jti, token=token, kid=kid))
+        self._receiver_set.put(ActiveReceiver(receiver, uid=uid, jti=jti, token=token, kid=kid))
         if existing is None:
             logger.info("minted a token for receiver %s (jti %s): new receiver", receiver.key, jti)
         else:
@@ -117,15 +119,15 @@ class ReceiverSync:
             )
 
     def _current_token(self, receiver: Receiver, existing: StoredToken) -> str | None:
-        """The stored token itself: from the registry when it holds that jti, else signed again from
+        """The stored token itself: from the receiver_set when it holds that jti, else signed again from
         its claims (at start) and checked against the stored digest. None when it can't be had."""
-        active = self._registry.get(receiver.key)
+        active = self._receiver_set.get(receiver.key)
         if active is not None and active.jti == existing.jti:
             return active.token
         return restore_token(self._keyring, existing, receiver.target)
 
     async def _revoke(self, token: StoredToken) -> None:
-        self._registry.remove(token.receiver)
+        self._receiver_set.remove(token.receiver)
         await self._store.delete_token(token.namespace, token.name)
         logger.info("revoked the token of receiver %s (jti %s): receiver removed", token.receiver, token.jti)
 

@@ -1,7 +1,7 @@
 """The in-memory set of active receivers and their current tokens.
 
 The listener checks every hit against it, so revoking a token (removing or re-minting a receiver)
-takes effect the moment the registry changes — no cache can outlive it. The standalone watcher and
+takes effect the moment the receiver_set changes — no cache can outlive it. The standalone watcher and
 the Kubernetes operator are its writers; both run on the event loop, so no lock is needed.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from controller.model import ActiveReceiver, Receiver
 
 
-class ReceiverRegistry:
+class ReceiverSet:
     def __init__(self) -> None:
         self._by_key: dict[str, ActiveReceiver] = {}
         self.loaded = False  # set once the first full load is done; /readyz waits for it
