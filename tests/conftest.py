@@ -14,7 +14,8 @@ from controller.sandbox import SandboxSeed
 from controller.store.sqlite import SqliteStore
 from tests.kubeemu import KubeEmulator
 from tests.processes import Sandbox, write_seed
-from tests.sandbox_harness import FakeClock, MakeClient, client_factory
+from tests.sandbox_harness import START, MakeClient, client_factory
+from tests.toolbox import FakeClock
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 @pytest.fixture
 def clock() -> FakeClock:
     """The sandbox's clock, at a fixed start; tests move ``clock.now``."""
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

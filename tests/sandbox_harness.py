@@ -12,18 +12,11 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from controller.sandbox import SandboxOptions, SandboxSeed, make_sandbox_app
+from tests.toolbox import FakeClock
 
 START = 1_700_000_000.0
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def client_factory(

@@ -34,6 +34,7 @@ from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
 from controller.wiring import wire
 from tests.specs import receiver_spec
+from tests.toolbox import FakeClock
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MAX_BODY = 4096
@@ -50,14 +51,6 @@ SPEC = receiver_spec(
 )
 
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class OrderedStore(SqliteStore):

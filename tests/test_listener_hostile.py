@@ -40,7 +40,6 @@ from controller.listener.signature import SignatureExpired, verify_standard_webh
 from controller.settings import Settings
 from tests.test_listener import (
     MAX_BODY,
-    FakeClock,
     Harness,
     answer,
     assert_error,
@@ -54,7 +53,7 @@ from tests.test_listener_signature import (
     error_code,
 )
 from tests.test_listener_signature import signed as signed  # a fixture
-from tests.toolbox import until
+from tests.toolbox import FakeClock, until
 
 SERVER_LOG = "controller.listener.server"
 

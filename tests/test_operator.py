@@ -31,6 +31,7 @@ from controller.settings import Settings
 from controller.store.kube import KubeStore, ledger_name
 from controller.tokens import TokenVerifier
 from controller.wiring import wire
+from tests import toolbox
 
 NS = "webhook-service"
 APP_NS = "shop"
@@ -39,18 +40,8 @@ pytestmark = pytest.mark.e2e
 
 
 async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0, what: str = "condition") -> Any:
-    """Poll an async check until it returns something truthy; its value is returned."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        try:
-            value = await check()
-        except (KeyError, LookupError):
-            value = None
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not reached within {within}s")
-        await asyncio.sleep(0.05)
+    """Poll an async check; an object not there yet (``KeyError``, ``LookupError``) is "not yet"."""
+    return await toolbox.until(check, within, what, ignoring=(KeyError, LookupError))
 
 
 def receiver(name: str, **spec: Any) -> KubeObject:

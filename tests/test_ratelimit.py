@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import RateLimit
-from tests.test_listener import FakeClock
+from tests.toolbox import FakeClock
 
 TWO_PER_TEN = RateLimit(requests=2, per_seconds=10)
 

@@ -30,7 +30,8 @@ from controller.sandbox import (
     parse_seed,
     run_sandbox,
 )
-from tests.sandbox_harness import Client, FakeClock, MakeClient, json_of
+from tests.sandbox_harness import Client, MakeClient, json_of
+from tests.toolbox import FakeClock
 from tests.upstream import upstream_app
 
 SERVICE = "/v2-beta/projects/1a5/services/1s7"

@@ -10,7 +10,8 @@ from pytest_aiohttp import AiohttpClient
 
 from controller.sandbox import SANDBOX_STATE, SandboxOptions, SandboxSeed, make_sandbox_app, parse_seed
 from controller.sandbox.seed import SeedError
-from tests.sandbox_harness import START, FakeClock, MakeClient, client_factory, json_of
+from tests.sandbox_harness import START, MakeClient, client_factory, json_of
+from tests.toolbox import FakeClock
 
 HOSTS = "/v2-beta/projects/1a5/hosts"
 EVENTS = "/v2-beta/projects/1a5/externalhostevents"

@@ -16,7 +16,8 @@ from controller.sandbox import (
     parse_seed,
 )
 from controller.sandbox.seed import SeedProject, SeedService, SeedSidekick
-from tests.sandbox_harness import Client, FakeClock, MakeClient, json_of
+from tests.sandbox_harness import Client, MakeClient, json_of
+from tests.toolbox import FakeClock
 
 TRANSITION = 0.1  # SandboxOptions' default transition_ms, in seconds
 SERVICE = "/v2-beta/projects/1a5/services/1s7"
