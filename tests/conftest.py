@@ -10,7 +10,7 @@ import pytest
 import yaml
 from pytest_aiohttp import AiohttpClient
 
-from controller.sandbox import SandboxSeed
+from controller.sandbox.seed import SandboxSeed
 from controller.store.sqlite import SqliteStore
 from tests.kubeemu import KubeEmulator
 from tests.processes import Sandbox, write_seed

@@ -11,7 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from controller.sandbox import SandboxOptions, SandboxSeed, make_sandbox_app
+from controller.sandbox.app import SandboxOptions, make_sandbox_app
+from controller.sandbox.seed import SandboxSeed
 from tests.toolbox import FakeClock
 
 START = 1_700_000_000.0

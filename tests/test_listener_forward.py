@@ -27,7 +27,8 @@ from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
 from controller.receiver_set import ReceiverSet
-from controller.sandbox import SandboxOptions, make_sandbox_app, parse_seed
+from controller.sandbox.app import SandboxOptions, make_sandbox_app
+from controller.sandbox.seed import parse_seed
 from controller.settings import Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token

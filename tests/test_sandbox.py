@@ -19,17 +19,8 @@ from controller.cattle.errors import (
     CattleUnauthorized,
     CattleUnavailable,
 )
-from controller.sandbox import (
-    SANDBOX_STATE,
-    SandboxOptions,
-    SandboxSeed,
-    SeedError,
-    SeedService,
-    load_seed,
-    make_sandbox_app,
-    parse_seed,
-    run_sandbox,
-)
+from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, make_sandbox_app, run_sandbox
+from controller.sandbox.seed import SandboxSeed, SeedError, SeedService, load_seed, parse_seed
 from tests.sandbox_harness import Client, MakeClient, json_of
 from tests.toolbox import FakeClock
 from tests.upstream import upstream_app

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-from controller.sandbox import SANDBOX_STATE, SandboxOptions, SandboxSeed, make_sandbox_app, parse_seed
-from controller.sandbox.seed import SeedError
+from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, make_sandbox_app
+from controller.sandbox.seed import SandboxSeed, SeedError, parse_seed
 from tests.sandbox_harness import START, MakeClient, client_factory, json_of
 from tests.toolbox import FakeClock
 

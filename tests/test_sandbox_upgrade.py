@@ -9,13 +9,8 @@ import pytest
 
 from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
-from controller.sandbox import (
-    SANDBOX_STATE,
-    SandboxSeed,
-    SeedError,
-    parse_seed,
-)
-from controller.sandbox.seed import SeedProject, SeedService, SeedSidekick
+from controller.sandbox.app import SANDBOX_STATE
+from controller.sandbox.seed import SandboxSeed, SeedError, SeedProject, SeedService, SeedSidekick, parse_seed
 from tests.sandbox_harness import Client, MakeClient, json_of
 from tests.toolbox import FakeClock
 

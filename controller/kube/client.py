@@ -26,12 +26,14 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import kopf
 
 from controller.kube.errors import KubeError, KubeUnavailable, classify
+
+if TYPE_CHECKING:  # only the operator builds a client from kopf's credentials, and it has kopf loaded
+    import kopf
 
 KubeObject = dict[str, Any]
 
