@@ -1,32 +1,52 @@
 """webhook-service: turns webhook hits into scaling actions, the way Rancher 1.4's webhook receivers did.
 
-Package layout (each module has one responsibility; the folder listing is the architecture):
+Package layout, in layers from the top (``tests/test_layers.py`` keeps every import pointing down and
+free of cycles). Each module has one responsibility; the folder listing is the architecture.
 
-- ``settings``      one frozen dataclass of settings, built once by ``cli``; each field declares its flag
-- ``flags``         how a setting is given on the command line (flag, variable, parser), declared once
-- ``cli``           argparse subcommands (run, operator, validate, trigger-url, status, keys, cattle-sandbox)
-- ``wiring``        the one factory of both modes: listener app, reconciler, driver context, start/stop order
-- ``service``       ``run``: the state folder's store and keys, the receivers folder watcher, on ``wiring``
-- ``model``         receivers, targets and intents as typed values; raw JSON shapes in ``bodies``
-- ``receivers/``    the CRD schema, bounded YAML reading, the loader, the folder watcher, token sync
-- ``tokens``        Ed25519 signing keys and JWT trigger tokens
-- ``registry``      the in-memory set of active receivers the listener checks every hit against
-- ``listener/``     the aiohttp trigger endpoint, errors, rate limits, Alertmanager payloads, signatures,
-                    and the server's connection limits and timeouts (``server``)
-- ``health``        what ``/readyz`` reports: each part's check, failing or only noted
-- ``statedir``      the state folder and its files made private (0700/0600)
-- ``redact``        credentials masked in URLs that are logged, shown or stored
-- ``store/``        the durable store interface; SQLite, and IntentLedger objects on Kubernetes
-- ``reconciler``    folds pending intents into a desired scale and converges the target
-- ``fold``          the pure fold of scale intents
-- ``drivers/``      one module per driver; a new driver joins by adding a module
-- ``forwarding``    the protocol of pass-through drivers (forwardPost): the listener answers with theirs
-- ``intents``       protocols of drivers that read the hit's body and apply their own intents (serviceUpgrade)
-- ``push_events`` registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
-- ``cattle/``       the Cattle (Rancher 1.x) API client, its error hierarchy, the default endpoint
-- ``sandbox/``      an in-process emulation of the part of Cattle's API the drivers use
-- ``operator/``     Kubernetes mode: kopf handlers, the Receiver informer, keys Secret, status, wiring
-- ``kube/``         the Kubernetes API client and its error hierarchy
-- ``metrics``       Prometheus metrics on an explicit registry
-- ``errors``        the one root of the service's errors: ``retryable``, ``retry_after``, ``summary``
+Entry
+- ``cli``             argparse subcommands (run, operator, validate, trigger-url, status, crd, keys,
+                      cattle-sandbox), built from the settings' declarations
+
+Modes
+- ``wiring``          the one factory of both modes: listener app, reconciler, driver context, and the
+                      order their resources start and stop (aiohttp ``cleanup_ctx``)
+- ``service``         ``run``: the state folder's store and keys, the receivers folder, on ``wiring``
+- ``operator/``       ``operator``: thin kopf handlers, granting Receivers, trigger Secrets, the ledger ->
+                      status mirror, Receiver status and Events, the informer, keys Secret, on ``wiring``
+- ``status_report``   the ``status`` command's read of a state folder
+
+Parts
+- ``listener/``       the aiohttp trigger endpoint: its dependencies, views, error answers, signatures,
+                      Alertmanager payloads, pass-through rate limits, logs, connection limits
+- ``reconciler``      folds pending intents into a desired scale and converges the target; retries here
+- ``fold``            the pure fold of scale intents
+- ``receivers/``      the generated CRD and its schema, bounded YAML reading, the loader, the folder
+                      watcher, token sync and the one re-mint rule
+- ``health``          what ``/readyz`` reports: each part's check, failing or only noted
+- ``memory``          heap trimming
+- ``sandbox/``        an in-process emulation of the part of Cattle's API the drivers use
+- ``cattle/endpoint`` the Cattle the service talks to: configured, or the embedded sandbox
+
+Drivers
+- ``drivers/``        the driver contract (``contract``: what a driver is and can do, the driver set),
+                      what every driver is handed (``base``), and one module per driver
+- ``push_events``     registry push bodies (Docker Hub, Alibaba, ACR, Registry v2) and tag patterns
+
+Boundaries
+- ``cattle/``         the Cattle (Rancher 1.x) API client, its errors and resource shapes
+- ``kube/``           the Kubernetes API client and its errors
+- ``store/``          the store interface, the one hit-outcome rule; SQLite, and IntentLedgers on Kubernetes
+- ``tokens``          Ed25519 signing keys and JWT trigger tokens
+- ``receiver_set``    the in-memory set of active receivers the listener checks every hit against
+- ``metrics``         Prometheus metrics on an explicit registry
+- ``statedir``        the state folder and its files made private (0700/0600)
+- ``backoff``         capped exponential backoff with jitter
+
+Values
+- ``model``           receivers, targets and intents as typed values
+- ``manifest``        a Receiver manifest's raw shapes (TypedDicts)
+- ``settings``        one frozen dataclass of settings, built once by ``cli``; each field declares its flag
+- ``flags``           how a setting is given on the command line (flag, variable, parser)
+- ``redact``          credentials masked in URLs that are logged, shown or stored
+- ``errors``          the one root of the service's errors: ``retryable``, ``retry_after``, ``summary``
 """

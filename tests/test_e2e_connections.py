@@ -1,4 +1,4 @@
-"""Hostile connections against the real ``webhook-service run`` process (issue 8).
+"""Hostile connections against the real ``webhook-service run`` process.
 
 The same rules tests/test_listener_hostile.py holds in-process, here through the command a person
 runs, its flags and environment, and its log file: an idle flood under a common open-files limit

@@ -1,4 +1,4 @@
-"""Real processes, issue 8: the store's files deleted under a running service; a private state folder;
+"""Real processes: the store's files deleted under a running service; a private state folder;
 Cattle credentials in CATTLE_URL never shown or stored.
 
 The deletion test fires hits concurrently and unlinks ``webhook.db`` and its ``-wal``/``-shm``

@@ -1,4 +1,4 @@
-"""A property-based fuzz of the trigger endpoint, as the listener's runner serves it (issue 8).
+"""A property-based fuzz of the trigger endpoint, as the listener's runner serves it.
 
 Random methods, headers (Content-Encoding, Content-Type, Authorization, Idempotency-Key, webhook-id,
 repeated or not), bodies (raw, JSON, Alertmanager-ish, compressed well or badly) and a valid token

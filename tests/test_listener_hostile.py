@@ -1,4 +1,4 @@
-"""The listener under hostile connections (issue 8): what reaches the log, timeouts, the cap, odd bodies.
+"""The listener under hostile connections: what reaches the log, timeouts, the cap, odd bodies.
 
 The listener is served as ``run`` and ``operator`` serve it — ``start_listener`` on a real loopback
 port — over the parts of tests/test_listener.py's ``harness`` (its key ring, store, receiver_set and
