@@ -1,7 +1,7 @@
 """The in-memory set of active receivers and their current tokens.
 
 The listener checks every hit against it, so revoking a token (removing or re-minting a receiver)
-takes effect the moment the receiver_set changes — no cache can outlive it. The standalone watcher and
+takes effect the moment the receiver set changes — no cache can outlive it. The standalone watcher and
 the Kubernetes operator are its writers; both run on the event loop, so no lock is needed.
 """
 

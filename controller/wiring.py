@@ -3,7 +3,7 @@ the order in which their long-lived resources start and stop.
 
 The modes differ in where receivers, keys and intents live (a folder, files and SQLite; or the
 Kubernetes API) and in who drives the reconciler, not in how a hit becomes a scale. So each mode
-makes its store, receiver_set and verifier and hands them to ``wire``, which builds the rest the same way
+makes its store, receiver set and verifier and hands them to ``wire``, which builds the rest the same way
 for both; ``controller.service`` and ``controller.operator.app`` keep only what is their own.
 
 ``wire`` only makes objects: nothing is opened, started or served yet (the embedded sandbox's port

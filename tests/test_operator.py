@@ -113,7 +113,7 @@ class World:
         """Wait until the receiver is Ready and every part agrees; its current token."""
         await until(lambda: self.ready(name), what=f"{name} Ready")
         token = (await until(lambda: self.secret(name), what=f"Secret {name}-trigger"))["token"]
-        await until(lambda: self._accepts(name), what=f"{name} in the listener's receiver_set")
+        await until(lambda: self._accepts(name), what=f"{name} in the listener's receiver set")
         return str(token)
 
     async def _accepts(self, name: str) -> bool:
@@ -385,7 +385,7 @@ async def test_two_listeners_writing_intents_for_one_receiver_concurrently_lose_
     token = await world.granted("web-up")
     before = await world.scale()
     async with second_listener(world) as other:
-        await until(lambda: _registered(other, "web-up"), what="the second listener's receiver_set")
+        await until(lambda: _registered(other, "web-up"), what="the second listener's receiver set")
         urls = [world.listener, other.url]
         per_listener = 25
 

@@ -76,7 +76,7 @@ def h(tmp_path: Path, store: SqliteStore) -> Harness:
 
 
 def restarted(h: Harness) -> tuple[ReceiverWatcher, ReceiverSet]:
-    """A second watcher and receiver_set over the same folder, store and keys: the service restarted."""
+    """A second watcher and receiver set over the same folder, store and keys: the service restarted."""
     receiver_set = ReceiverSet()
     metrics = Metrics()
     sync = ReceiverSync(store=h.store, keyring=h.keyring, receiver_set=receiver_set, metrics=metrics)

@@ -68,7 +68,7 @@ class Harness:
         self.sync = self.restart()
 
     def restart(self) -> ReceiverSync:
-        """A fresh receiver_set and sync on the same store and keys, as after a process restart."""
+        """A fresh receiver set and sync on the same store and keys, as after a process restart."""
         self.receiver_set = ReceiverSet()
         self.sync = ReceiverSync(
             store=self.store,

@@ -345,15 +345,16 @@ async def test_a_failing_job_rolls_back_alone(store: GatedStore) -> None:
     assert await pending_hit_ids(store) == [first.hit_id, last.hit_id]
 
 
-async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -> None:
-    def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
-        # A deferred foreign key is checked only at COMMIT, so the job itself succeeds.
-        conn.execute("PRAGMA defer_foreign_keys = ON")
-        conn.execute(
-            "INSERT INTO idempotency (receiver, key, hit_id, received_at)"
-            " VALUES ('default/ghost', 'k', 'no-such-hit', 0)"
-        )
+def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
+    """A job that succeeds but fails its batch's COMMIT: a deferred foreign key is checked only then."""
+    conn.execute("PRAGMA defer_foreign_keys = ON")
+    conn.execute(
+        "INSERT INTO idempotency (receiver, key, hit_id, received_at)"
+        " VALUES ('default/ghost', 'k', 'no-such-hit', 0)"
+    )
 
+
+async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -> None:
     gate, held = await hold_writer(store)
     tasks = await submitted(store.record_hit(hit()), store._submit(violates_a_deferred_constraint))
     gate.release.set()
@@ -366,13 +367,6 @@ async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -
 
 
 async def test_a_hit_whose_commit_failed_does_not_count_against_the_rate_limit(store: GatedStore) -> None:
-    def violates_a_deferred_constraint(conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA defer_foreign_keys = ON")
-        conn.execute(
-            "INSERT INTO idempotency (receiver, key, hit_id, received_at)"
-            " VALUES ('default/ghost', 'k', 'no-such-hit', 0)"
-        )
-
     gate, held = await hold_writer(store)
     tasks = await submitted(
         store.record_hit(hit(rate_limit=ONE_PER_MINUTE)), store._submit(violates_a_deferred_constraint)

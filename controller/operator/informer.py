@@ -79,7 +79,7 @@ class ReceiverInformer:
                 await asyncio.sleep(self._retry_delay)
 
     async def relist(self) -> str | None:
-        """Replace the receiver_set's contents with what the API holds now; returns the list's version."""
+        """Replace the receiver set's contents with what the API holds now; returns the list's version."""
         body = await self._client.get(RECEIVERS)
         seen = set()
         for obj in body.get("items") or []:

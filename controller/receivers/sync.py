@@ -1,4 +1,4 @@
-"""Making the receiver_set and the stored tokens match the full set of receivers — the only place that
+"""Making the receiver set and the stored tokens match the full set of receivers — the only place that
 mints or revokes trigger tokens.
 
 A token is kept or re-minted (the old one superseded at once) by the rule the operator's trigger
@@ -6,8 +6,8 @@ Secrets follow too (``controller.receivers.remint``); only the store can tell th
 longer matches the token its claims sign to, so that check stays here. A receiver that disappears
 loses its token at once.
 
-Order matters for failure: a revocation leaves the receiver_set before the store, so a failed store write
-never leaves a token valid; a new token enters the store before the receiver_set, so a URL is never
+Order matters for failure: a revocation leaves the receiver set before the store, so a failed store write
+never leaves a token valid; a new token enters the store before the receiver set, so a URL is never
 handed out that a restart would forget. A failed apply raises; the caller applies again later and,
 because every step compares with the store, the second apply finishes the work of the first.
 """
@@ -47,7 +47,7 @@ class ReceiverSync:
         self._clock = clock
 
     async def apply(self, receivers: Sequence[Receiver]) -> None:
-        """Make the receiver_set and the store's tokens match ``receivers`` (the full set)."""
+        """Make the receiver set and the store's tokens match ``receivers`` (the full set)."""
         wanted = {r.key: r for r in receivers}
         stored = {t.receiver: t for t in await self._store.list_tokens()}
         for key in sorted(set(stored) - set(wanted)):
@@ -119,7 +119,7 @@ class ReceiverSync:
             )
 
     def _current_token(self, receiver: Receiver, existing: StoredToken) -> str | None:
-        """The stored token itself: from the receiver_set when it holds that jti, else signed again from
+        """The stored token itself: from the receiver set when it holds that jti, else signed again from
         its claims (at start) and checked against the stored digest. None when it can't be had."""
         active = self._receiver_set.get(receiver.key)
         if active is not None and active.jti == existing.jti:

@@ -41,10 +41,10 @@ class StoreUnavailable(StoreError):
 
 
 class HitRateLimited(StoreError):
-    """The receiver's rate limit, counted by a store shared by several listeners, is exhausted.
+    """The receiver's rate limit is exhausted; the hit is not recorded.
 
-    Only a shared store raises it: a single process counts in the listener (``RateLimiter``), which
-    is cheaper. The listener answers 429 with ``retry_after``.
+    Every store counts it, in the rule that decides a hit's outcome (``controller.store.outcome``):
+    SQLite in memory, the ledger across all replicas. The listener answers 429 with ``retry_after``.
     """
 
     retry_after: float
