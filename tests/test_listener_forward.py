@@ -25,7 +25,7 @@ from controller.drivers.forward_post import ForwardPostDriver
 from controller.listener import TRIGGER_PATH
 from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
-from controller.model import ActiveReceiver, Receiver
+from controller.model import ActiveReceiver, RateLimit, Receiver
 from controller.receiver_set import ReceiverSet
 from controller.sandbox.app import SandboxOptions, make_sandbox_app
 from controller.sandbox.seed import parse_seed
@@ -214,6 +214,15 @@ async def test_forwarded_hits_are_counted_as_forwarded(harness: Harness) -> None
     token = harness.add("fwd", spec())
     await harness.hit(token)
     assert harness.metrics.hits.labels("default/fwd", "forwarded")._value.get() == 1
+
+
+async def test_forwarded_hits_keep_the_receivers_rate_limit(harness: Harness) -> None:
+    # No store sees a pass-through hit: the listener counts it, with the window the stores use.
+    token = harness.add("fwd", spec(), rate_limit=RateLimit(requests=2, per_seconds=60))
+    answers = [await harness.hit(token) for _ in range(3)]
+    assert [a.status for a in answers[:2]] == [200, 200]
+    assert (answers[2].status, (await answers[2].json())["code"]) == (429, "rate_limited")
+    assert answers[2].headers["Retry-After"] == "60"  # the harness's clock stands still
 
 
 async def test_the_token_is_still_checked_before_forwarding(harness: Harness) -> None:
