@@ -24,6 +24,10 @@ Design decisions:
   read and adjust it directly instead of going through HTTP.
 - Domain refusals raise ``Refusal``; one middleware turns them (and aiohttp's own 404/405) into
   Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
+- Who is asking: the options' key (the service's own) is an owner; a seeded key (``keys``) has its
+  role; a request without credentials is an owner while the options name no key (Rancher with access
+  control off). Anything else is 401. The role shapes the schemas served (``GET /schemas``, also
+  project-scoped) and refuses, 405, the writes its schemas do not offer (``controller.sandbox.state``).
 - ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
 - ``fail_upgrade_of`` names services whose upgrades fail (``upgrading``, transitioning ``error``),
   so a test can watch a driver notice the failure and roll back.
@@ -54,13 +58,17 @@ from aiohttp import web
 from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.sandbox.state import (
     ACTIONS_BY_STATE,
+    ADMIN_ROLE,
+    COLLECTIONS,
     HOST_ACTIONS_BY_STATE,
+    SCHEMA_IDS,
     UPDATABLE_EXTRA,
     Refusal,
     SandboxHost,
     SandboxProject,
     SandboxService,
     SandboxState,
+    schema_methods,
 )
 
 __all__ = ["SANDBOX_STATE", "SandboxOptions", "SandboxState", "load_seed", "make_sandbox_app", "run_sandbox"]
@@ -107,6 +115,7 @@ def make_sandbox_app(
     app.router.add_get(v, api_root)
     app.router.add_get(v + "/", api_root)
     app.router.add_get(v + "/schemas", schemas)
+    app.router.add_get(v + "/projects/{pid}/schemas", schemas)
     app.router.add_get(v + "/projects", list_projects)
     app.router.add_get(v + "/projects/{pid}", get_project)
     for scope in (v + "/projects/{pid}", v):  # project-scoped, or scoped by the X-API-Project-Id header
@@ -159,7 +168,7 @@ async def cattle_edge(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         if options.fail_rate and request.app[SANDBOX_RNG].random() < options.fail_rate:
             raise Refusal(503, "ServiceUnavailable", "sandbox: injected failure (fail_rate)")
-        check_auth(request, options)
+        check_role_allows(request, caller_role(request))
         response = await handler(request)
     except Refusal as e:
         response = error_response(e, request)
@@ -173,13 +182,39 @@ async def cattle_edge(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-def check_auth(request: web.Request, options: SandboxOptions) -> None:
-    if not options.access_key:
-        return
-    expected = f"{options.access_key}:{options.secret_key or ''}".encode()
-    if hmac.compare_digest(basic_credentials(request.headers.get("Authorization", "")), expected):
-        return
+def caller_role(request: web.Request) -> str:
+    """The role of whoever sent the request (see the module docstring); 401 for unknown credentials."""
+    options = request.app[SANDBOX_OPTIONS]
+    credentials = basic_credentials(request.headers.get("Authorization", ""))
+    if not credentials and not options.access_key:
+        return ADMIN_ROLE
+    if options.access_key:
+        expected = f"{options.access_key}:{options.secret_key or ''}".encode()
+        if hmac.compare_digest(credentials, expected):
+            return ADMIN_ROLE
+    access, _, secret = credentials.partition(b":")
+    key = request.app[SANDBOX_STATE].keys.get(access.decode(errors="replace"))
+    if key is not None and hmac.compare_digest(secret, key.secret_key.encode()):
+        return key.role
     raise Refusal(401, "Unauthorized", "Unauthorized")
+
+
+def check_role_allows(request: web.Request, role: str) -> None:
+    """405 for a write the role's schema of that collection does not offer."""
+    if request.method in ("GET", "HEAD"):
+        return
+    segments = [s for s in request.path.split("/") if s]
+    if segments[:1] == ["r"]:
+        return  # the service proxy: reaching a service is not changing one
+    schema_id = next((COLLECTIONS[s] for s in reversed(segments) if s in COLLECTIONS), None)
+    if schema_id is None:
+        return
+    collection_methods, resource_methods = schema_methods(role, schema_id)
+    is_collection = segments[-1] in COLLECTIONS
+    if request.method not in (collection_methods if is_collection else (*resource_methods, "POST")):
+        raise Refusal(405, "MethodNotAllowed", f"role {role} may not {request.method} {schema_id}")
+    if not is_collection and request.method == "POST" and "PUT" not in resource_methods:
+        raise Refusal(405, "MethodNotAllowed", f"role {role} may not act on {schema_id}")
 
 
 def basic_credentials(header: str) -> bytes:
@@ -241,20 +276,22 @@ async def api_root(request: web.Request) -> web.Response:
 
 
 async def schemas(request: web.Request) -> web.Response:
-    base = api_base(request)
-    items = [
-        {"id": t, "type": "schema", "links": {"self": f"{base}/schemas/{t.lower()}"}}
-        for t in (
-            "apiVersion",
-            "collection",
-            "error",
-            "externalHostEvent",
-            "host",
-            "project",
-            "schema",
-            "service",
+    """The schemas the caller's role is served: what it may do shows in their methods."""
+    if "pid" in request.match_info:
+        project_in_scope(request)
+    base, role = api_base(request), caller_role(request)
+    items = []
+    for schema_id in SCHEMA_IDS:
+        collection_methods, resource_methods = schema_methods(role, schema_id)
+        items.append(
+            {
+                "id": schema_id,
+                "type": "schema",
+                "links": {"self": f"{base}/schemas/{schema_id.lower()}"},
+                "collectionMethods": list(collection_methods),
+                "resourceMethods": list(resource_methods),
+            }
         )
-    ]
     return web.json_response(collection_body(request, items, "schema"))
 
 

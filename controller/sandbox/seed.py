@@ -22,6 +22,14 @@ A service's ``image`` and ``labels`` become its ``launchConfig``; each of its ``
 A service may name an ``upstream`` (``http://host:port``): Cattle's proxy (``/r/projects/...``) then
 forwards to it for real; without one the sandbox's proxy answers as an echo upstream.
 
+API keys (``keys``) stand for Rancher users: each has an ``accessKey``, a ``secretKey`` and the
+``role`` its user holds in every project (``owner``, ``member``, ``restricted`` or ``readonly``), which
+decides the schemas Cattle serves it (``controller.sandbox.state.ROLE_METHODS``):
+
+    keys:
+      - {accessKey: owner-access, secretKey: owner-secret, role: owner}
+      - {accessKey: viewer-access, secretKey: viewer-secret, role: readonly}
+
 A host with a ``driver`` carries that driver's ``<driver>Config`` (a machine-driver host, which the
 scaleHost driver can clone); a host without one is custom. ``hostname`` defaults to ``name``; ``state``
 (default active) and ``agentState`` (e.g. disconnected) are Cattle's fields. Seeded hosts are created
@@ -40,6 +48,7 @@ import yaml
 from controller.errors import WebhookServiceError
 
 DEFAULT_IMAGE = "docker:nginx"
+ROLES = ("owner", "member", "restricted", "readonly")
 
 
 class SeedError(WebhookServiceError):
@@ -88,8 +97,18 @@ class SeedProject:
 
 
 @dataclass(frozen=True)
+class SeedKey:
+    """A Rancher API key: HTTP Basic user and password, and its user's role in the projects."""
+
+    access_key: str
+    secret_key: str
+    role: str = "owner"
+
+
+@dataclass(frozen=True)
 class SandboxSeed:
     projects: tuple[SeedProject, ...] = ()
+    keys: tuple[SeedKey, ...] = ()
 
 
 def load_seed(path: Path) -> SandboxSeed:
@@ -106,12 +125,35 @@ def parse_seed(data: Any, *, source: str = "<seed>") -> SandboxSeed:
         raise SeedError(f"{source}: expected a mapping with a 'projects' list")
     projects = [_project(p, f"projects[{i}]", problems) for i, p in enumerate(data["projects"])]
     _check_unique([p.id for p in projects], "project", problems)
+    keys = _keys(data.get("keys", []), problems)
     for p in projects:
         _check_unique([s.id for s in p.services], f"service in project {p.id}", problems)
         _check_unique([h.id for h in p.hosts], f"host in project {p.id}", problems)
     if problems:
         raise SeedError(f"{source}: " + "; ".join(problems))
-    return SandboxSeed(projects=tuple(projects))
+    return SandboxSeed(projects=tuple(projects), keys=keys)
+
+
+def _keys(data: Any, problems: list[str]) -> tuple[SeedKey, ...]:
+    if not isinstance(data, list):
+        problems.append("keys: expected a list")
+        return ()
+    keys: list[SeedKey] = []
+    for i, item in enumerate(data):
+        where = f"keys[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected a mapping")
+            continue
+        role = _text(item, "role", where, problems, default="owner")
+        if role and role not in ROLES:
+            problems.append(f"{where}.role: expected one of {', '.join(ROLES)}, got {role!r}")
+        keys.append(
+            SeedKey(
+                _text(item, "accessKey", where, problems), _text(item, "secretKey", where, problems), role
+            )
+        )
+    _check_unique([k.access_key for k in keys], "API key (accessKey)", problems)
+    return tuple(keys)
 
 
 def _project(data: Any, where: str, problems: list[str]) -> SeedProject:
@@ -279,5 +321,11 @@ DEFAULT_SEED = SandboxSeed(
                 SeedHost(id="1h4", name="edge-1", hostname="edge-1", labels={"role": "edge"}),
             ),
         ),
-    )
+    ),
+    keys=(
+        SeedKey("owner-access", "owner-secret", "owner"),
+        SeedKey("member-access", "member-secret", "member"),
+        SeedKey("restricted-access", "restricted-secret", "restricted"),
+        SeedKey("readonly-access", "readonly-secret", "readonly"),
+    ),
 )

@@ -17,6 +17,13 @@ launch configs (with a new ``version``) at once and keeps the previous ones unti
 drops them or ``rollback`` restores them; it takes one transition per batch. An upgrade that is set
 to fail (the app's ``fail_upgrade_of``) stays ``upgrading`` with transitioning ``error``, as a Cattle
 process that failed does.
+
+API keys and roles: a key's role decides what it may do, and Cattle shows that in the schemas it
+serves the key (``ROLE_METHODS``, after the role-specific schema factories of Cattle's
+``ApiServerConfig``): owners and members may change services and hosts, a restricted user may change
+services but not hosts (Rancher's "restricted" member manages stacks, not infrastructure), a read-only
+user may change nothing. Requests a role may not make are refused 405, as Cattle refuses a method its
+schema does not offer.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.sandbox.seed import DEFAULT_SEED, SandboxSeed, SeedHost, SeedProject, SeedService
+from controller.sandbox.seed import DEFAULT_SEED, SandboxSeed, SeedHost, SeedKey, SeedProject, SeedService
 
 UPDATABLE_EXTRA = ("scalePolicy", "metadata", "lbConfig", "retainIp", "selectorLink", "selectorContainer")
 TRANSITIONING_STATES = frozenset(
@@ -79,6 +86,33 @@ HOST_ACTIONS_BY_STATE: Mapping[str, tuple[str, ...]] = {
     "inactive": ("update", "activate", "remove", "evacuate"),
 }
 HIDDEN_STATES = frozenset({"removed", "purged"})
+
+ADMIN_ROLE = "owner"  # what a request without credentials is, while no key is required
+READ_ONLY: tuple[tuple[str, ...], tuple[str, ...]] = (("GET",), ("GET",))
+WRITABLE: tuple[tuple[str, ...], tuple[str, ...]] = (("GET", "POST"), ("GET", "PUT", "DELETE"))
+SCHEMA_IDS = (
+    "apiVersion",
+    "collection",
+    "error",
+    "externalHostEvent",
+    "host",
+    "project",
+    "schema",
+    "service",
+)
+# role -> schema id -> (collectionMethods, resourceMethods); a schema not named is read-only.
+ROLE_METHODS: Mapping[str, Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+    "owner": {"service": WRITABLE, "host": WRITABLE, "externalHostEvent": (("GET", "POST"), ("GET",))},
+    "member": {"service": WRITABLE, "host": WRITABLE, "externalHostEvent": (("GET", "POST"), ("GET",))},
+    "restricted": {"service": WRITABLE},
+    "readonly": {},
+}
+# The collection (the path segment) each writable schema stands for, to refuse what a role may not do.
+COLLECTIONS = {"services": "service", "hosts": "host", "externalhostevents": "externalHostEvent"}
+
+
+def schema_methods(role: str, schema_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return ROLE_METHODS.get(role, {}).get(schema_id, READ_ONLY)
 
 
 class Refusal(Exception):
@@ -205,6 +239,7 @@ class SandboxState:
         self._next_event = 1
         self.host_create_calls = 0  # every POST of a host so far, for the app's injected failures
         self.projects: dict[str, SandboxProject] = {}
+        self.keys: dict[str, SeedKey] = {key.access_key: key for key in seed.keys}
         for project in seed.projects:
             self.add_project(project)
 
