@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from controller.cattle.client import basic_auth
+from controller.cattle.client import CattleClient, basic_auth
+from controller.cattle.errors import CattleUnauthorized
 from controller.sandbox.seed import SandboxSeed, SeedError, parse_seed
 from tests.sandbox_harness import Client, MakeClient, json_of
 
@@ -118,3 +119,26 @@ def test_a_seed_key_declared_twice_is_a_seed_problem() -> None:
     key = {"accessKey": "a", "secretKey": "b"}
     with pytest.raises(SeedError, match="duplicate API key"):
         parse_seed({"projects": [], "keys": [key, key]})
+
+
+# -- through the real CattleClient: what the receivers API asks before it creates or deletes
+
+
+def cattle_as(client: Client, access_key: str, secret_key: str) -> CattleClient:
+    base = str(client.make_url("/v2-beta"))
+    return CattleClient(client.session, base_url=base, access_key=access_key, secret_key=secret_key)
+
+
+@pytest.mark.parametrize(("role", "may"), [("owner", True), ("restricted", False), ("readonly", False)])
+async def test_may_change_project_follows_the_schemas_served_to_the_key(
+    make_client: MakeClient, role: str, may: bool
+) -> None:
+    client = await make_client()
+    assert await cattle_as(client, f"{role}-access", f"{role}-secret").may_change_project("1a5") is may
+
+
+async def test_may_change_project_with_an_unknown_key_raises_unauthorized(make_client: MakeClient) -> None:
+    client = await make_client()
+    with pytest.raises(CattleUnauthorized) as raised:
+        await cattle_as(client, "nobody", "nothing").may_change_project("1a5")
+    assert raised.value.status == 401

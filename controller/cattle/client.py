@@ -110,6 +110,19 @@ class CattleClient:
         """Restore the launch configs from before the upgrade (it goes ``rolling-back``, then ``active``)."""
         return await self._service_action(project_id, service_id, "rollback")
 
+    async def may_change_project(self, project_id: str) -> bool:
+        """Whether this client's key may create and update the project's services and create its hosts,
+        as the project's schemas served to the key show (Cattle serves each role its own schemas).
+        A read-only user's key may do neither, a restricted user's may not touch hosts. Unknown keys
+        raise ``CattleUnauthorized`` (401), an inaccessible project too (403)."""
+        methods = {
+            str(item.get("id")): (item.get("collectionMethods") or [], item.get("resourceMethods") or [])
+            for item in await self._list_all(f"{self._project_url(project_id)}/schemas", {})
+        }
+        service_collection, service_resource = methods.get("service", ([], []))
+        host_collection, _ = methods.get("host", ([], []))
+        return "POST" in service_collection and "PUT" in service_resource and "POST" in host_collection
+
     async def list_services(self, project_id: str, **filters: str) -> list[CattleService]:
         """All services of the project matching ``filters`` (e.g. ``name="web"``), across every page."""
         items = await self._list_all(f"{self._project_url(project_id)}/services", filters)
