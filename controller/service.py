@@ -2,7 +2,8 @@
 ``controller.wiring``, running until SIGTERM/SIGINT.
 
 What is this mode's own: the store and key ring in the state folder, the folder watcher and the
-token sync it drives (``controller.receivers``), and ``--print-urls``. Start-up and shutdown order is
+token sync it drives (``controller.receivers``), the folder the receivers API writes (watched with
+the receivers folder), and ``--print-urls``. Start-up and shutdown order is
 the wiring's (``controller.wiring``): the store opens and the receivers folder is loaded *before*
 the listener accepts anything, so the first hit already sees every receiver; the reconciler then
 picks up intents an earlier run left pending. Shutdown is the reverse: stop accepting, finish or
@@ -20,6 +21,7 @@ from aiohttp import web
 from controller.drivers import load_drivers
 from controller.metrics import Metrics
 from controller.receiver_set import ReceiverSet
+from controller.receivers.api_store import ApiReceiverFolder
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.settings import Settings
@@ -64,6 +66,7 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
     sync = ReceiverSync(store=store, keyring=keyring, receiver_set=receiver_set, metrics=metrics)
     watcher = ReceiverWatcher(
         directory=settings.receivers_dir,
+        also=[settings.api_receivers_path],
         drivers=drivers,
         sync=sync,
         store=store,
@@ -78,6 +81,7 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         drivers=drivers,
         metrics=metrics,
         startup=[noting_start(store, settings), following(watcher)],
+        api_receivers=ApiReceiverFolder(settings.api_receivers_path, rescan=watcher.scan_once),
     )
     wiring.health.add_note("manifests", watcher.problems_note)
     return wiring

@@ -41,6 +41,18 @@ class Settings:
             show=lambda p: f"./{p}",
         ),
     )
+    api_receivers_dir: Path | None = field(  # None: <state>/api-receivers (``api_receivers_path``)
+        default=None,
+        metadata=option(
+            "--api-receivers",
+            "WEBHOOK_API_RECEIVERS",
+            flags.optional_path,
+            "folder of the receivers created through the receivers API (managed by the service, watched)",
+            commands=frozenset({"run"}),
+            metavar="DIR",
+            show=lambda _: "<state>/api-receivers",
+        ),
+    )
     state_dir: Path = field(
         default=Path(".webhook-state"),
         metadata=option(
@@ -237,6 +249,10 @@ class Settings:
     @property
     def uses_sandbox(self) -> bool:
         return self.cattle_url == SANDBOX
+
+    @property
+    def api_receivers_path(self) -> Path:
+        return self.api_receivers_dir or self.state_dir / "api-receivers"
 
     @property
     def base_url(self) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from controller.backoff import Backoff
 from controller.cattle.endpoint import CattleEndpoint, EmbeddedSandbox, cattle_client, configured_endpoint
@@ -51,12 +52,15 @@ from controller.health import Health
 from controller.kube.client import KubeClient
 from controller.listener.app import build_app
 from controller.listener.deps import ListenerDeps, readiness
+from controller.listener.receivers_api import ReceiversApiDeps, add_receivers_api
 from controller.listener.server import start_listener
 from controller.listener.signature import SignatureSecrets
 from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.operator.cattle import SecretCattleClients
 from controller.receiver_set import ReceiverSet
+from controller.receivers.api_store import ApiReceiverFolder
+from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
 from controller.store.base import IntentStore
@@ -101,6 +105,7 @@ def wire(
     wake: Callable[[str], None] | None = None,
     startup: Sequence[CleanupCtx] = (),
     signatures: SignatureSecrets | None = None,
+    api_receivers: ApiReceiverFolder | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Wiring:
     """Build the listener app around ``store`` and ``receiver_set``, its resources as ``cleanup_ctx`` entries.
@@ -109,7 +114,9 @@ def wire(
     (``cattleSecretRef``) and signature ``secretRef``s work with it. ``wake``: what an accepted hit
     calls with its target id instead of this app's reconciler (see the module docstring).
     ``startup``: the mode's entries that must be entered before the reconciler starts and the
-    listener accepts (loading the receivers). ``signatures`` and ``clock`` are for tests.
+    listener accepts (loading the receivers). ``api_receivers``: the folder the receivers API writes
+    (``controller.listener.receivers_api``; without it the API is not served). ``signatures`` and
+    ``clock`` are for tests.
     """
     sandbox = EmbeddedSandbox.reserve(settings.sandbox_seed) if settings.uses_sandbox else None
     cattle = sandbox.endpoint if sandbox is not None else configured_endpoint(settings)
@@ -148,6 +155,18 @@ def wire(
         health=health,
     )
     app = build_app(deps)
+    if api_receivers is not None:
+        api = ReceiversApiDeps(
+            settings=settings,
+            folder=api_receivers,
+            receiver_set=receiver_set,
+            drivers=drivers,
+            schema=ReceiverSchema.load(drivers.values()),
+            session=session,
+            # Callers' own keys go to Cattle, never the service's (which a URL may carry).
+            cattle_url=None if cattle is None else str(URL(cattle.url).with_user(None)),
+        )
+        add_receivers_api(app, api)
     wiring = Wiring(settings, app, reconciler, driver_ctx, health, cattle)
     app[WIRING] = wiring
     app.cleanup_ctx.append(closing(session))

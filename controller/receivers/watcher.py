@@ -23,6 +23,12 @@ the receivers are kept — an unmounted volume should not revoke every trigger U
 Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener;
 a file whose bytes are unchanged since its last read (a touch, or the racy re-read) is not parsed again.
 
+The watcher may follow more folders than the one people write (``also``): the folder the receivers
+API manages (``controller.receivers.api_store``). Their files are read the same way and make one set,
+so a name declared in both is reported like any duplicate. Only the main folder's absence is a problem
+(an ``also`` folder that is not there yet holds no receivers). Scans never overlap: the API awaits a
+scan of its own after each change while the polling loop runs, and both go through one lock.
+
 Any scan that changes something applies the full set through ``ReceiverSync`` and records the
 problems in the store; if that fails, the next scan tries again.
 """
@@ -36,7 +42,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,6 +85,7 @@ class ReceiverWatcher:
         self,
         *,
         directory: Path,
+        also: Sequence[Path] = (),
         drivers: Mapping[str, Driver],
         sync: ReceiverSync,
         store: Store,
@@ -89,6 +96,8 @@ class ReceiverWatcher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._directory = directory
+        self._also = tuple(also)
+        self._scanning = asyncio.Lock()
         self._drivers = drivers
         self._sync = sync
         self._store = store
@@ -118,6 +127,10 @@ class ReceiverWatcher:
     async def scan_once(self) -> bool:
         """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
         the first scan). Returns whether it applied."""
+        async with self._scanning:
+            return await self._scan_once()
+
+    async def _scan_once(self) -> bool:
         if self._stored is None:
             self._stored = {}
             for token in await self._store.list_tokens():
@@ -169,7 +182,10 @@ class ReceiverWatcher:
         # Taken before the stats: a file modified after this instant is never mistaken for settled.
         settled_before = self._clock() - RACY_SECONDS
         present = {
-            path: sig for path in manifest_files(self._directory) if (sig := _signature(path)) is not None
+            path: sig
+            for folder in (self._directory, *(f for f in self._also if f.is_dir()))
+            for path in manifest_files(folder)
+            if (sig := _signature(path)) is not None
         }
         for gone in self._files.keys() - present.keys():
             logger.info("receivers file %s was removed", gone)
