@@ -4,6 +4,7 @@ and a read-only API key."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -17,26 +18,32 @@ from aiohttp.test_utils import TestClient
 from controller.cattle.client import basic_auth
 from controller.drivers import load_drivers
 from controller.listener.receivers_api import depth
+from controller.metrics import Metrics
 from controller.receiver_set import ReceiverSet
-from controller.receivers.api_store import NAME_ANNOTATION, receiver_id_for
+from controller.receivers.api_store import NAME_ANNOTATION, ApiReceiverFolder, manifest, receiver_id_for
 from controller.receivers.loader import load_paths
+from controller.receivers.sync import ReceiverSync
+from controller.receivers.watcher import ReceiverWatcher
 from controller.service import folder_service
 from controller.settings import Settings
+from controller.store.sqlite import SqliteStore
+from controller.tokens import KeyRing
 
 Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[..., Awaitable[Client]]
 
 RECEIVERS = "/v1-webhooks/receivers"
-PIPELINE = {
-    "name": "pipeline-webhook",
-    "driver": "forwardPost",
-    "forwardPostConfig": {
-        "projectId": "1a5",
-        "serviceName": "pipeline-server",
-        "port": "60080",
-        "path": "/v1/webhook",
-    },
+PIPELINE_CONFIG = {
+    "projectId": "1a5",
+    "serviceName": "pipeline-server",
+    "port": "60080",
+    "path": "/v1/webhook",
 }
+FORWARD_SPEC = {
+    "driver": "forwardPost",
+    "forwardPostConfig": {**PIPELINE_CONFIG, "port": 60080},
+}  # as written
+PIPELINE = {"name": "pipeline-webhook", "driver": "forwardPost", "forwardPostConfig": PIPELINE_CONFIG}
 SCALE_UP = {
     "name": "Scale up web",
     "driver": "scaleService",
@@ -315,3 +322,64 @@ async def test_delete_answers_204_and_revokes_the_url_at_once(client: Client, se
         assert hit.status in (401, 403)
     status, _ = await call(client, "GET", f"{RECEIVERS}/{body['id']}", headers=OWNER)
     assert status == 404
+
+
+# -- the managed folder is watched with the receivers folder
+
+
+def watcher_over(tmp_path: Path, store: SqliteStore, receiver_set: ReceiverSet) -> ReceiverWatcher:
+    keyring = KeyRing.load_or_create(tmp_path / "keys")
+    sync = ReceiverSync(store=store, keyring=keyring, receiver_set=receiver_set, metrics=Metrics())
+    return ReceiverWatcher(
+        directory=tmp_path / "receivers",
+        also=[tmp_path / "managed"],
+        drivers=load_drivers(),
+        sync=sync,
+        store=store,
+        metrics=Metrics(),
+        interval=1.0,
+    )
+
+
+async def test_the_watcher_loads_the_managed_folder_with_the_receivers_folder(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    (tmp_path / "receivers").mkdir()
+    folder = ApiReceiverFolder(tmp_path / "managed", rescan=lambda: asyncio.sleep(0))
+    folder.write("1a5", "web-up", "web up", FORWARD_SPEC)
+    receiver_set = ReceiverSet()
+
+    await watcher_over(tmp_path, store, receiver_set).scan_once()
+
+    assert receiver_set.keys() == {"1a5/web-up"}
+
+
+async def test_a_name_in_both_folders_is_reported_as_a_duplicate(tmp_path: Path, store: SqliteStore) -> None:
+    folder = ApiReceiverFolder(tmp_path / "managed", rescan=lambda: asyncio.sleep(0))
+    spec = FORWARD_SPEC
+    path = folder.write("1a5", "web-up", "web-up", spec)
+    (tmp_path / "receivers").mkdir()
+    (tmp_path / "receivers" / "web-up.yaml").write_text(path.read_text())
+    receiver_set = ReceiverSet()
+
+    await watcher_over(tmp_path, store, receiver_set).scan_once()
+
+    problems = await store.list_problems()
+    assert receiver_set.keys() == {"1a5/web-up"}
+    assert [p.message for p in problems] == [
+        f"receiver 1a5/web-up is already declared in {min(path, tmp_path / 'receivers' / 'web-up.yaml')}"
+    ]
+
+
+async def test_a_hand_written_receiver_of_the_same_name_makes_a_create_400(
+    client: Client, settings: Settings
+) -> None:
+    document = manifest(
+        "1a5",
+        "pipeline-webhook",
+        "pipeline-webhook",
+        FORWARD_SPEC,
+    )
+    (settings.receivers_dir / "hand.yaml").write_text(yaml.safe_dump(document))
+    status, _ = await create(client, PIPELINE)
+    assert status == 400

@@ -166,6 +166,7 @@ class ReceiversApi:
         receiver_id = receiver_id_for(name)
         spec = self._spec(body, driver, project_id, receiver_id, name)
         async with self._changing:
+            await self.deps.folder.rescan()  # a receiver just written by hand counts too
             self._check_unique(project_id, name, receiver_id)
             self.deps.folder.write(project_id, receiver_id, name, spec)
             await self.deps.folder.rescan()
