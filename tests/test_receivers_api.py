@@ -1,6 +1,6 @@
 """The receivers API in Rancher's shape, through the run mode's own wiring (``folder_service``): the
-managed folder, the watcher and the embedded sandbox, whose default seed holds an owner, a restricted
-and a read-only API key."""
+managed folder, the watcher and the embedded sandbox, seeded as ``make run`` seeds it (with an owner's,
+a restricted user's and a read-only user's API keys)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ Client = TestClient[web.Request, web.Application]
 AiohttpClient = Callable[..., Awaitable[Client]]
 
 RECEIVERS = "/v1-webhooks/receivers"
+EXAMPLE_SEED = Path(__file__).parent.parent / "examples" / "sandbox-seed.yaml"
 PIPELINE_CONFIG = {
     "projectId": "1a5",
     "serviceName": "pipeline-server",
@@ -68,7 +69,12 @@ OWNER, READONLY, RESTRICTED = key("owner"), key("readonly"), key("restricted")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     (tmp_path / "receivers").mkdir()
-    return Settings(receivers_dir=tmp_path / "receivers", state_dir=tmp_path / "state", max_body_bytes=4096)
+    return Settings(
+        receivers_dir=tmp_path / "receivers",
+        state_dir=tmp_path / "state",
+        max_body_bytes=4096,
+        sandbox_seed=EXAMPLE_SEED,
+    )
 
 
 @pytest.fixture

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from controller.cattle.client import CattleClient, basic_auth
 from controller.cattle.errors import CattleUnauthorized
+from controller.sandbox.app import SandboxOptions, make_sandbox_app
 from controller.sandbox.seed import SandboxSeed, SeedError, parse_seed
 from tests.sandbox_harness import Client, MakeClient, json_of
 
@@ -142,3 +144,9 @@ async def test_may_change_project_with_an_unknown_key_raises_unauthorized(make_c
     with pytest.raises(CattleUnauthorized) as raised:
         await cattle_as(client, "nobody", "nothing").may_change_project("1a5")
     assert raised.value.status == 401
+
+
+async def test_without_seeded_keys_any_credentials_are_let_in(aiohttp_client: AiohttpClient) -> None:
+    client = await aiohttp_client(make_sandbox_app(None, SandboxOptions()))
+    status, _ = await json_of(client, "GET", SERVICE, headers=as_key("anyone"))
+    assert status == 200

@@ -26,7 +26,8 @@ Design decisions:
   Cattle's error body and adds the headers every answer carries, including ``X-Sandbox: true``.
 - Who is asking: the options' key (the service's own) is an owner; a seeded key (``keys``) has its
   role; a request without credentials is an owner while the options name no key (Rancher with access
-  control off). Anything else is 401. The role shapes the schemas served (``GET /schemas``, also
+  control off), and so is any request while neither the options nor the seed name a key. Anything
+  else is 401. The role shapes the schemas served (``GET /schemas``, also
   project-scoped) and refuses, 405, the writes its schemas do not offer (``controller.sandbox.state``).
 - ``fail_rate`` draws from a seeded ``random.Random`` kept on the app, so failing runs repeat.
 - ``fail_upgrade_of`` names services whose upgrades fail (``upgrading``, transitioning ``error``),
@@ -184,16 +185,16 @@ async def cattle_edge(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def caller_role(request: web.Request) -> str:
     """The role of whoever sent the request (see the module docstring); 401 for unknown credentials."""
-    options = request.app[SANDBOX_OPTIONS]
+    options, keys = request.app[SANDBOX_OPTIONS], request.app[SANDBOX_STATE].keys
     credentials = basic_credentials(request.headers.get("Authorization", ""))
-    if not credentials and not options.access_key:
+    if not options.access_key and (not credentials or not keys):
         return ADMIN_ROLE
     if options.access_key:
         expected = f"{options.access_key}:{options.secret_key or ''}".encode()
         if hmac.compare_digest(credentials, expected):
             return ADMIN_ROLE
     access, _, secret = credentials.partition(b":")
-    key = request.app[SANDBOX_STATE].keys.get(access.decode(errors="replace"))
+    key = keys.get(access.decode(errors="replace"))
     if key is not None and hmac.compare_digest(secret, key.secret_key.encode()):
         return key.role
     raise Refusal(401, "Unauthorized", "Unauthorized")

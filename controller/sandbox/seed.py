@@ -296,7 +296,8 @@ def _check_unique(ids: list[str], what: str, problems: list[str]) -> None:
         seen.add(i)
 
 
-# The world without a seed file: the same as examples/sandbox-seed.yaml.
+# The world without a seed file: the same as examples/sandbox-seed.yaml, but with no API keys, so
+# that any credentials are let in (access control off), as before keys could be seeded.
 DEFAULT_SEED = SandboxSeed(
     projects=(
         SeedProject(
@@ -321,11 +322,5 @@ DEFAULT_SEED = SandboxSeed(
                 SeedHost(id="1h4", name="edge-1", hostname="edge-1", labels={"role": "edge"}),
             ),
         ),
-    ),
-    keys=(
-        SeedKey("owner-access", "owner-secret", "owner"),
-        SeedKey("member-access", "member-secret", "member"),
-        SeedKey("restricted-access", "restricted-secret", "restricted"),
-        SeedKey("readonly-access", "readonly-secret", "readonly"),
     ),
 )
