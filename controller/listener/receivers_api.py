@@ -107,7 +107,7 @@ def add_receivers_api(app: web.Application, deps: ReceiversApiDeps) -> None:
         ("GET", "/schemas", api.schemas),
         ("GET", "/schemas/{id}", api.schema),
         ("POST", "/receivers", api.create),
-        ("GET", "/receivers", api.list),
+        ("GET", "/receivers", api.collection),
         ("GET", "/receivers/{id}", api.get),
         ("DELETE", "/receivers/{id}", api.delete),
     ]
@@ -168,7 +168,7 @@ class ReceiversApi:
         async with self._changing:
             await self.deps.folder.rescan()  # a receiver just written by hand counts too
             self._check_unique(project_id, name, receiver_id)
-            self.deps.folder.write(project_id, receiver_id, name, spec)
+            await asyncio.to_thread(self.deps.folder.write, project_id, receiver_id, name, spec)
             await self.deps.folder.rescan()
             stored = self.deps.folder.get(project_id, receiver_id)
             if stored is None or self.deps.receiver_set.get(stored.key) is None:
@@ -181,10 +181,10 @@ class ReceiversApi:
         logger.info("receiver %s/%s (%s) created through the API", project_id, receiver_id, driver)
         return web.json_response(self._render(request, stored, show_url=True))
 
-    async def list(self, request: web.Request) -> web.Response:
+    async def collection(self, request: web.Request) -> web.Response:
         project_id = _project_id(request)
         show_url = await self._may_change(request, project_id)
-        data = [self._render(request, r, show_url=show_url) for r in self.deps.folder.list(project_id)]
+        data = [self._render(request, r, show_url=show_url) for r in self.deps.folder.in_project(project_id)]
         links = {"self": f"{_api_base(request)}/receivers?projectId={project_id}"}
         return web.json_response(
             {"type": "collection", "resourceType": "receiver", "links": links, "data": data}
@@ -213,7 +213,7 @@ class ReceiversApi:
         return receiver
 
     def _check_unique(self, project_id: str, name: str, receiver_id: str) -> None:
-        taken = any(r.name == name or r.id == receiver_id for r in self.deps.folder.list(project_id))
+        taken = any(r.name == name or r.id == receiver_id for r in self.deps.folder.in_project(project_id))
         if taken or self.deps.receiver_set.get(f"{project_id}/{receiver_id}") is not None:
             raise ApiError(400, f"Cannot have duplicate webhook name, webhook {name} already exists")
 

@@ -81,7 +81,7 @@ class ApiReceiverFolder:
             return None  # also keeps a crafted id from naming a path outside the folder
         return _read(self.directory / project_id / f"{receiver_id}.yaml", project_id)
 
-    def list(self, project_id: str) -> list[ApiReceiver]:
+    def in_project(self, project_id: str) -> list[ApiReceiver]:
         folder = self.directory / project_id
         if not folder.is_dir():
             return []
