@@ -101,10 +101,8 @@ class Operator:
 
     @property
     def port(self) -> int:
-        site = next(iter(self.listener.sites))
-        server = getattr(site, "_server", None)
-        assert server is not None and server.sockets
-        return int(server.sockets[0].getsockname()[1])
+        host_port = self.listener.addresses[0]  # (host, port) of the first socket listened on
+        return int(host_port[1])
 
 
 @contextlib.asynccontextmanager
