@@ -304,6 +304,12 @@ async def test_a_rancher_key_counts_against_the_receivers_rate_limit(harness: Ha
     await assert_error(await harness.hit(token=RANCHER_KEY), 429, "rate_limited")
 
 
+async def test_a_legacy_rancher_token_is_401_without_cattles_public_key(harness: Harness) -> None:
+    import_from_rancher(harness)
+    token = rancher_objects.legacy_token(rancher_objects.cattle_key(), rancher_objects.SCALE_SERVICE)
+    await assert_error(await harness.hit(query={"token": token}), 401, "bad_algorithm")
+
+
 async def test_a_rancher_key_is_never_logged(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     import_from_rancher(harness)
     # The service's own loggers; the access log is RedactingAccessLogger's (tested with it).

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+import yaml
 
+from controller.cli import main
 from controller.drivers import load_drivers
 from controller.rancher.convert import GenericObject, Unconvertible, convert, dns_label, interval_millis
-from controller.rancher.importer import Found, Outcome, convert_all, render, write_files
+from controller.rancher.importer import Found, Outcome, convert_all, render, render_stream, write_files
 from controller.receivers.loader import load_bytes
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.watcher import _rebuild
@@ -262,3 +264,28 @@ def test_force_replaces_a_file_that_differs(tmp_path: Path) -> None:
     outcome = outcome_of(rancher_objects.SCALE_SERVICE)
     write_files(outcome, tmp_path, force=True)
     assert edited.read_text() == render(outcome.converted[0].manifest) and outcome.problems == []
+
+
+def test_for_kubernetes_the_manifests_are_one_yaml_stream_in_the_namespace() -> None:
+    found = [
+        Found("1a5", cast(GenericObject, o))
+        for o in (rancher_objects.SCALE_SERVICE, rancher_objects.FORWARD_POST)
+    ]
+    outcome = convert_all(found, namespace="monitoring", drivers=DRIVERS, schema=SCHEMA)
+    documents = list(yaml.safe_load_all(render_stream(outcome.converted)))
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in documents] == [
+        ("monitoring", "scale-up-web"),
+        ("monitoring", "relay"),
+    ]
+
+
+# -- the command
+
+
+@pytest.mark.parametrize("cattle_url", [[], ["--cattle-url", "sandbox"]])
+def test_the_command_needs_a_real_cattle(
+    cattle_url: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CATTLE_URL", raising=False)
+    assert main(["import-rancher", *cattle_url, "--receivers", str(tmp_path)]) == 2
+    assert "--cattle-url" in capsys.readouterr().err and not any(tmp_path.iterdir())
