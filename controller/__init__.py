@@ -5,7 +5,7 @@ free of cycles). Each module has one responsibility; the folder listing is the a
 
 Entry
 - ``cli``             argparse subcommands (run, operator, validate, trigger-url, status, crd, keys,
-                      cattle-sandbox), built from the settings' declarations
+                      import-rancher, cattle-sandbox), built from the settings' declarations
 
 Modes
 - ``wiring``          the one factory of both modes: listener app, reconciler, driver context, and the
@@ -26,6 +26,7 @@ Parts
 - ``memory``          heap trimming
 - ``sandbox/``        an in-process emulation of the part of Cattle's API the drivers use
 - ``cattle/endpoint`` the Cattle the service talks to: configured, or the embedded sandbox
+- ``rancher/``        ``import-rancher``: Rancher 1.6's stored receivers converted into manifests
 
 Drivers
 - ``drivers/``        the driver contract (``contract``: what a driver is and can do, the driver set),
@@ -38,6 +39,7 @@ Boundaries
 - ``store/``          the store interface, the one hit-outcome rule; SQLite, and IntentLedgers on Kubernetes
 - ``tokens``          Ed25519 signing keys and JWT trigger tokens
 - ``receiver_set``    the in-memory set of active receivers the listener checks every hit against
+- ``rancher/keys``    what is kept of Rancher's trigger keys (a SHA-256), Cattle's key for its old tokens
 - ``metrics``         Prometheus metrics on an explicit registry
 - ``statedir``        the state folder and its files made private (0700/0600)
 - ``backoff``         capped exponential backoff with jitter

@@ -28,6 +28,7 @@ from controller import flags
 from controller.errors import WebhookServiceError
 from controller.flags import OPTION, Option
 from controller.kube.errors import KubeError
+from controller.rancher.keys import RancherKeyError
 from controller.sandbox.seed import SeedError
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
@@ -184,6 +185,34 @@ def build_parser() -> Parser:
         "-n", "--namespace", dest="receiver_namespace", metavar="NS", help="default: default"
     )
 
+    imports = leaf(
+        sub,
+        "import-rancher",
+        help="write Receiver manifests for Rancher 1.6's webhook receivers; their URLs keep working",
+    )
+    imports.add_argument(
+        "--project",
+        dest="projects",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a project (environment) to import, like 1a5; repeatable (default: every project the key sees)",
+    )
+    imports.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="print the manifests as one YAML stream for kubectl apply -f - instead of writing files",
+    )
+    imports.add_argument(
+        "-n",
+        "--namespace",
+        dest="receiver_namespace",
+        default="default",
+        metavar="NS",
+        help="default: default",
+    )
+    imports.add_argument("--force", action="store_true", help="replace receiver files that differ")
+
     leaf(sub, "status", help="show receivers and targets")
     leaf(sub, "crd", help="print the Receiver CRD for the installed drivers (crds/receivers.yaml)")
 
@@ -299,6 +328,38 @@ def cmd_trigger_url(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_rancher(args: argparse.Namespace) -> int:
+    from controller.cattle.errors import CattleError
+    from controller.drivers import load_drivers
+    from controller.rancher import importer
+    from controller.receivers.schema import ReceiverSchema
+
+    settings = settings_for("import-rancher", args)
+    if not settings.cattle_url or settings.uses_sandbox:
+        raise CommandError("--cattle-url (or CATTLE_URL) must name the Cattle that holds Rancher's receivers")
+    try:
+        outcome = asyncio.run(
+            importer.import_receivers(
+                settings,
+                projects=args.projects,
+                namespace=args.receiver_namespace,
+                drivers=load_drivers(),
+                schema=ReceiverSchema.load(),
+            )
+        )
+    except CattleError as e:
+        raise CommandError(f"cannot read the receivers from Cattle: {e}") from e
+    if args.kubernetes:
+        sys.stdout.write(importer.render_stream(outcome.converted))
+    else:
+        importer.write_files(outcome, settings.receivers_dir, force=args.force)
+    for line in outcome.done:
+        print(line, file=sys.stderr if args.kubernetes else sys.stdout)
+    for problem in outcome.problems:
+        print(f"{PROG} import-rancher: {problem}", file=sys.stderr)
+    return 1 if outcome.problems else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from controller.status_report import render_status
 
@@ -393,6 +454,7 @@ COMMANDS: Mapping[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "crd": cmd_crd,
     "keys": cmd_keys,
+    "import-rancher": cmd_import_rancher,
     "cattle-sandbox": cmd_sandbox,
 }
 
@@ -423,7 +485,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
     except KeyboardInterrupt:
         return 130
-    except (argparse.ArgumentTypeError, CommandError, SeedError, StoreError, KubeError, OSError) as e:
+    except (
+        argparse.ArgumentTypeError,
+        CommandError,
+        SeedError,
+        StoreError,
+        KubeError,
+        RancherKeyError,
+        OSError,
+    ) as e:
         # A person's mistake (a bad flag, seed file or state folder): one line, no traceback.
         print(f"{where}: {e}", file=sys.stderr)
         return 2

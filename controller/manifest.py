@@ -45,3 +45,4 @@ class ReceiverSpec(TypedDict, total=False):
     dedupeWindowSeconds: int
     rateLimit: RateLimitSpec
     suspend: bool
+    rancherKeySha256: str  # see controller.rancher.keys

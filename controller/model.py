@@ -123,6 +123,8 @@ class Receiver:
     # The sender must also sign its hits (checked right after the token, before anything else).
     signature: SignatureSpec | None = field(default=None, hash=False)
     source: str = ""  # the file (or "kubernetes") it came from, for messages
+    # The hex SHA-256 of the key of the receiver's Rancher trigger URL, when it was imported from Rancher.
+    rancher_key_sha256: str | None = None
 
     @property
     def key(self) -> str:

@@ -3,8 +3,11 @@
 Four body formats, as registries send them:
 
 - ``dockerhub``: ``push_data.tag`` and ``repository.repo_name`` (``acme/web``); the registry is Docker Hub.
-- ``alicloud``: ``push_data.tag``, ``repository.repo_full_name`` and ``repository.region``; the
-  registry is ``registry.<region>.aliyuncs.com``.
+- ``alicloud``: ``push_data.tag``, ``repository.repo_full_name`` and ``repository.region``. The body
+  does not say which of the region's endpoints the services pull from, so the receiver does
+  (``addressType``, as in Rancher's webhook service, which defaults it to ``registry``): the registry is
+  ``<addressType>.<region>.aliyuncs.com``, with ``registry`` (public), ``registry-internal`` (the
+  region's classic network) or ``registry-vpc`` (a VPC).
 - ``azure`` (ACR): one event, ``action: push``, ``target.repository``, ``target.tag``,
   ``request.host``.
 - ``registry`` (Docker Registry v2 notifications): an envelope ``{"events": [...]}``; the pushes
@@ -31,6 +34,8 @@ from controller.errors import WebhookServiceError
 
 PayloadFormat = Literal["dockerhub", "alicloud", "azure", "registry"]
 FORMATS: tuple[PayloadFormat, ...] = ("dockerhub", "alicloud", "azure", "registry")
+AddressType = Literal["registry", "registry-internal", "registry-vpc"]
+ADDRESS_TYPES: tuple[AddressType, ...] = ("registry", "registry-internal", "registry-vpc")
 DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 _GLOB_CHARS = frozenset("*?[")
@@ -56,8 +61,11 @@ class Push:
         return f"{prefix}{self.repository}:{self.tag}"
 
 
-def parse_pushes(payload_format: PayloadFormat, body: Any) -> list[Push]:
-    """The pushes in a webhook body; an empty list when it reports no tag push (e.g. a pull)."""
+def parse_pushes(
+    payload_format: PayloadFormat, body: Any, *, address_type: AddressType = "registry"
+) -> list[Push]:
+    """The pushes in a webhook body; an empty list when it reports no tag push (e.g. a pull).
+    ``address_type`` picks an ``alicloud`` push's endpoint in its region."""
     if not isinstance(body, dict):
         raise MalformedPush("", "the body must be a JSON object")
     if payload_format == "dockerhub":
@@ -66,7 +74,8 @@ def parse_pushes(payload_format: PayloadFormat, body: Any) -> list[Push]:
     if payload_format == "alicloud":
         region = _text(body, "repository", "region")
         repository = _text(body, "repository", "repo_full_name")
-        return [_push(f"registry.{region}.aliyuncs.com", repository, _text(body, "push_data", "tag"))]
+        host = f"{address_type}.{region}.aliyuncs.com"
+        return [_push(host, repository, _text(body, "push_data", "tag"))]
     if payload_format == "azure":
         if body.get("action") != "push":
             return []

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from controller.drivers import load_drivers
 from controller.metrics import Metrics
+from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import ApiReceiverFolder
 from controller.receivers.sync import ReceiverSync
@@ -77,7 +78,11 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         settings,
         store=store,
         receiver_set=receiver_set,
-        verifier=TokenVerifier(keyring, cache_size=settings.token_cache_size),
+        verifier=TokenVerifier(
+            keyring,
+            cache_size=settings.token_cache_size,
+            rancher_public_key=load_public_key(settings.rancher_public_key),
+        ),
         drivers=drivers,
         metrics=metrics,
         startup=[noting_start(store, settings), following(watcher)],

@@ -22,6 +22,7 @@ SECRET_FIELDS = frozenset({"cattle_secret_key"})
 
 SERVICE: Final = frozenset({"run", "operator"})
 STATE: Final = frozenset({"run", "trigger-url", "status", "keys rotate", "keys list"})
+IMPORT: Final = "import-rancher"
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class Settings:
             "--receivers",
             "WEBHOOK_RECEIVERS",
             flags.path,
-            "folder of receiver manifests (watched)",
-            commands=frozenset({"run"}),
+            "folder of receiver manifests (watched; import-rancher: written)",
+            commands=frozenset({"run", IMPORT}),
             metavar="DIR",
             show=lambda p: f"./{p}",
         ),
@@ -98,17 +99,31 @@ class Settings:
             flags.text,
             "Cattle API base, e.g. http://rancher:8080/v2-beta; 'sandbox' embeds the sandbox",
             metavar="URL",
-            # No default Cattle for the operator: a forgotten CATTLE_URL must not send hits to an emulation.
-            command_defaults={"operator": ""},
+            commands=SERVICE | {IMPORT},
+            # No default Cattle for the operator: a forgotten CATTLE_URL must not send hits to an emulation,
+            # nor an import read an emulation's receivers.
+            command_defaults={"operator": "", IMPORT: ""},
         ),
     )
     cattle_access_key: str | None = field(
         default=None,
-        metadata=option(None, "CATTLE_ACCESS_KEY", flags.optional_text, "Rancher API access key"),
+        metadata=option(
+            None,
+            "CATTLE_ACCESS_KEY",
+            flags.optional_text,
+            "Rancher API access key",
+            commands=SERVICE | {IMPORT},
+        ),
     )
     cattle_secret_key: str | None = field(
         default=None,
-        metadata=option(None, "CATTLE_SECRET_KEY", flags.optional_text, "Rancher API secret key"),
+        metadata=option(
+            None,
+            "CATTLE_SECRET_KEY",
+            flags.optional_text,
+            "Rancher API secret key",
+            commands=SERVICE | {IMPORT},
+        ),
     )
     sandbox_seed: Path | None = field(  # seed for the embedded sandbox (only with cattle_url == "sandbox")
         default=None,
@@ -117,6 +132,16 @@ class Settings:
             "WEBHOOK_SANDBOX_SEED",
             flags.optional_path,
             "seed YAML of the embedded sandbox",
+            metavar="FILE",
+        ),
+    )
+    rancher_public_key: Path | None = field(  # Cattle's RSA key, for Rancher's oldest ?token= URLs
+        default=None,
+        metadata=option(
+            "--rancher-public-key",
+            "WEBHOOK_RANCHER_PUBLIC_KEY",
+            flags.optional_path,
+            "Cattle's RSA public key (PEM): accept the RS256 ?token= URLs of imported Rancher receivers",
             metavar="FILE",
         ),
     )

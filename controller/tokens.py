@@ -12,6 +12,13 @@ fully determined by its claims and the key that signed it. The store keeps the c
 the digest proves it is the very token handed out. A copy of the database alone therefore holds no
 usable URL; whoever can read the keys could mint any token anyway.
 
+Rancher's own credentials (``controller.rancher.keys``) are checked here too, and then stand for the
+receiver's current token: ``rancher_credential`` says whether a token is one (a key, which is never a
+JWT, or an RS256 token Cattle signed, when its public key was given), and ``check_rancher`` finds the
+imported receiver it opens in the receiver set, comparing digests in constant time. What it returns are
+the claims of the receiver's current token, so every later check treats the hit like any other. A
+Rancher key that opens nothing is refused exactly like any other string that is not a token.
+
 Keys: one PEM file per key in ``<state>/keys`` (0600). File names start with a UTC timestamp, so
 sorting by name sorts by age; the newest signs, all verify. Rotation is "add a key, re-mint,
 remove the old key" (see the README).
@@ -26,6 +33,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +42,11 @@ from urllib.parse import urlencode
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from controller.errors import WebhookServiceError
 from controller.model import ActiveReceiver, Receiver, Target, TokenClaims
+from controller.rancher.keys import LEGACY_ALGORITHM, key_digest
 from controller.store.base import StoredToken
 
 ALGORITHM = "EdDSA"
@@ -226,17 +236,47 @@ def _payload(
     }
 
 
+@dataclass(frozen=True)
+class RancherCredential:
+    """What a Rancher trigger URL names: the digest of its key (or of a legacy token's ``uuid``, which
+    was that receiver's key) and the project it was issued in (None: the URL names none)."""
+
+    digest: str
+    project_id: str | None
+
+
 class TokenVerifier:
     """Checks signatures, with a bounded LRU cache of tokens already verified.
 
     The cache holds only "this signature is good"; whether the token still grants anything is
     ``check_current``'s job on every hit, so a cached entry never outlives a revocation.
+    ``rancher_public_key``: Cattle's key, to accept the RS256 tokens of Rancher's oldest URLs.
     """
 
-    def __init__(self, keyring: KeyRing, *, cache_size: int = 4096) -> None:
+    def __init__(
+        self, keyring: KeyRing, *, cache_size: int = 4096, rancher_public_key: RSAPublicKey | None = None
+    ) -> None:
         self._keyring = keyring
         self._cache: OrderedDict[str, TokenClaims] = OrderedDict()
         self._cache_size = cache_size
+        self._rancher_public_key = rancher_public_key
+
+    def rancher_credential(self, token: str, url_project: str | None) -> RancherCredential | None:
+        """The Rancher credential ``token`` is, or None when it is for ``verify`` (ours, or nothing).
+
+        Every token this service mints is a JWT, so anything else may be a Rancher key; an RS256 JWT
+        is Rancher's only when Cattle's public key was given (else ``verify`` refuses its algorithm)."""
+        if token and token.count(".") != 2:
+            return RancherCredential(key_digest(token), url_project)
+        public_key = self._rancher_public_key
+        if not token or public_key is None:
+            return None
+        try:
+            if jwt.get_unverified_header(token).get("alg") != LEGACY_ALGORITHM:
+                return None
+        except jwt.PyJWTError:
+            return None
+        return _verify_rancher(token, public_key, url_project)
 
     def verify(self, token: str) -> TokenClaims:
         cached = self._cache.get(token)
@@ -287,6 +327,23 @@ class TokenVerifier:
         return claims_from_payload(payload, kid)
 
 
+def _verify_rancher(token: str, public_key: RSAPublicKey, url_project: str | None) -> RancherCredential:
+    try:
+        payload = jwt.decode(
+            token, public_key, algorithms=[LEGACY_ALGORITHM], options={"require": ["uuid", "projectId"]}
+        )
+    except jwt.InvalidSignatureError as e:
+        raise BadSignature("the token's signature does not verify") from e
+    except jwt.PyJWTError as e:
+        raise TokenMalformed(f"the token's claims are not valid: {e}") from e
+    uuid, project_id = payload["uuid"], payload["projectId"]
+    if not (isinstance(uuid, str) and uuid and isinstance(project_id, str)):
+        raise TokenMalformed("the token's claims have the wrong types")
+    if url_project is not None and url_project != project_id:
+        raise ProjectMismatch("the projectId in the URL does not match the token's project")
+    return RancherCredential(key_digest(uuid), project_id)
+
+
 def claims_from_payload(payload: Mapping[str, Any], kid: str) -> TokenClaims:
     target = payload["target"]
     text_fields = (payload["ns"], payload["name"], payload["uid"], payload["jti"], payload["driver"])
@@ -330,6 +387,32 @@ def check_current(
     if project_id is not None and project_id != claims.target.get("projectId"):
         raise ProjectMismatch("the projectId in the URL does not match the token's project")
     return active
+
+
+def check_rancher(credential: RancherCredential, active: ActiveReceiver | None) -> TokenClaims:
+    """The claims of the current token of the imported receiver ``credential`` opens (``active``, found
+    by its digest), unless its receiver was given a new token generation or the project differs."""
+    digest = active.receiver.rancher_key_sha256 if active is not None else None
+    if active is None or digest is None or not hmac.compare_digest(digest, credential.digest):
+        raise TokenMalformed("the token is not a well-formed JWT")  # what any other stranger gets
+    receiver = active.receiver
+    if receiver.token_generation:
+        raise TokenSuperseded(
+            f"the Rancher URL of receiver {receiver.key} was replaced by a new token generation; "
+            "use the receiver's current trigger URL"
+        )
+    if credential.project_id is None or credential.project_id != receiver.target.project_id:
+        raise ProjectMismatch("a Rancher URL is valid only with the projectId of its receiver")
+    return TokenClaims(
+        namespace=receiver.namespace,
+        name=receiver.name,
+        uid=active.uid,
+        jti=active.jti,
+        driver=receiver.driver,
+        target=dict(receiver.target.claims),
+        iat=0,
+        kid=active.kid,
+    )
 
 
 ENDPOINT_PATH = "/v1-webhooks/endpoint"

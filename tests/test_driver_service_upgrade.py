@@ -20,7 +20,13 @@ from controller.cattle.shapes import CattleService
 from controller.drivers import load_drivers
 from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
 from controller.drivers.contract import BodyReader, Decision, IntentApplier, MalformedBody
-from controller.drivers.service_upgrade import DRIVER, ServiceUpgradeDriver
+from controller.drivers.service_upgrade import (
+    DRIVER,
+    HIT_LABEL,
+    PULL_IMAGE_LABEL,
+    ServiceUpgradeDriver,
+    rancher_interval_to_millis,
+)
 from controller.manifest import ReceiverSpec
 from controller.model import Problem
 from controller.store.base import FoldStep, PendingIntent
@@ -28,6 +34,7 @@ from controller.store.base import FoldStep, PendingIntent
 FIXTURES = Path(__file__).parent / "fixtures" / "registry"
 SELECTOR = {"app": "web", "tier": "front"}
 NEW = "docker:acme/web:v1.4.2"
+UPGRADED_BY_H1 = {PULL_IMAGE_LABEL: "always", HIT_LABEL: "h1"}  # the labels hit h1's upgrade adds
 
 
 def spec(**config: Any) -> ReceiverSpec:
@@ -50,7 +57,12 @@ def service(
     labels: dict[str, str] | None = None,
     sidekicks: list[dict[str, Any]] | None = None,
     state: str = "active",
+    upgraded_by: str | None = None,
 ) -> dict[str, Any]:
+    """A service as Cattle shows it; ``upgraded_by`` names the hit whose upgrade wrote its launch config."""
+    labels = dict(SELECTOR) if labels is None else labels
+    if upgraded_by is not None:
+        labels = {**labels, PULL_IMAGE_LABEL: "always", HIT_LABEL: upgraded_by}
     return {
         "id": service_id,
         "name": f"svc-{service_id}",
@@ -59,7 +71,7 @@ def service(
         "transitioning": "no",
         "launchConfig": {
             "imageUuid": image,
-            "labels": dict(SELECTOR) if labels is None else labels,
+            "labels": labels,
             "version": "0",
             "ports": ["80:80/tcp"],
         },
@@ -178,6 +190,7 @@ def test_a_valid_spec_has_no_problems() -> None:
         ({"tag": "regex:v1.(["}, "spec.serviceUpgradeConfig.tag"),
         ({"payloadFormat": "quay"}, "spec.serviceUpgradeConfig.payloadFormat"),
         ({"serviceSelector": {}}, "spec.serviceUpgradeConfig.serviceSelector"),
+        ({"addressType": "registry-public"}, "spec.serviceUpgradeConfig.addressType"),
     ],
 )
 def test_each_rule_names_its_field(config: dict[str, Any], path: str) -> None:
@@ -235,6 +248,19 @@ def test_each_format_gives_the_pushed_image(
     )
 
 
+@pytest.mark.parametrize("address_type", ["registry", "registry-internal", "registry-vpc"])
+def test_an_alibaba_push_names_the_endpoint_of_the_receivers_address_type(address_type: str) -> None:
+    config = spec(payloadFormat="alicloud", addressType=address_type)
+    decision = DRIVER.decide(config, fixture("alicloud-push.json"), "application/json")
+    assert decision.intent is not None
+    assert decision.intent["image"] == f"{address_type}.cn-hangzhou.aliyuncs.com/acme/web:v1.4.2"
+
+
+@pytest.mark.parametrize(("rancher", "millis"), [(2, 2000), (1, 1000), (30, 30000)])
+def test_a_rancher_interval_counts_seconds_and_ours_milliseconds(rancher: int, millis: int) -> None:
+    assert rancher_interval_to_millis(rancher) == millis
+
+
 @pytest.mark.parametrize("tag", ["v1.4.2", "v1.*", "regex:v1\\.[0-9]+\\.[0-9]+"])
 def test_exact_glob_and_regex_tags_match(tag: str) -> None:
     assert (
@@ -288,7 +314,7 @@ async def test_the_strategy_carries_the_full_new_launch_config() -> None:
         "batchSize": 2,
         "intervalMillis": 500,
         "startFirst": True,
-        "launchConfig": {"imageUuid": NEW, "labels": SELECTOR, "ports": ["80:80/tcp"]},
+        "launchConfig": {"imageUuid": NEW, "labels": {**SELECTOR, **UPGRADED_BY_H1}, "ports": ["80:80/tcp"]},
     }
 
 
@@ -296,6 +322,11 @@ async def test_services_missing_a_selector_label_are_left_alone() -> None:
     cattle = FakeCattle({"1s1": service("1s1", labels={"app": "web"}), "1s2": service("1s2", labels={})})
     assert (await upgrade(cattle))[-1].after == 0
     assert cattle.calls == []
+
+
+async def test_a_selector_selects_whatever_the_case_of_the_labels() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", labels={"App": "WEB", "TIER": "Front"})})
+    assert (await upgrade(cattle))[-1].after == 1
 
 
 async def test_a_selected_service_of_another_repository_is_left_alone() -> None:
@@ -311,27 +342,43 @@ async def test_a_sidekick_selects_its_service_and_only_it_is_upgraded() -> None:
     await upgrade(cattle)
     strategy = cattle.strategies["1s1"]
     assert "launchConfig" not in strategy
-    assert strategy["secondaryLaunchConfigs"] == [{**sidekick, "imageUuid": NEW}]
+    assert strategy["secondaryLaunchConfigs"] == [
+        {**sidekick, "imageUuid": NEW, "labels": {**SELECTOR, **UPGRADED_BY_H1}}
+    ]
     assert cattle.services["1s1"]["launchConfig"]["imageUuid"] == "docker:nginx:1.25"
 
 
-async def test_a_service_already_upgraded_to_the_image_is_finished_not_upgraded_again() -> None:
-    cattle = FakeCattle({"1s1": service("1s1", image=NEW, state="upgraded")})
+async def test_a_service_this_hit_already_upgraded_is_finished_not_upgraded_again() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", image=NEW, state="upgraded", upgraded_by="h1")})
     steps = await upgrade(cattle)
     assert cattle.calls == [("finishupgrade", "1s1")]
     assert steps[-1].after == 1
 
 
-async def test_a_service_still_upgrading_to_the_image_is_waited_for() -> None:
-    cattle = FakeCattle({"1s1": service("1s1", image=NEW, state="upgrading")})
+async def test_a_service_still_upgrading_for_this_hit_is_waited_for() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", image=NEW, state="upgrading", upgraded_by="h1")})
     await upgrade(cattle)
     assert cattle.calls == [("finishupgrade", "1s1")]
 
 
-async def test_a_service_already_running_the_image_is_left_as_it_is() -> None:
-    cattle = FakeCattle({"1s1": service("1s1", image=NEW)})
+async def test_a_service_at_rest_after_this_hits_upgrade_is_left_as_it_is() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", image=NEW, upgraded_by="h1")})
     assert (await upgrade(cattle))[-1].after == 1
     assert cattle.calls == []
+
+
+async def test_a_re_push_of_the_image_a_service_runs_redeploys_it_pulling_the_image() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", image=NEW)})
+    assert (await upgrade(cattle))[-1].after == 1
+    assert cattle.calls == [("upgrade", "1s1"), ("finishupgrade", "1s1")]
+    assert cattle.strategies["1s1"]["launchConfig"]["labels"][PULL_IMAGE_LABEL] == "always"
+
+
+async def test_a_service_an_earlier_hit_upgraded_is_upgraded_again_for_a_new_hit() -> None:
+    cattle = FakeCattle({"1s1": service("1s1", image=NEW, upgraded_by="h0")})
+    await upgrade(cattle)
+    assert cattle.calls == [("upgrade", "1s1"), ("finishupgrade", "1s1")]
+    assert cattle.services["1s1"]["launchConfig"]["labels"][HIT_LABEL] == "h1"
 
 
 async def test_an_older_upgrade_left_upgraded_is_finished_before_the_new_one() -> None:

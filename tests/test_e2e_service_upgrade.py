@@ -1,5 +1,6 @@
 """serviceUpgrade with real processes: a Docker Hub push upgrades exactly the selected launch configs
-running the pushed repository; a SIGKILL mid-upgrade is survived without starting the upgrade twice.
+running the pushed repository; a SIGKILL mid-upgrade is survived without starting the upgrade twice;
+a re-push of the tag a service already runs redeploys it once, pulling the image again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from controller.drivers.service_upgrade import HIT_LABEL, PULL_IMAGE_LABEL
+from controller.store.sqlite_schema import DB_NAME
+from controller.store.sqlite_snapshot import read_snapshot
 from tests.processes import Sandbox, Service
 from tests.toolbox import until
 
@@ -106,6 +110,52 @@ async def test_a_push_upgrades_the_matching_launch_configs_once_across_a_sigkill
             "docker:acme/worker:v1.4.1",
             "active",
         )
+    finally:
+        assert svc.stop() in (0, None), svc.output()
+        sandbox.stop()
+
+
+LATEST_SEED = """\
+projects:
+  - id: 1a5
+    name: Default
+    services:
+      - {id: 1s7, name: web, stackId: 1st1, scale: 2, image: "docker:acme/web:latest", labels: {app: web}}
+"""
+
+
+def hit_state(svc: Service, receiver: str) -> str | None:
+    last = read_snapshot(svc.state / DB_NAME).last_hits.get(receiver)
+    return last.intent_state if last else None
+
+
+async def test_a_re_push_of_latest_redeploys_the_service_once_pulling_the_image(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(LATEST_SEED)
+    sandbox = Sandbox(tmp_path, seed).start_and_wait()
+    receivers = tmp_path / "receivers"
+    receivers.mkdir()
+    (receivers / "web-deploy.yaml").write_text(RECEIVER.replace('tag: "v1.*"', "tag: latest"))
+    svc = Service(tmp_path, receivers=receivers, state=tmp_path / "state", cattle_url=sandbox.url)
+    try:
+        svc.start_and_wait()
+        await until(lambda: svc.has_receiver("default/web-deploy"), what="the receiver loaded")
+        push = json.loads(FIXTURE.read_text())
+        push["push_data"]["tag"] = "latest"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(svc.trigger_url("web-deploy"), json=push) as answer,
+        ):
+            assert (answer.status, (await answer.json())["outcome"]) == (200, "accepted")
+            hit = (await answer.json())["hit"]
+
+        await until(lambda: hit_state(svc, "default/web-deploy") == "folded", within=30, what="the hit done")
+        web = service(sandbox, "1s7")
+        assert (web["state"], web["upgrade"]) == ("active", None)  # upgraded and finished
+        assert web["launchConfig"]["version"] == first_upgrade_version("1s7")  # started once, not twice
+        assert web["launchConfig"]["imageUuid"] == "docker:acme/web:latest"
+        labels = web["launchConfig"]["labels"]
+        assert (labels[PULL_IMAGE_LABEL], labels[HIT_LABEL], labels["app"]) == ("always", hit, "web")
     finally:
         assert svc.stop() in (0, None), svc.output()
         sandbox.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,6 +34,7 @@ from controller.store.base import HitRequest, HitResult
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
 from controller.wiring import wire
+from tests import rancher_objects
 from tests.specs import receiver_spec
 from tests.toolbox import FakeClock
 
@@ -255,6 +257,67 @@ async def test_a_rejected_token_is_logged_without_the_token(
     with caplog.at_level(logging.WARNING, logger="controller.listener"):
         await harness.hit()
     assert "token_revoked" in caplog.text and harness.token not in caplog.text
+
+
+# -- Rancher's URL of an imported receiver: ?key=<Rancher key>&projectId=
+
+RANCHER_KEY = rancher_objects.SCALE_SERVICE_KEY
+
+
+def import_from_rancher(harness: Harness) -> None:
+    harness.update(rancher_key_sha256=hashlib.sha256(RANCHER_KEY.encode()).hexdigest())
+
+
+async def test_a_rancher_key_hits_its_imported_receiver(harness: Harness) -> None:
+    import_from_rancher(harness)
+    data = await answer(await harness.hit(token=RANCHER_KEY))
+    assert (data["receiver"], data["outcome"]) == ("default/scale-up", "accepted")
+
+
+async def test_a_rancher_key_of_a_receiver_not_imported_is_401_token_malformed(harness: Harness) -> None:
+    await assert_error(await harness.hit(token=RANCHER_KEY), 401, "token_malformed")
+
+
+async def test_a_rancher_key_with_another_project_is_403_project_mismatch(harness: Harness) -> None:
+    import_from_rancher(harness)
+    response = await harness.hit(query={"key": RANCHER_KEY, "projectId": "1a9"})
+    await assert_error(response, 403, "project_mismatch")
+
+
+async def test_a_rancher_key_stops_when_its_receiver_is_removed(harness: Harness) -> None:
+    import_from_rancher(harness)
+    harness.receiver_set.remove(harness.active.key)
+    await assert_error(await harness.hit(token=RANCHER_KEY), 401, "token_malformed")
+
+
+async def test_a_rancher_key_stops_at_a_new_token_generation(harness: Harness) -> None:
+    import_from_rancher(harness)
+    harness.update(token_generation="2")
+    await assert_error(await harness.hit(token=RANCHER_KEY), 403, "token_superseded")
+    assert (await harness.hit()).status == 200  # the receiver's own URL still works
+
+
+async def test_a_rancher_key_counts_against_the_receivers_rate_limit(harness: Harness) -> None:
+    import_from_rancher(harness)
+    harness.update(rate_limit=RateLimit(requests=1, per_seconds=60))
+    assert (await harness.hit()).status == 200
+    await assert_error(await harness.hit(token=RANCHER_KEY), 429, "rate_limited")
+
+
+async def test_a_legacy_rancher_token_is_401_without_cattles_public_key(harness: Harness) -> None:
+    import_from_rancher(harness)
+    token = rancher_objects.legacy_token(rancher_objects.cattle_key(), rancher_objects.SCALE_SERVICE)
+    await assert_error(await harness.hit(query={"token": token}), 401, "bad_algorithm")
+
+
+async def test_a_rancher_key_is_never_logged(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    import_from_rancher(harness)
+    # The service's own loggers; the access log is RedactingAccessLogger's (tested with it).
+    with caplog.at_level(logging.DEBUG, logger="controller"):
+        await harness.hit(token=RANCHER_KEY)
+        await harness.hit(query={"key": RANCHER_KEY, "projectId": "1a9"})
+    own = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("controller"))
+    assert "project_mismatch" in own and RANCHER_KEY not in own
 
 
 # -- what the hit does

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from controller.push_events import (
+    AddressType,
     MalformedPush,
     Push,
     TagPattern,
@@ -33,6 +34,21 @@ def test_an_alibaba_push_names_its_regional_registry() -> None:
     [push] = parse_pushes("alicloud", fixture("alicloud-push.json"))
     assert push == Push("registry.cn-hangzhou.aliyuncs.com", "acme/web", "v1.4.2")
     assert push.image == "registry.cn-hangzhou.aliyuncs.com/acme/web:v1.4.2"
+
+
+@pytest.mark.parametrize(
+    ("address_type", "registry"),
+    [
+        ("registry", "registry.cn-hangzhou.aliyuncs.com"),
+        ("registry-internal", "registry-internal.cn-hangzhou.aliyuncs.com"),
+        ("registry-vpc", "registry-vpc.cn-hangzhou.aliyuncs.com"),
+    ],
+)
+def test_an_alibaba_push_names_the_endpoint_of_its_address_type(
+    address_type: AddressType, registry: str
+) -> None:
+    [push] = parse_pushes("alicloud", fixture("alicloud-push.json"), address_type=address_type)
+    assert push == Push(registry, "acme/web", "v1.4.2")
 
 
 def test_an_azure_push_names_its_registry_host() -> None:

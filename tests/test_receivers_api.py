@@ -19,8 +19,9 @@ from controller.cattle.client import basic_auth
 from controller.drivers import load_drivers
 from controller.listener.receivers_api import depth
 from controller.metrics import Metrics
+from controller.rancher.keys import NAME_ANNOTATION
 from controller.receiver_set import ReceiverSet
-from controller.receivers.api_store import NAME_ANNOTATION, ApiReceiverFolder, manifest, receiver_id_for
+from controller.receivers.api_store import ApiReceiverFolder, manifest, receiver_id_for
 from controller.receivers.loader import load_paths
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher

@@ -108,6 +108,23 @@ async def test_upgrade_of_a_sidekick_replaces_it_by_name_and_keeps_the_primary(
     assert (body["launchConfig"]["imageUuid"], body["launchConfig"]["version"]) == ("docker:nginx:1.13", "0")
 
 
+async def test_upgrade_to_the_launch_config_the_service_has_is_accepted_with_a_new_version(
+    make_client: MakeClient, clock: FakeClock
+) -> None:
+    client = await make_client()
+    _, before = await json_of(client, "GET", SERVICE)
+    same = {**strategy(), "launchConfig": before["launchConfig"]}  # a re-push: nothing in it changes
+
+    status, body = await act(client, "upgrade", {"inServiceStrategy": same})
+    clock.now += TRANSITION * 3
+    _, after = await json_of(client, "GET", SERVICE)
+
+    assert (status, body["state"]) == (202, "upgrading")
+    assert after["state"] == "upgraded"
+    assert after["launchConfig"]["imageUuid"] == before["launchConfig"]["imageUuid"]
+    assert after["launchConfig"]["version"] != before["launchConfig"]["version"]
+
+
 async def test_services_list_their_labels_and_sidekicks(make_client: MakeClient) -> None:
     client = await make_client()
 

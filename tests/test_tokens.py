@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import stat
 from dataclasses import replace
@@ -10,27 +12,32 @@ from pathlib import Path
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.drivers import load_drivers
 from controller.model import ActiveReceiver, Receiver
+from controller.receiver_set import ReceiverSet
 from controller.receivers.loader import load_documents
 from controller.store.base import StoredToken
 from controller.tokens import (
     KeyRing,
     ProjectMismatch,
+    RancherCredential,
     TokenInvalid,
     TokenRevoked,
     TokenSuperseded,
     TokenVerifier,
     check_current,
+    check_rancher,
     matches_stored,
     mint_token,
     restore_token,
     token_digest,
 )
+from tests import rancher_objects
 from tests.specs import receiver_spec
 from tests.test_driver_manifests import VALID, write
 
@@ -280,3 +287,140 @@ def test_claims_that_sign_to_another_token_than_the_digest_are_not_restored(tmp_
 def test_a_digest_matches_only_its_own_token() -> None:
     assert not matches_stored("a.b.c", token_digest("a.b.d"))
     assert matches_stored("a.b.c", "a.b.c")  # what an older version stored
+
+
+# -- Rancher's credentials (imported receivers)
+
+RANCHER_KEY = rancher_objects.SCALE_SERVICE_KEY
+
+
+@pytest.fixture(scope="module")
+def cattle_key() -> rsa.RSAPrivateKey:
+    return rancher_objects.cattle_key()
+
+
+def imported(keyring: KeyRing, key: str = RANCHER_KEY) -> ActiveReceiver:
+    receiver = replace(make_receiver(), rancher_key_sha256=hashlib.sha256(key.encode()).hexdigest())
+    return active_for(keyring, receiver)
+
+
+def test_a_string_that_is_no_jwt_is_taken_for_a_rancher_key_with_the_urls_project(keyring: KeyRing) -> None:
+    credential = TokenVerifier(keyring).rancher_credential(RANCHER_KEY, "1a5")
+    assert credential == RancherCredential(hashlib.sha256(RANCHER_KEY.encode()).hexdigest(), "1a5")
+
+
+def test_a_token_of_ours_is_no_rancher_credential(keyring: KeyRing, cattle_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    assert verifier.rancher_credential(active_for(keyring, make_receiver()).token, "1a5") is None
+
+
+def test_a_rancher_key_opens_its_receiver_as_its_current_token(keyring: KeyRing) -> None:
+    active = imported(keyring)
+    credential = TokenVerifier(keyring).rancher_credential(RANCHER_KEY, "1a5")
+    assert credential is not None
+    current = TokenVerifier(keyring).verify(active.token)
+    assert replace(check_rancher(credential, active), iat=current.iat) == current  # no issue time of its own
+
+
+def test_a_rancher_key_of_no_receiver_is_refused_like_any_stranger(keyring: KeyRing) -> None:
+    credential = TokenVerifier(keyring).rancher_credential("x" * 40, "1a5")
+    assert credential is not None
+    for active in (None, imported(keyring), active_for(keyring, make_receiver())):
+        with pytest.raises(TokenInvalid) as e:
+            check_rancher(credential, active)
+        assert e.value.code == "token_malformed"
+
+
+def test_a_rancher_key_stops_at_a_new_token_generation(keyring: KeyRing) -> None:
+    active = imported(keyring)
+    bumped = replace(active, receiver=replace(active.receiver, token_generation="2"))
+    with pytest.raises(TokenSuperseded):
+        check_rancher(RancherCredential(active.receiver.rancher_key_sha256 or "", "1a5"), bumped)
+
+
+@pytest.mark.parametrize("project", ["1a6", None])
+def test_a_rancher_key_needs_its_receivers_project(keyring: KeyRing, project: str | None) -> None:
+    active = imported(keyring)
+    with pytest.raises(ProjectMismatch):
+        check_rancher(RancherCredential(active.receiver.rancher_key_sha256 or "", project), active)
+
+
+def test_an_rs256_token_is_no_rancher_credential_without_cattles_key(
+    keyring: KeyRing, cattle_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(keyring)
+    token = rancher_objects.legacy_token(cattle_key)
+    assert verifier.rancher_credential(token, None) is None
+    with pytest.raises(TokenInvalid) as e:
+        verifier.verify(token)
+    assert e.value.code == "bad_algorithm"
+
+
+def test_an_rs256_token_signed_by_cattle_names_its_receivers_key_and_project(
+    keyring: KeyRing, cattle_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    credential = verifier.rancher_credential(rancher_objects.legacy_token(cattle_key), None)
+    digest = hashlib.sha256(rancher_objects.LEGACY_UUID.encode()).hexdigest()
+    assert credential == RancherCredential(digest, "1a5")
+
+
+def test_an_rs256_token_signed_by_another_key_is_a_bad_signature(
+    keyring: KeyRing, cattle_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    with pytest.raises(TokenInvalid) as e:
+        verifier.rancher_credential(rancher_objects.legacy_token(rancher_objects.cattle_key()), None)
+    assert e.value.code == "bad_signature"
+
+
+def test_an_rs256_token_for_another_project_than_the_urls_is_a_mismatch(
+    keyring: KeyRing, cattle_key: rsa.RSAPrivateKey
+) -> None:
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    with pytest.raises(ProjectMismatch):
+        verifier.rancher_credential(rancher_objects.legacy_token(cattle_key), "1a6")
+
+
+def test_an_hs256_token_keyed_with_cattles_public_key_is_refused(
+    keyring: KeyRing, cattle_key: rsa.RSAPrivateKey, tmp_path: Path
+) -> None:
+    # The classic confusion: the public key used as an HMAC secret. Only RS256 is Rancher's.
+    public_pem = rancher_objects.write_public_key(cattle_key, tmp_path / "cattle.pem").read_bytes()
+    header = b64({"alg": "HS256", "typ": "JWT"})
+    payload = b64({"projectId": "1a5", "uuid": rancher_objects.LEGACY_UUID})
+    mac = hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    forged = f"{header}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    assert verifier.rancher_credential(forged, None) is None
+    with pytest.raises(TokenInvalid) as e:
+        verifier.verify(forged)
+    assert e.value.code == "bad_algorithm"
+
+
+def test_an_unsigned_rs256_token_is_refused(keyring: KeyRing, cattle_key: rsa.RSAPrivateKey) -> None:
+    verifier = TokenVerifier(keyring, rancher_public_key=cattle_key.public_key())
+    header, payload, _ = rancher_objects.legacy_token(cattle_key).split(".")
+    with pytest.raises(TokenInvalid) as e:
+        verifier.rancher_credential(f"{header}.{payload}.", None)
+    assert e.value.code == "bad_signature"
+
+
+def test_the_receiver_set_finds_an_imported_receiver_by_its_key_digest_until_it_goes(
+    keyring: KeyRing,
+) -> None:
+    receiver_set = ReceiverSet()
+    active = imported(keyring)
+    digest = active.receiver.rancher_key_sha256 or ""
+    receiver_set.put(active)
+    assert receiver_set.by_rancher_digest(digest) == active
+    receiver_set.remove(active.key)
+    assert receiver_set.by_rancher_digest(digest) is None
+
+
+def test_a_receiver_put_again_without_its_digest_is_no_longer_found_by_it(keyring: KeyRing) -> None:
+    receiver_set = ReceiverSet()
+    active = imported(keyring)
+    receiver_set.put(active)
+    receiver_set.put(active_for(keyring, make_receiver()))  # the same receiver, its digest edited away
+    assert receiver_set.by_rancher_digest(active.receiver.rancher_key_sha256 or "") is None

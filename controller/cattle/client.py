@@ -133,6 +133,14 @@ class CattleClient:
         items = await self._list_all(f"{self._project_url(project_id)}/hosts", filters)
         return [host(item) for item in items]
 
+    async def list_projects(self) -> list[dict[str, Any]]:
+        """Every project the key sees, across every page."""
+        return await self._list_all(f"{self._base}/projects", {})
+
+    async def list_generic_objects(self, project_id: str, **filters: str) -> list[dict[str, Any]]:
+        """The project's generic objects matching ``filters`` (``kind="webhookReceiver"``), every page."""
+        return await self._list_all(f"{self._project_url(project_id)}/genericobjects", filters)
+
     async def get_host(self, project_id: str, host_id: str) -> CattleHost:
         return host(await self._request("GET", self._host_url(project_id, host_id)))
 

@@ -4,6 +4,13 @@ services), shared by those drivers. Not a driver: ``load_drivers`` skips modules
 A key reads ``1a5/role=worker,zone=a`` (``@ns/secret`` appended with a ``cattleSecretRef``): the
 canonical selector text sorts the pairs and percent-escapes ``,``, ``=``, ``@`` and ``%`` inside keys
 and values, so the key splits back exactly and two receivers with the same selector share a target.
+The key keeps the selector as written: matching ignores case, but a key is an identity, and changing
+how it is spelled would give existing receivers new targets.
+
+Matching follows Rancher's webhook service, whose users' selectors must keep selecting the same things:
+label keys and values compare case-insensitively (``App=Web`` selects ``app: web``), and an empty
+value asks only that the key is there, whatever its value. ``labels_match`` is the one place this is
+decided, for hosts and launch configs alike.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from controller.drivers.base import CATTLE_SECRET_CLAIM, TargetRefused
 from controller.manifest import ReceiverSpec
 from controller.model import Target
 
+MATCHING = "Keys and values match whatever their case; an empty value matches any value of its key."
+
 
 def selector_schema(description: str) -> dict[str, Any]:
     """The schema of a selector field: at least one label=value pair."""
@@ -23,8 +32,18 @@ def selector_schema(description: str) -> dict[str, Any]:
         "type": "object",
         "minProperties": 1,
         "additionalProperties": {"type": "string"},
-        "description": description,
+        "description": f"{description} {MATCHING}",
     }
+
+
+def labels_match(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    """Whether ``labels`` carry every pair of ``selector``: keys and values ignore case, and an empty
+    value matches any value of its key."""
+    folded = [(k.casefold(), v.casefold()) for k, v in (labels or {}).items()]
+    return all(
+        any(k == key.casefold() and (not value or v == value.casefold()) for k, v in folded)
+        for key, value in selector.items()
+    )
 
 
 def selector_text(selector: Mapping[str, str]) -> str:

@@ -42,6 +42,7 @@ from typing import Any, Literal, NotRequired, cast
 from controller.cattle.client import CattleClient
 from controller.cattle.shapes import CattleHost
 from controller.drivers._selector import (
+    labels_match,
     parse_selector,
     secret_of,
     selector_schema,
@@ -215,8 +216,7 @@ class ScaleHostDriver:
 
 
 def matches(host: CattleHost, selector: Mapping[str, str]) -> bool:
-    labels = host.get("labels") or {}
-    return all(labels.get(k) == v for k, v in selector.items())
+    return labels_match(host.get("labels"), selector)
 
 
 def members(hosts: Sequence[CattleHost], selector: Mapping[str, str]) -> list[CattleHost]:

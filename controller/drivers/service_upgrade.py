@@ -11,18 +11,32 @@ The upgrade is not a scale, so the driver is also an ``IntentApplier``: the reco
 pending intents and marks them done only when ``apply_intents`` returns. Only the newest intent is
 carried out; older ones are superseded by it (upgrading to v1.2 and then at once to v1.3 is wasted
 work) and recorded as such. For each service of the project whose launch config, or one of whose
-sidekicks, carries every ``serviceSelector`` label, the launch configs running the pushed repository
-(same registry and repository after normalising; Rancher upgraded every selected service whatever its
-image, which users called a bug) get the new image through Cattle's in-service upgrade, which then is
-waited for (``upgraded``), finished and waited for again (``active``).
+sidekicks, carries every ``serviceSelector`` label (``labels_match``: case-insensitive, an empty value
+asks only for the key), the launch configs running the pushed repository (same registry and repository
+after normalising; Rancher upgraded every selected service whatever its image, which users called a
+bug) get the new image through Cattle's in-service upgrade, which then is waited for (``upgraded``),
+finished and waited for again (``active``).
+
+Every accepted push redeploys, even when the launch config already names the pushed image: re-pushing
+``latest`` is how many users release, and Rancher upgraded in that case too. So the new launch configs
+carry ``io.rancher.container.pull_image: always`` (otherwise the hosts would start the image they
+already have) and the upgrade happens whether or not the image string changes.
 
 Durability: a crash or a timeout leaves the intent pending, and the next pass starts from what Cattle
-shows, so an upgrade is never started twice. Per service, ``_drive`` looks at the service each time
-round and does the one thing its state calls for: a service already running the new image and
-``upgrading`` is waited for, one ``upgraded`` is finished, one ``active`` with the new image is done,
-and only one at rest with the old image gets an upgrade. Waiting has no poll limit, only an overall
+shows, so an upgrade is never started twice. Since the image no longer tells whether this intent's
+upgrade was started (a re-push changes no image), each new launch config carries a marker label,
+``webhook-service.dev/upgrade-hit: <hit id>``: Cattle stores it with the upgrade itself, in the same
+call, so no crash can fall between starting an upgrade and recording that it was started. Per service,
+``_drive`` looks at the service each time round and does the one thing its state calls for: a service
+``upgrading`` is waited for, one ``upgraded`` is finished (ours, or an older one Cattle wants finished
+before accepting another), one at rest whose launch configs of the repository carry this hit's marker is
+done, and only one at rest without it gets an upgrade. Waiting has no poll limit, only an overall
 ``deadline`` (``UPGRADE_DEADLINE``) with capped exponential backoff; past it ``ConfirmTimeout`` makes the
 reconciler retry later (and this pass's work is picked up where it stands).
+
+Units: ``intervalMillis`` is milliseconds, as Cattle takes it. Rancher's own field of that name was
+sent to Cattle multiplied by 1000 (its default 2 meant two seconds); ``rancher_interval_to_millis``
+converts such a value for whatever imports a Rancher receiver, so there is one unit in our YAML.
 
 Failure: Cattle marks a failing upgrade ``transitioning: error`` and leaves it ``upgrading``. The
 driver then rolls it back when Cattle offers ``rollback`` and raises ``TargetRefused``: the reconciler
@@ -42,6 +56,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 from controller.cattle.client import CattleClient
 from controller.cattle.shapes import CattleLaunchConfig, CattleService
 from controller.drivers._selector import (
+    labels_match,
     parse_selector,
     secret_of,
     selector_schema,
@@ -53,7 +68,15 @@ from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
 from controller.drivers.contract import ConfigSchema, Decision, MalformedBody, config_of
 from controller.manifest import ReceiverSpec
 from controller.model import Problem, Target
-from controller.push_events import FORMATS, MalformedPush, TagPattern, image_repository, parse_pushes
+from controller.push_events import (
+    ADDRESS_TYPES,
+    FORMATS,
+    AddressType,
+    MalformedPush,
+    TagPattern,
+    image_repository,
+    parse_pushes,
+)
 from controller.store.base import FoldStep, PendingIntent
 
 logger = logging.getLogger(__name__)
@@ -65,6 +88,9 @@ STARTABLE = frozenset({"active", "inactive"})  # at rest, where Cattle accepts ?
 IN_UPGRADE = frozenset({"upgrading", "upgraded", "finishing-upgrade"})
 TRANSIENT = frozenset({"activating", "updating-active", "updating-inactive", "rolling-back", "restarting"})
 POLL_CAP = 5.0  # seconds; upgrades take minutes, so a look every few seconds is enough
+PULL_IMAGE_LABEL = "io.rancher.container.pull_image"  # "always": hosts pull even a tag they have
+HIT_LABEL = "webhook-service.dev/upgrade-hit"  # the hit whose upgrade wrote this launch config
+RANCHER_INTERVAL_FACTOR = 1000  # Rancher's intervalMillis times this is what it sent to Cattle
 CONFIG_FIELD = "serviceUpgradeConfig"
 CONFIG = f"spec.{CONFIG_FIELD}"
 
@@ -74,6 +100,7 @@ class ServiceUpgradeConfig(TypedDict):
     serviceSelector: dict[str, str]  # labels every selected launch config (or sidekick) carries
     tag: str  # exact, glob, or "regex:<expression>"
     payloadFormat: Literal["dockerhub", "alicloud", "azure", "registry"]
+    addressType: NotRequired[AddressType]  # default "registry"; the alicloud endpoint services pull from
     batchSize: NotRequired[int]  # default 1
     intervalMillis: NotRequired[int]  # default 2000
     startFirst: NotRequired[bool]  # default false
@@ -85,7 +112,8 @@ CONFIG_SCHEMA: ConfigSchema = {
         "Settings of the serviceUpgrade driver (required when driver is serviceUpgrade): each hit is a "
         "registry's push webhook; when the pushed tag matches tag, the services of the project selected "
         "by serviceSelector that run the pushed repository get the pushed image through Cattle's "
-        "in-service upgrade, which is then finished. A push of another tag is answered 200 and ignored. "
+        "in-service upgrade (with io.rancher.container.pull_image=always, so a re-pushed tag is pulled "
+        "and redeployed), which is then finished. A push of another tag is answered 200 and ignored. "
         "A failing upgrade is rolled back."
     ),
     "required": ["projectId", "serviceSelector", "tag", "payloadFormat"],
@@ -113,6 +141,17 @@ CONFIG_SCHEMA: ConfigSchema = {
                 "notifications, an envelope of events)."
             ),
         },
+        "addressType": {
+            "type": "string",
+            "enum": list(ADDRESS_TYPES),
+            "default": "registry",
+            "description": (
+                "For payloadFormat alicloud: the endpoint of the push's region the services pull from, "
+                "registry (registry.<region>.aliyuncs.com), registry-internal "
+                "(registry-internal.<region>.aliyuncs.com) or registry-vpc "
+                "(registry-vpc.<region>.aliyuncs.com)."
+            ),
+        },
         "batchSize": {
             "type": "integer",
             "minimum": 1,
@@ -123,7 +162,10 @@ CONFIG_SCHEMA: ConfigSchema = {
             "type": "integer",
             "minimum": 100,
             "default": DEFAULT_INTERVAL_MILLIS,
-            "description": "Milliseconds Cattle waits between two batches.",
+            "description": (
+                "Milliseconds Cattle waits between two batches (Rancher's serviceUpgrade counted "
+                "this field in seconds)."
+            ),
         },
         "startFirst": {
             "type": "boolean",
@@ -188,6 +230,13 @@ class ServiceUpgradeDriver:
                     f"payloadFormat {config['payloadFormat']!r} is not one of {', '.join(FORMATS)}",
                 )
             )
+        if config.get("addressType", "registry") not in ADDRESS_TYPES:
+            problems.append(
+                Problem(
+                    f"{CONFIG}.addressType",
+                    f"addressType {config.get('addressType')!r} is not one of {', '.join(ADDRESS_TYPES)}",
+                )
+            )
         if not config["serviceSelector"]:
             problems.append(Problem(f"{CONFIG}.serviceSelector", "must name at least one label"))
         return problems
@@ -215,7 +264,7 @@ class ServiceUpgradeDriver:
         except (ValueError, RecursionError) as e:
             raise MalformedBody("body", f"a {payload_format} push must be JSON") from e
         try:
-            pushes = parse_pushes(payload_format, data)
+            pushes = parse_pushes(payload_format, data, address_type=config.get("addressType", "registry"))
         except MalformedPush as e:
             raise MalformedBody(e.field or "body", str(e).partition(": ")[2]) from e
         pattern = TagPattern(config["tag"])
@@ -249,11 +298,13 @@ class ServiceUpgradeDriver:
                 "[%s] hit %s (%s) is superseded by hit %s (%s)",
                 target.id, p.hit_id, p.intent.get("image"), newest.hit_id, newest.intent.get("image"),
             )  # fmt: skip
-        upgraded = await self._upgrade(target, newest.intent, ctx)
+        upgraded = await self._upgrade(target, newest.hit_id, newest.intent, ctx)
         steps.append(FoldStep(newest.seq, newest.hit_id, before=0, after=upgraded, clamped=False))
         return steps
 
-    async def _upgrade(self, target: Target, intent: Mapping[str, Any], ctx: DriverContext) -> int:
+    async def _upgrade(
+        self, target: Target, hit_id: str, intent: Mapping[str, Any], ctx: DriverContext
+    ) -> int:
         cattle = await ctx.cattle_for(target)
         project_id = target.claims["projectId"]
         selector = parse_selector(target.claims["serviceSelector"])
@@ -270,7 +321,7 @@ class ServiceUpgradeDriver:
                 )  # fmt: skip
                 continue
             await self._drive(
-                cattle, project_id, service, repository, image, intent["strategy"], deadline, ctx
+                cattle, project_id, service, repository, image, hit_id, intent["strategy"], deadline, ctx
             )
             logger.info(
                 "[%s] service %s (%s) runs %s", target.id, service.get("id"), service.get("name"), image
@@ -290,22 +341,23 @@ class ServiceUpgradeDriver:
         service: CattleService,
         repository: tuple[str, str],
         image: str,
+        hit_id: str,
         strategy: Mapping[str, Any],
         deadline: float,
         ctx: DriverContext,
     ) -> None:
-        """Take one service to rest on ``image``, doing at each look what its state calls for."""
+        """Take one service to rest on hit ``hit_id``'s upgrade to ``image``, doing at each look what its
+        state calls for."""
         service_id = service["id"]
         wait = ctx.poll_interval
         while True:
             state, busy = service.get("state", ""), service.get("transitioning") == "yes"
-            carries = carries_image(service, repository, image)
             if service.get("transitioning") == "error":
                 await self._fail(cattle, project_id, service, image)
             if state in STARTABLE and not busy:
-                if carries:
+                if upgraded_by(service, repository, hit_id):
                     return
-                body = upgrade_strategy(service, repository, image, strategy)
+                body = upgrade_strategy(service, repository, image, hit_id, strategy)
                 logger.info("service %s (%s): upgrading to %s", service_id, service.get("name"), image)
                 service = await cattle.upgrade_service(project_id, service_id, body)
             elif state == "upgraded" and not busy:
@@ -354,10 +406,7 @@ def launch_configs(service: CattleService) -> list[CattleLaunchConfig]:
 
 def selected(service: CattleService, selector: Mapping[str, str]) -> bool:
     """Whether the launch config, or a sidekick's, carries every label of ``selector``."""
-    return any(
-        all((config.get("labels") or {}).get(k) == v for k, v in selector.items())
-        for config in launch_configs(service)
-    )
+    return any(labels_match(config.get("labels"), selector) for config in launch_configs(service))
 
 
 def runs(config: CattleLaunchConfig, repository: tuple[str, str]) -> bool:
@@ -369,32 +418,45 @@ def running(service: CattleService, repository: tuple[str, str]) -> bool:
     return any(runs(config, repository) for config in launch_configs(service))
 
 
-def carries_image(service: CattleService, repository: tuple[str, str], image: str) -> bool:
-    """Whether every launch config of the pushed repository already names ``image``."""
-    return all(c.get("imageUuid") == image for c in launch_configs(service) if runs(c, repository))
+def upgraded_by(service: CattleService, repository: tuple[str, str], hit_id: str) -> bool:
+    """Whether every launch config of the pushed repository was written by hit ``hit_id``'s upgrade."""
+    return all(
+        (c.get("labels") or {}).get(HIT_LABEL) == hit_id
+        for c in launch_configs(service)
+        if runs(c, repository)
+    )
 
 
 def upgrade_strategy(
-    service: CattleService, repository: tuple[str, str], image: str, strategy: Mapping[str, Any]
+    service: CattleService, repository: tuple[str, str], image: str, hit_id: str, strategy: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The ``inServiceStrategy``: the full new launch config(s) of the pushed repository only."""
     body: dict[str, Any] = dict(strategy)
     primary = service.get("launchConfig")
     if primary and runs(primary, repository):
-        body["launchConfig"] = new_config(primary, image)
+        body["launchConfig"] = new_config(primary, image, hit_id)
     sidekicks = [
-        new_config(c, image) for c in service.get("secondaryLaunchConfigs") or [] if runs(c, repository)
+        new_config(c, image, hit_id)
+        for c in service.get("secondaryLaunchConfigs") or []
+        if runs(c, repository)
     ]
     if sidekicks:
         body["secondaryLaunchConfigs"] = sidekicks
     return body
 
 
-def new_config(config: CattleLaunchConfig, image: str) -> dict[str, Any]:
+def new_config(config: CattleLaunchConfig, image: str, hit_id: str) -> dict[str, Any]:
     new: dict[str, Any] = copy.deepcopy(dict(config))
     new.pop("version", None)  # Cattle gives the new config its own version
     new["imageUuid"] = image
+    new["labels"] = {**(new.get("labels") or {}), PULL_IMAGE_LABEL: "always", HIT_LABEL: hit_id}
     return new
+
+
+def rancher_interval_to_millis(value: int) -> int:
+    """Our ``intervalMillis`` for a Rancher serviceUpgrade's ``intervalMillis``, which Rancher multiplied
+    by 1000 before sending it to Cattle (so its default 2 is 2000 here)."""
+    return value * RANCHER_INTERVAL_FACTOR
 
 
 DRIVER = ServiceUpgradeDriver()

@@ -3,7 +3,9 @@
 The trigger endpoint checks a hit in a fixed order, cheapest and most telling first: where the
 token is, whether it verifies (which names the receiver), the sender's signature when the receiver
 requires one (``spec.signature``: the body is read for it, and the same bytes are parsed later),
-whether it is the receiver's current token, the headers, and only then the body. An unsigned hit
+whether it is the receiver's current token, the headers, and only then the body. A Rancher 1.6 URL
+(``?key=<key>&projectId=``, or ``?token=`` signed by Cattle) of an imported receiver verifies into the
+claims of that receiver's current token (``controller.tokens.check_rancher``). An unsigned hit
 thus costs nothing but a 401: it does not count against the rate limit, and is not recorded.
 
 The driver's capabilities (``controller.drivers.contract``) decide the rest. Pass-through drivers
@@ -69,7 +71,7 @@ from controller.listener.errors import HttpError, http_error, internal_error
 from controller.listener.ratelimit import RateLimiter, retry_after_header
 from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
 from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
-from controller.tokens import TokenError, check_current
+from controller.tokens import TokenError, check_current, check_rancher
 
 logger = logging.getLogger(__name__)
 
@@ -196,8 +198,12 @@ class Handlers:
 
     def _verify_token(self, request: web.Request) -> TokenClaims:
         token = _find_token(request)
+        verifier = self.deps.verifier
         try:
-            return self.deps.verifier.verify(token)
+            rancher = verifier.rancher_credential(token, request.query.get("projectId"))
+            if rancher is None:
+                return verifier.verify(token)
+            return check_rancher(rancher, self.deps.receiver_set.by_rancher_digest(rancher.digest))
         except TokenError as e:
             _log_rejected_token(e)
             raise

@@ -26,9 +26,9 @@ A created receiver is a Receiver manifest in the folder the service manages
 URL works when the caller gets it. Deleting removes the file and scans again before answering, so the
 URL is revoked by then. The body is checked as a manifest would be (schema and driver) before anything
 is written, and bounded like the trigger endpoint's: ``max_body_bytes``, ``body_timeout``, and the
-manifests' nesting depth. Rancher's config shapes are the drivers' own, with two differences
-smoothed over: the project comes from the query (Rancher's configs, but forwardPost's, have none),
-and numbers may come as strings (Rancher's forwardPost ``port`` is one).
+manifests' nesting depth. A config in Rancher's shape becomes the driver's as ``import-rancher``
+converts what Rancher stored (``controller.rancher.convert``): the body Rancher's API took is what
+it stored. The project comes from the query.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from controller.cattle.errors import CattleError, CattleNotFound, CattleUnauthor
 from controller.drivers.contract import DriverSet
 from controller.errors import WebhookServiceError
 from controller.listener.errors import HttpError
+from controller.rancher.convert import CONVERTERS, Unconvertible
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import (
     ApiReceiver,
@@ -225,7 +226,10 @@ class ReceiversApi:
         given = body.get(config_field)
         if not isinstance(given, dict):
             raise ApiError(400, f"Invalid driver {driver}: {config_field} not provided")
-        config = from_rancher(given, self.deps.drivers[driver].config_schema, project_id)
+        try:
+            config = CONVERTERS.get(driver, as_given)(given, project_id)
+        except Unconvertible as e:
+            raise ApiError(400, f"Invalid {config_field}: {e}") from e
         spec = {"driver": driver, config_field: config}
         declared = manifest(project_id, receiver_id, name, spec)
         _, problems = check_object(declared, self.deps.drivers, self.deps.schema)
@@ -341,22 +345,9 @@ def render_schema(schema_id: str, fields: Mapping[str, Any], base: str) -> dict[
     }
 
 
-def from_rancher(
-    given: Mapping[str, Any], config_schema: Mapping[str, Any], project_id: str
-) -> dict[str, Any]:
-    """A driver's config from Rancher's: its ``type`` dropped, the project added, numbers as numbers."""
-    properties: Mapping[str, Any] = config_schema.get("properties", {})
-    config = {k: v for k, v in given.items() if k != "type"}
-    for field, value in config.items():
-        if (
-            (properties.get(field) or {}).get("type") == "integer"
-            and isinstance(value, str)
-            and value.isdigit()
-        ):
-            config[field] = int(value)
-    if "projectId" in properties and config.setdefault("projectId", project_id) != project_id:
-        raise ApiError(400, f"projectId {config['projectId']} of the config is not the query's {project_id}")
-    return config
+def as_given(config: Mapping[str, Any], _project_id: str) -> dict[str, Any]:
+    """The config of a driver Rancher did not have: in this service's own shape already."""
+    return {k: v for k, v in config.items() if k != "type"}
 
 
 def depth(value: Any) -> int:

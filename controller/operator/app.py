@@ -43,6 +43,7 @@ from controller.metrics import Metrics
 from controller.operator import handlers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
@@ -101,10 +102,8 @@ class Operator:
 
     @property
     def port(self) -> int:
-        site = next(iter(self.listener.sites))
-        server = getattr(site, "_server", None)
-        assert server is not None and server.sockets
-        return int(server.sockets[0].getsockname()[1])
+        host_port = self.listener.addresses[0]  # (host, port) of the first socket listened on
+        return int(host_port[1])
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +113,11 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
     client = KubeClient.from_connection(info)
     try:
         keyring = await load_or_create_keyring(client, settings.namespace)
-        verifier = TokenVerifier(keyring, cache_size=settings.token_cache_size)
+        verifier = TokenVerifier(
+            keyring,
+            cache_size=settings.token_cache_size,
+            rancher_public_key=load_public_key(settings.rancher_public_key),
+        )
         keys = handlers.KeyHolder(keyring)
         store = KubeStore(client, settings.namespace)
         drivers = load_drivers()

@@ -43,7 +43,14 @@ class SecretCattleClients:
         missing = [key for key in REQUIRED_KEYS if not data.get(key)]
         if missing:
             raise TargetRefused(f"the Secret {namespace}/{name} lacks {', '.join(missing)}")
-        url, access, secret_key = (base64.b64decode(data[key]).decode().strip() for key in REQUIRED_KEYS)
+        try:
+            url, access, secret_key = (
+                base64.b64decode(data[key], validate=True).decode().strip() for key in REQUIRED_KEYS
+            )
+        except (ValueError, TypeError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raise TargetRefused(
+                f"the Secret {namespace}/{name} holds a value that is not base64 text"
+            ) from None
         client = self._clients.get((url, access, secret_key))
         if client is None:
             client = CattleClient(

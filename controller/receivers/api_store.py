@@ -9,7 +9,8 @@ Layout: one file per receiver, ``<folder>/<projectId>/<id>.yaml``. The receiver'
 Cattle project id (a project id like ``1a5`` is a DNS label), so names are unique per project as in
 Rancher, and its ``metadata.name`` is the API's ``id``. Rancher's receiver names are free text ("Scale
 up web"), manifest names are DNS names, so the id is the name made DNS-safe (plus a short digest of the
-name when that changed it), and the name itself is kept in the ``NAME_ANNOTATION`` annotation.
+name when that changed it), and the name itself is kept in the annotation ``import-rancher`` uses
+(``controller.rancher.keys.NAME_ANNOTATION``).
 
 A file is written to a hidden temporary name in the same folder (the watcher skips hidden entries),
 flushed, then renamed over its final name, so the watcher never reads half of it.
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,11 @@ from typing import Any
 import yaml
 
 from controller.model import API_VERSION, KIND
+from controller.rancher.convert import dns_label
+from controller.rancher.keys import NAME_ANNOTATION
 from controller.receivers.loader import DNS1123_LABEL, LABEL_MAX
 from controller.receivers.yamlsafe import ManifestError, decode, parse_documents, read_bounded
 
-NAME_ANNOTATION = "webhook-service.dev/rancher-name"
 MAX_ID = 60  # a DNS label is 63 at most; the digest suffix must fit
 DIGEST_CHARS = 6
 
@@ -102,7 +103,7 @@ def receiver_id_for(name: str) -> str:
     """The DNS-label id of a Rancher receiver name: itself when it is one, else a slug and a digest."""
     if DNS1123_LABEL.match(name) and len(name) <= MAX_ID:
         return name
-    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[: MAX_ID - DIGEST_CHARS - 1].strip("-")
+    slug = dns_label(name)[: MAX_ID - DIGEST_CHARS - 1].strip("-")
     digest = hashlib.sha256(name.encode()).hexdigest()[:DIGEST_CHARS]
     return f"{slug or 'receiver'}-{digest}"
 

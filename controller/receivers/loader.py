@@ -289,4 +289,5 @@ def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: Driver, p
         suspend=spec["suspend"],
         signature=spec.get("signature"),
         source=str(path),
+        rancher_key_sha256=spec.get("rancherKeySha256"),
     )

@@ -6,6 +6,8 @@ collections with ``marker`` pagination and ``field_modifier`` filters, partial-u
 with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
 lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
 ``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
+Generic objects (``GET .../genericobjects``, filtered by ``kind``/``key`` like any collection) are
+read-only: they come from the seed, as Rancher's webhook service left them for ``import-rancher``.
 Service actions (``POST .../services/{id}/?action=upgrade``, ``finishupgrade``, ``rollback``, ...)
 answer 202 with the service already transitioning, or 422 ``ActionNotAvailable`` when its state
 doesn't offer the action; the ``launchConfig``, ``secondaryLaunchConfigs`` and ``upgrade`` fields show
@@ -65,6 +67,7 @@ from controller.sandbox.state import (
     SCHEMA_IDS,
     UPDATABLE_EXTRA,
     Refusal,
+    SandboxGenericObject,
     SandboxHost,
     SandboxProject,
     SandboxService,
@@ -129,6 +132,7 @@ def make_sandbox_app(
         app.router.add_post(scope + "/hosts", post_host)
         app.router.add_get(scope + "/hosts/{hid}", get_host)
         app.router.add_post(scope + "/externalhostevents", post_external_host_event)
+        app.router.add_get(scope + "/genericobjects", list_generic_objects)
     app.router.add_post("/r/projects/{pid}/{endpoint}", proxy_post)
     app.router.add_post("/r/projects/{pid}/{endpoint}/{path:.*}", proxy_post)
     return app
@@ -361,6 +365,14 @@ async def get_host(request: web.Request) -> web.Response:
     return web.json_response(render_host(host, api_base(request)))
 
 
+async def list_generic_objects(request: web.Request) -> web.Response:
+    """``?kind=webhookReceiver`` and ``?key=...`` filter like any field, as Cattle's collections do."""
+    project = project_in_scope(request)
+    state, base = request.app[SANDBOX_STATE], api_base(request)
+    items = [render_generic_object(g, base) for g in state.generic_objects(project.id)]
+    return web.json_response(collection_body(request, items, "genericObject"))
+
+
 async def post_host(request: web.Request) -> web.Response:
     project = project_in_scope(request)
     state, options = request.app[SANDBOX_STATE], request.app[SANDBOX_OPTIONS]
@@ -523,6 +535,16 @@ def render_project(project: SandboxProject, base: str) -> dict[str, Any]:
         "links": {"self": self_url, "services": f"{self_url}/services", "stacks": f"{self_url}/stacks",
                   "hosts": f"{self_url}/hosts"},
         "actions": {},
+    }  # fmt: skip
+
+
+def render_generic_object(obj: SandboxGenericObject, base: str) -> dict[str, Any]:
+    return {
+        "id": obj.id, "type": "genericObject", "baseType": "genericObject", "kind": obj.kind,
+        "name": obj.name, "key": obj.key, "resourceData": dict(obj.resource_data),
+        "accountId": obj.project_id, "description": None, "state": "active", "transitioning": "no",
+        "transitioningMessage": None, "uuid": obj.uuid, "removed": None, **timestamps(obj.created),
+        "links": {"self": f"{base}/projects/{obj.project_id}/genericobjects/{obj.id}"}, "actions": {},
     }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""The sandbox's starting world, read from YAML: projects, their services and their hosts.
+"""The sandbox's starting world, read from YAML: projects, their services, hosts and generic objects.
 
 Kept apart from the live state so a seed is a plain frozen value: tests build one in code, ``make run``
 loads ``examples/sandbox-seed.yaml``, and every sandbox started from it begins identical. Field names
@@ -15,6 +15,15 @@ reported all at once, with the path of the offending field.
           - {id: 1h1, name: worker-1, labels: {role: worker}, driver: digitalocean,
              digitaloceanConfig: {region: nyc3, size: 1gb, image: ubuntu-16-04-x64}}
           - {id: 1h4, name: edge-1, labels: {role: edge}}  # no driver: a custom host
+
+A project's ``genericObjects`` are Cattle's ``genericObject`` resources in Rancher's own shape (``kind``,
+``name``, ``key``, ``resourceData``; ``id`` and ``uuid`` are made up when absent): what Rancher 1.6's
+webhook service stored for each receiver, ``kind: webhookReceiver`` with ``resourceData: {url, driver,
+config}``, for ``import-rancher`` to read.
+
+    genericObjects:
+      - {name: scale up, kind: webhookReceiver, key: <40 characters>,
+         resourceData: {driver: scaleService, url: "...", config: {serviceId: 1s7, ...}}}
 
 A service's ``image`` and ``labels`` become its ``launchConfig``; each of its ``sidekicks`` (``name``,
 ``image``, ``labels``) becomes one of its ``secondaryLaunchConfigs``, as in-service upgrades see them.
@@ -89,11 +98,22 @@ class SeedHost:
 
 
 @dataclass(frozen=True)
+class SeedGenericObject:
+    name: str
+    kind: str
+    key: str
+    resource_data: Mapping[str, Any] = field(default_factory=dict)
+    id: str = ""  # "" means one is made up (1go<n>)
+    uuid: str = ""  # "" means one is made up
+
+
+@dataclass(frozen=True)
 class SeedProject:
     id: str
     name: str = "Default"
     services: tuple[SeedService, ...] = ()
     hosts: tuple[SeedHost, ...] = ()
+    generic_objects: tuple[SeedGenericObject, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,9 @@ def parse_seed(data: Any, *, source: str = "<seed>") -> SandboxSeed:
     for p in projects:
         _check_unique([s.id for s in p.services], f"service in project {p.id}", problems)
         _check_unique([h.id for h in p.hosts], f"host in project {p.id}", problems)
+        _check_unique(
+            [g.id for g in p.generic_objects if g.id], f"generic object in project {p.id}", problems
+        )
     if problems:
         raise SeedError(f"{source}: " + "; ".join(problems))
     return SandboxSeed(projects=tuple(projects), keys=keys)
@@ -168,11 +191,36 @@ def _project(data: Any, where: str, problems: list[str]) -> SeedProject:
     if not isinstance(hosts, list):
         problems.append(f"{where}.hosts: expected a list")
         hosts = []
+    objects = data.get("genericObjects", [])
+    if not isinstance(objects, list):
+        problems.append(f"{where}.genericObjects: expected a list")
+        objects = []
     return SeedProject(
         id=_text(data, "id", where, problems),
         name=_text(data, "name", where, problems, default="Default"),
         services=tuple(_service(s, f"{where}.services[{i}]", problems) for i, s in enumerate(services)),
         hosts=tuple(_host(h, f"{where}.hosts[{i}]", problems) for i, h in enumerate(hosts)),
+        generic_objects=tuple(
+            _generic_object(g, f"{where}.genericObjects[{i}]", problems) for i, g in enumerate(objects)
+        ),
+    )
+
+
+def _generic_object(data: Any, where: str, problems: list[str]) -> SeedGenericObject:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: expected a mapping")
+        return SeedGenericObject(name="", kind="", key="")
+    resource_data = data.get("resourceData", {})
+    if not isinstance(resource_data, dict):
+        problems.append(f"{where}.resourceData: expected a mapping")
+        resource_data = {}
+    return SeedGenericObject(
+        name=_text(data, "name", where, problems),
+        kind=_text(data, "kind", where, problems),
+        key=_text(data, "key", where, problems),
+        resource_data=resource_data,
+        id=_text(data, "id", where, problems) if "id" in data else "",
+        uuid=_text(data, "uuid", where, problems) if "uuid" in data else "",
     )
 
 

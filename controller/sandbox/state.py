@@ -34,7 +34,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.sandbox.seed import DEFAULT_SEED, SandboxSeed, SeedHost, SeedKey, SeedProject, SeedService
+from controller.sandbox.seed import (
+    DEFAULT_SEED,
+    SandboxSeed,
+    SeedGenericObject,
+    SeedHost,
+    SeedKey,
+    SeedProject,
+    SeedService,
+)
 
 UPDATABLE_EXTRA = ("scalePolicy", "metadata", "lbConfig", "retainIp", "selectorLink", "selectorContainer")
 TRANSITIONING_STATES = frozenset(
@@ -216,6 +224,20 @@ class SandboxHost:
             _, self.state = self.schedule.pop(0)
 
 
+@dataclass(frozen=True)
+class SandboxGenericObject:
+    """A Cattle ``genericObject``: read-only here, as nothing the service does writes one."""
+
+    id: str
+    project_id: str
+    name: str
+    kind: str
+    key: str
+    resource_data: Mapping[str, Any]
+    uuid: str
+    created: float
+
+
 @dataclass
 class SandboxProject:
     id: str
@@ -224,6 +246,7 @@ class SandboxProject:
     state: str = "active"
     services: dict[str, SandboxService] = field(default_factory=dict)
     hosts: dict[str, SandboxHost] = field(default_factory=dict)
+    generic_objects: dict[str, SandboxGenericObject] = field(default_factory=dict)
 
 
 class SandboxState:
@@ -237,6 +260,7 @@ class SandboxState:
         self._next_index = 1
         self._next_host = 1
         self._next_event = 1
+        self._next_generic_object = 1
         self.host_create_calls = 0  # every POST of a host so far, for the app's injected failures
         self.projects: dict[str, SandboxProject] = {}
         self.keys: dict[str, SeedKey] = {key.access_key: key for key in seed.keys}
@@ -250,7 +274,24 @@ class SandboxState:
             self.add_service(seed.id, s)
         for i, h in enumerate(seed.hosts):
             self.add_host(seed.id, h, created=self._created - (len(seed.hosts) - i))
+        for g in seed.generic_objects:
+            self.add_generic_object(seed.id, g)
         return project
+
+    def add_generic_object(self, project_id: str, seed: SeedGenericObject) -> SandboxGenericObject:
+        object_id = seed.id or f"1go{self._next_generic_object}"
+        self._next_generic_object = max(self._next_generic_object, id_number(object_id) + 1)
+        obj = SandboxGenericObject(
+            id=object_id, project_id=project_id, name=seed.name, kind=seed.kind, key=seed.key,
+            resource_data=dict(seed.resource_data),
+            uuid=seed.uuid or str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{project_id}/{object_id}")),
+            created=self._created,
+        )  # fmt: skip
+        self.projects[project_id].generic_objects[object_id] = obj
+        return obj
+
+    def generic_objects(self, project_id: str) -> list[SandboxGenericObject]:
+        return list(self.project(project_id).generic_objects.values())
 
     def add_host(self, project_id: str, seed: SeedHost, *, created: float) -> SandboxHost:
         host = SandboxHost(
