@@ -49,7 +49,6 @@ from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleError, CattleNotFound, CattleUnauthorized
 from controller.drivers.contract import DriverSet
 from controller.errors import WebhookServiceError
-from controller.listener.errors import HttpError
 from controller.rancher.convert import CONVERTERS, Unconvertible
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import (
@@ -370,8 +369,6 @@ def rancher_errors(view: View) -> View:
         try:
             return await view(request)
         except ApiError as e:
-            return error_response(request, e.status, e.message)
-        except HttpError as e:
             return error_response(request, e.status, e.message)
         except Exception:
             logger.exception("unexpected error answering %s %s", request.method, request.path)
