@@ -5,6 +5,7 @@ a restricted user's and a read-only user's API keys)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -390,3 +391,11 @@ async def test_a_hand_written_receiver_of_the_same_name_makes_a_create_400(
     (settings.receivers_dir / "hand.yaml").write_text(yaml.safe_dump(document))
     status, _ = await create(client, PIPELINE)
     assert status == 400
+
+
+async def test_without_a_cattle_to_ask_requests_on_receivers_are_503(
+    settings: Settings, aiohttp_client: AiohttpClient
+) -> None:
+    app = folder_service(dataclasses.replace(settings, cattle_url=""), ReceiverSet()).app
+    status, body = await call(await aiohttp_client(app), "GET", RECEIVERS, headers=OWNER)
+    assert (status, body["message"]) == (503, "No Cattle is configured (--cattle-url) to check API keys with")
