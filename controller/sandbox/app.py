@@ -12,10 +12,13 @@ doesn't offer the action; the ``launchConfig``, ``secondaryLaunchConfigs`` and `
 an in-service upgrade the way Cattle does.
 
 It also models Rancher 1.x's service proxy (what the forwardPost driver uses): ``POST
-/r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. A
-service seeded with ``upstream: http://host:port`` is forwarded to for real (body, Content-Type,
-query); any other answers as an echo upstream: 200 with ``{"method", "path", "query" (pairs),
-"contentType", "body" (text)}``. An unknown service name is 404, a port outside 1..65535 is 422.
+/r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. The
+service gets the body, the query and the headers, except hop-by-hop ones, ``Host``, ``Content-Length``
+and ``Authorization`` (the caller's Cattle credentials, which are Cattle's business, not the
+service's). A service seeded with ``upstream: http://host:port`` is forwarded to for real; any other
+answers as an echo upstream: 200 with ``{"method", "path", "query" (pairs), "contentType", "body"
+(text), "headers" (pairs, as the service got them)}``. An unknown service name is 404, a port outside
+1..65535 is 422.
 
 Design decisions:
 
@@ -50,7 +53,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
+from controller.http_headers import end_to_end
 from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.sandbox.state import (
     ACTIONS_BY_STATE,
@@ -75,6 +80,7 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 RESERVED_QUERY = frozenset({"limit", "marker", "sort", "order", "include", "_"})
 MODIFIERS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte", "prefix", "like", "notlike", "null", "notnull"})
+UNPROXIED_HEADERS = frozenset({"host", "content-length", "authorization"})  # besides hop-by-hop ones
 
 
 @dataclass(frozen=True)
@@ -368,22 +374,28 @@ async def proxy_post(request: web.Request) -> web.Response:
     service = request.app[SANDBOX_STATE].service_named(project.id, name)
     path = "/" + request.match_info.get("path", "")
     body = await request.read()
-    content_type = request.headers.get("Content-Type", "")
+    headers = [
+        (name, value)
+        for name, value in end_to_end(request.headers.items())
+        if name.lower() not in UNPROXIED_HEADERS
+    ]
     if service.upstream is None:
         echo = {
             "method": request.method,
             "path": path,
             "query": [[k, v] for k, v in request.query.items()],
-            "contentType": content_type,
+            "contentType": request.headers.get("Content-Type", ""),
             "body": body.decode("utf-8", errors="replace"),
+            "headers": [[name, value] for name, value in headers],
         }
         return web.json_response(echo)
-    headers = {"Content-Type": content_type} if content_type else {}
     url = f"{service.upstream}{path}"
     try:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(url, params=list(request.query.items()), data=body, headers=headers) as upstream,
+            session.post(
+                url, params=list(request.query.items()), data=body, headers=CIMultiDict(headers)
+            ) as upstream,
         ):
             answer = await upstream.read()
             answer_headers = {
