@@ -4,8 +4,8 @@ It answers like Cattle (see /work/shared/cattle-api.md) so the client cannot tel
 same URLs under ``/v1`` and ``/v2-beta``, HTTP Basic auth with Cattle's challenge, Cattle's error body,
 collections with ``marker`` pagination and ``field_modifier`` filters, partial-update PUTs that answer
 with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
-lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
-``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
+lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config`` or a ``hostTemplateId``,
+answered 201 in ``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
 Service actions (``POST .../services/{id}/?action=upgrade``, ``finishupgrade``, ``rollback``, ...)
 answer 202 with the service already transitioning, or 422 ``ActionNotAvailable`` when its state
 doesn't offer the action; the ``launchConfig``, ``secondaryLaunchConfigs`` and ``upgrade`` fields show
@@ -555,7 +555,8 @@ def render_upgrade(service: SandboxService) -> dict[str, Any] | None:
 
 
 def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
-    """The whole host, null fields included; a machine-driver host carries its ``<driver>Config``."""
+    """The whole host, null fields included; a machine-driver host carries its ``<driver>Config`` (null
+    when it was made from a host template, which keeps the config)."""
     project_url = f"{base}/projects/{host.project_id}"
     self_url = f"{project_url}/hosts/{host.id}"
     body: dict[str, Any] = {
@@ -563,7 +564,8 @@ def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
         "hostname": host.hostname, "description": None, "accountId": host.project_id,
         "state": host.shown_state, "agentState": host.agent_state, "transitioning": host.transitioning,
         "transitioningMessage": "In Progress" if host.transitioning == "yes" else None,
-        "labels": dict(host.labels), "driver": host.driver, "hostTemplateId": None, "physicalHostId": None,
+        "labels": dict(host.labels), "driver": host.driver, "hostTemplateId": host.host_template_id,
+        "physicalHostId": None,
         "removed": None, "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{host.project_id}/{host.id}")),
         **timestamps(host.created), **host.extra,
         "links": {"self": self_url, "account": f"{project_url}/accounts/{host.project_id}",
@@ -571,5 +573,5 @@ def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
         "actions": {a: f"{self_url}/?action={a}" for a in HOST_ACTIONS_BY_STATE.get(host.shown_state, ())},
     }  # fmt: skip
     if host.driver is not None:
-        body[f"{host.driver}Config"] = dict(host.config or {})
+        body[f"{host.driver}Config"] = dict(host.config) if host.config is not None else None
     return body
