@@ -138,10 +138,20 @@ def test_headers_named_by_connection_stay_behind() -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["Host", "Authorization", "Content-Length", "Content-Type", "Content-Encoding", "Expect"]
+    "name",
+    [
+        "Host",
+        "Authorization",
+        "Content-Length",
+        "Content-Type",
+        "Content-Encoding",
+        "Accept-Encoding",
+        "Expect",
+    ],
 )
 def test_the_listeners_own_headers_stay_behind(name: str) -> None:
-    # Content-Type travels as the hit's own field; the body goes on decoded, so its coding does not.
+    # Content-Type travels as the hit's own field; the body goes on decoded, so its coding does not,
+    # and the answer comes back decoded, so the sender's Accept-Encoding does not either.
     assert forwarded_headers([(name, "x"), ("X-GitHub-Event", "push")], TOKEN) == [("X-GitHub-Event", "push")]
 
 

@@ -129,11 +129,20 @@ class IntentApplier(Protocol):
 
 
 TOKEN_PARAMS = frozenset({"key", "token", "projectId"})  # the listener's own; never forwarded
-# Besides hop-by-hop headers: the next hop's own (Host, Content-Length, Expect), the credentials, and
-# the body's Content-Type (``ForwardedHit.content_type``) and Content-Encoding (the listener has
-# decoded the body, so the coding no longer applies).
+# Besides hop-by-hop headers: the next hop's own (Host, Content-Length, Expect), the credentials, the
+# body's Content-Type (``ForwardedHit.content_type``) and Content-Encoding (the listener has decoded
+# the body, so the coding no longer applies), and Accept-Encoding (the answer goes back decoded and
+# without its coding, so the upstream must use one the forwarding client decodes).
 UNFORWARDED_HEADERS = frozenset(
-    {"host", "authorization", "content-length", "content-type", "content-encoding", "expect"}
+    {
+        "host",
+        "authorization",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept-encoding",
+        "expect",
+    }
 )
 
 

@@ -55,8 +55,8 @@ CONFIG_SCHEMA: ConfigSchema = {
     "type": "object",
     "description": (
         "Settings of the forwardPost driver (required when driver is forwardPost): each hit's body, "
-        "query (without the token parameters) and headers (without hop-by-hop ones, Host, "
-        "Authorization, Content-Length and any carrying the token) are POSTed to this service through "
+        "query (without the token parameters) and headers (without hop-by-hop ones, the listener's "
+        "own such as Host and Authorization, and any carrying the token) are POSTed to this service through "
         "Cattle's proxy, and the hit is answered with the upstream's status and body. Nothing is "
         f"recorded or retried; the upstream has {TIMEOUT:g} seconds and {MAX_ANSWER_BYTES // 2**20} MiB."
     ),
