@@ -290,8 +290,8 @@ def short_name(name: str) -> str:
 def name_prefix(template: CattleHost) -> str:
     """The template's short name without its trailing number (the whole short name if it has none)."""
     name = short_name(template.get("name") or template.get("hostname") or "host")
-    numbered = NUMBERED.match(name)
-    return numbered.group(1) if numbered else name
+    match = NUMBERED.match(name)
+    return match.group(1) if match else name
 
 
 def numbered(name: str | None, prefix: str) -> tuple[int, int] | None:
