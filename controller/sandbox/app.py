@@ -1,6 +1,6 @@
 """The sandbox: an in-process emulation of the part of Cattle's API the Cattle drivers use.
 
-It answers like Cattle (see /work/shared/cattle-api.md) so the client cannot tell the difference: the
+It answers like Cattle (Rancher 1.x) so the client cannot tell the difference: the
 same URLs under ``/v1`` and ``/v2-beta``, HTTP Basic auth with Cattle's challenge, Cattle's error body,
 collections with ``marker`` pagination and ``field_modifier`` filters, partial-update PUTs that answer
 with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
