@@ -14,9 +14,17 @@ import pytest
 from controller.backoff import Backoff
 from controller.cattle.client import CattleClient
 from controller.cattle.errors import CattleBusy
+from controller.cattle.shapes import CattleHost
 from controller.drivers import load_drivers
 from controller.drivers.base import ConfirmTimeout, DriverContext, TargetRefused
-from controller.drivers.scale_host import DRIVER, delete_option
+from controller.drivers.scale_host import (
+    DRIVER,
+    clone_body,
+    clone_template,
+    delete_option,
+    name_prefix,
+    next_names,
+)
 from controller.manifest import ReceiverSpec
 from controller.metrics import Metrics
 from controller.model import Problem, Receiver, ScaleIntent, Target
@@ -29,10 +37,11 @@ from controller.store.sqlite import SqliteStore
 
 DO = {"image": "ubuntu-16-04-x64", "region": "nyc3", "size": "2gb"}
 SEED = SandboxSeed(projects=(SeedProject(id="1a5", hosts=(
-    SeedHost(id="1h1", name="worker-1", labels={"role": "worker", "zone": "a"}, driver="do", config=DO),
+    SeedHost(id="1h1", name="worker-1", labels={"role": "worker", "zone": "a", "io.rancher.host.os": "linux"},
+             driver="do", config=DO),
     SeedHost(id="1h2", name="worker-2", labels={"role": "worker", "zone": "a"}, driver="do", config=DO),
-    SeedHost(id="1h3", name="worker-3", labels={"role": "worker", "zone": "b", "io.rancher.host.os": "linux"},
-             driver="do", config={**DO, "region": "ams3"}),
+    SeedHost(id="1h3", name="worker-3", labels={"role": "worker", "zone": "b"}, driver="do",
+             config={**DO, "region": "ams3"}),
     SeedHost(id="1h4", name="edge-1", labels={"role": "edge"}),
     SeedHost(id="1h5", name="edge-2", labels={"role": "edge"}),
     SeedHost(id="1h6", name="worker-7", labels={"role": "batch"}),  # another group, same name prefix
@@ -160,7 +169,7 @@ async def test_group_is_the_hosts_matching_every_selector_pair(make_world: MakeW
     assert await DRIVER.observe(group({"role": "worker", "zone": "c"}), world.ctx) == 0
 
 
-async def test_up_clones_config_and_labels_of_a_driver_host_with_continued_names(
+async def test_up_clones_config_and_labels_of_the_oldest_driver_host_with_continued_names(
     make_world: MakeWorld,
 ) -> None:
     world = await make_world()
@@ -170,10 +179,43 @@ async def test_up_clones_config_and_labels_of_a_driver_host_with_continued_names
     assert size == 5
     new = {h.name: h for h in world.hosts() if h.id not in {"1h1", "1h2", "1h3", "1h4", "1h5", "1h6"}}
     assert sorted(new) == ["worker-8", "worker-9"]  # after worker-7, though it's in another group
-    for host in new.values():  # a clone of worker-3, the newest member, without its agent's labels
-        assert (host.state, host.driver, host.config) == ("active", "do", {**DO, "region": "ams3"})
-        assert host.labels == {"role": "worker", "zone": "b"}
+    for host in new.values():  # a clone of worker-1, the oldest member, without its agent's labels
+        assert (host.state, host.driver, host.config) == ("active", "do", DO)
+        assert host.labels == {"role": "worker", "zone": "a"}
         assert host.hostname == host.name
+
+
+async def test_up_names_clones_as_rancher_did_without_domain_and_with_the_padding(
+    make_world: MakeWorld,
+) -> None:
+    nodes = SandboxSeed(projects=(SeedProject(id="1a5", hosts=tuple(
+        SeedHost(id=f"1h{n}", name=f"node{n:02d}.example.com", labels={"role": "node"}, driver="do",
+                 config=DO)
+        for n in (8, 9)
+    )),))  # fmt: skip
+    world = await make_world(nodes)
+
+    assert await DRIVER.apply(group({"role": "node"}), 4, world.ctx) == 4
+
+    assert world.names() == ["node08.example.com", "node09.example.com", "node10", "node11"]
+
+
+async def test_up_clones_a_host_made_from_a_template_through_its_template(make_world: MakeWorld) -> None:
+    templated = SandboxSeed(projects=(SeedProject(id="1a5", hosts=(
+        SeedHost(id="1h1", name="gpu-1", labels={"role": "gpu"}, driver="amazonec2", host_template_id="1ht1"),
+        SeedHost(id="1h2", name="gpu-2", labels={"role": "gpu"}, driver="amazonec2", config={"region": "x"}),
+    )),))  # fmt: skip
+    world = await make_world(templated)
+
+    assert await DRIVER.apply(group({"role": "gpu"}), 3, world.ctx) == 3
+
+    clone = world.sandbox.host("1a5", "1h3")
+    assert (clone.name, clone.driver, clone.host_template_id, clone.config) == (
+        "gpu-3",
+        "amazonec2",
+        "1ht1",
+        None,
+    )
 
 
 async def test_apply_of_the_current_size_changes_nothing(make_world: MakeWorld) -> None:
@@ -226,6 +268,53 @@ async def test_a_refused_create_propagates_as_its_cattle_error(make_world: MakeW
     world = await make_world(fail_host_create={1}, fail_host_create_status=422)
     with pytest.raises(CattleBusy):
         await DRIVER.apply(group(WORKERS), 4, world.ctx)
+
+
+# -- which host is cloned, and the names of the clones
+
+
+def host(host_id: str, name: str, created: int, **fields: Any) -> CattleHost:
+    return cast(CattleHost, {"id": host_id, "name": name, "hostname": name, "createdTS": created, **fields})
+
+
+def test_the_oldest_clonable_member_is_the_template_whatever_its_health() -> None:
+    members = [
+        host("1h7", "w-3", 3000, driver="do", doConfig=DO),
+        host("1h2", "w-1", 1000, driver="do", doConfig=DO, state="disconnected"),
+        host("1h1", "custom", 500),  # no driver: not clonable
+        host("1h5", "w-2", 2000, hostTemplateId="1ht1", driver="do", doConfig=None),
+    ]
+    template = clone_template(members)
+    assert template is not None and template["id"] == "1h2"
+
+
+def test_a_host_made_from_a_template_is_created_through_the_template_alone() -> None:
+    template = host("1h5", "w-2", 2000, hostTemplateId="1ht1", driver="do", doConfig=None, labels={"a": "b"})
+    assert clone_body(template, "w-3") == {
+        "hostname": "w-3",
+        "name": "w-3",
+        "labels": {"a": "b"},
+        "hostTemplateId": "1ht1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "others", "expected"),
+    [
+        ("node01", [], ["node02", "node03"]),
+        ("node09", [], ["node10", "node11"]),
+        ("node99", [], ["node100", "node101"]),
+        ("node01.example.com", [], ["node02", "node03"]),
+        ("node01", ["node05.example.com", "nodes7", "gpu09"], ["node06", "node07"]),
+        ("web", [], ["web2", "web3"]),
+        ("worker-1", ["worker-007"], ["worker-008", "worker-009"]),
+    ],
+)
+def test_clones_are_numbered_on_from_the_highest_with_its_zero_padding_and_no_domain(
+    template: str, others: list[str], expected: list[str]
+) -> None:
+    hosts = [host("1h1", template, 1000), *(host(f"1h{i}", n, 2000) for i, n in enumerate(others, 2))]
+    assert next_names(hosts, name_prefix(hosts[0]), 2) == expected
 
 
 # -- through the reconciler

@@ -60,6 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.flags",
             "controller.redact",
             "controller.errors",
+            "controller.http_headers",
         ),
     ),
 ]

@@ -1,5 +1,6 @@
 """The listener's pass-through hook, with forwardPost: a hit goes through the in-process sandbox's
-service proxy to a real upstream (tests/upstream.py), and the upstream's answer is the hit's answer.
+service proxy to a real upstream (tests/upstream.py), and the upstream's answer is the hit's answer;
+its headers go along, as a GitHub push's signature must.
 
 One fixture builds it all: the upstream, a sandbox whose service ``web`` forwards to it (and ``echo``,
 which answers as the sandbox's echo), a real store, and a forwardPost driver with small bounds so the
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
 from controller.wiring import wire
 from tests.specs import receiver_spec
-from tests.upstream import BIG, upstream_app
+from tests.upstream import BIG, github_push, upstream_app
 
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 AiohttpServer = Callable[..., Awaitable[TestServer]]
@@ -42,9 +43,9 @@ TIMEOUT = 0.5  # the driver's bound here; tests/upstream.py's /slow takes longer
 MAX_BYTES = 1024  # the driver's bound here; /big is larger
 
 
-def spec(service: str = "web", path: str = "/hooks") -> ReceiverSpec:
+def spec(service: str = "web", path: str = "/hooks", port: int | str = 8080) -> ReceiverSpec:
     return receiver_spec(
-        "forwardPost", {"projectId": "1a5", "serviceName": service, "port": 8080, "path": path}
+        "forwardPost", {"projectId": "1a5", "serviceName": service, "port": port, "path": path}
     )
 
 
@@ -77,11 +78,17 @@ class Harness:
         return token
 
     async def hit(
-        self, token: str, *, query: dict[str, str] | None = None, body: bytes = b"", content_type: str = ""
+        self,
+        token: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str = "",
+        headers: Mapping[str, str] | None = None,
     ) -> ClientResponse:
         params = {"key": token, "projectId": "1a5", **(query or {})}
-        headers = {"Content-Type": content_type} if content_type else {}
-        return await self.client.post(TRIGGER_PATH, params=params, data=body, headers=headers)
+        sent = {**({"Content-Type": content_type} if content_type else {}), **(headers or {})}
+        return await self.client.post(TRIGGER_PATH, params=params, data=body, headers=sent)
 
 
 @contextlib.asynccontextmanager
@@ -172,6 +179,42 @@ async def test_a_service_without_upstream_answers_as_the_sandbox_echo(harness: H
         "text/plain; charset=utf-8",
         "plain words",
     )
+
+
+async def test_a_github_push_reaches_the_upstream_with_its_signature_and_event_headers(
+    harness: Harness,
+) -> None:
+    token = harness.add("pipeline", spec(path="/headers"))
+    headers, body = github_push()
+    response = await harness.hit(token, body=body, headers=headers)
+    arrived = dict(await response.json())
+    assert {name: arrived.get(name) for name in headers} == headers
+
+
+async def test_the_echo_service_shows_the_headers_it_got_without_the_token_or_authorization(
+    harness: Harness,
+) -> None:
+    token = harness.add("echo", spec(service="echo"))
+    sent = {
+        "Authorization": f"Bearer {token}",
+        "X-Original-URL": f"/v1-webhooks/endpoint?key={token}",
+        "Connection": "keep-alive, X-Hop",
+        "X-Hop": "for the next hop only",
+        "X-GitHub-Event": "push",
+        "X-Hub-Signature": "sha1=0123456789abcdef0123456789abcdef01234567",
+    }
+    response = await harness.hit(token, headers=sent)
+    arrived = (await response.json())["headers"]
+    names = {name.lower() for name, _ in arrived}
+    assert ["X-GitHub-Event", "push"] in arrived and ["X-Hub-Signature", sent["X-Hub-Signature"]] in arrived
+    assert names.isdisjoint({"authorization", "x-original-url", "x-hop", "connection", "host"})
+    assert not any(token in value for _, value in arrived)
+
+
+async def test_a_port_given_as_a_string_of_digits_forwards_like_an_integer(harness: Harness) -> None:
+    token = harness.add("pipeline", spec(port="8080"))
+    response = await harness.hit(token, body=b"{}", content_type="application/json")
+    assert (response.status, (await response.json())["body"]) == (200, "{}")
 
 
 @pytest.mark.parametrize("code", [201, 500])

@@ -1,5 +1,5 @@
-"""The sandbox's hosts: listing, cloning a machine-driver host, provisioning over time, evacuation,
-and injected create failures — over HTTP as Cattle answers them."""
+"""The sandbox's hosts: listing, cloning a machine-driver host (from its config or its host template),
+provisioning over time, evacuation, and injected create failures — over HTTP as Cattle answers them."""
 
 from __future__ import annotations
 
@@ -92,8 +92,12 @@ async def test_created_host_walks_to_active_over_the_transition_time(
 
 @pytest.mark.parametrize(
     "body",
-    [{"hostname": "x"}, {"hostname": "x", "digitaloceanConfig": {}, "amazonec2Config": {}}],
-    ids=["no config", "two configs"],
+    [
+        {"hostname": "x"},
+        {"hostname": "x", "digitaloceanConfig": {}, "amazonec2Config": {}},
+        {"hostname": "x", "digitaloceanConfig": {}, "hostTemplateId": "1ht1"},
+    ],
+    ids=["no config", "two configs", "a config and a template"],
 )
 async def test_create_needs_exactly_one_driver_config(make_client: MakeClient, body: dict[str, Any]) -> None:
     client = await make_client()
@@ -144,6 +148,52 @@ async def test_the_chosen_host_create_fails_once(make_client: MakeClient, fail_s
 
     assert statuses == [201, fail_status, 201]
     assert [h.name for h in client.app[SANDBOX_STATE].hosts("1a5")][-2:] == ["worker-4", "worker-5"]
+
+
+@pytest.fixture
+def make_templated_client(aiohttp_client: AiohttpClient, clock: FakeClock) -> MakeClient:
+    """A sandbox whose one host was made from host template 1ht1 (an amazonec2 one)."""
+    seed = parse_seed({"projects": [{"id": "1a5", "hosts": [
+        {"id": "1h1", "name": "gpu-1", "labels": {"role": "gpu"}, "driver": "amazonec2",
+         "hostTemplateId": "1ht1"},
+    ]}]})  # fmt: skip
+    return client_factory(aiohttp_client, seed, clock, transition_ms=600)
+
+
+async def test_a_host_made_from_a_template_shows_the_template_and_no_config(
+    make_templated_client: MakeClient,
+) -> None:
+    client = await make_templated_client()
+    _, host = await json_of(client, "GET", f"{HOSTS}/1h1")
+    assert (host["driver"], host["hostTemplateId"], host["amazonec2Config"]) == ("amazonec2", "1ht1", None)
+
+
+async def test_create_through_a_known_host_template_makes_a_host_of_its_driver(
+    make_templated_client: MakeClient, clock: FakeClock
+) -> None:
+    client = await make_templated_client()
+    clone = {"hostname": "gpu-2", "labels": {"role": "gpu"}, "hostTemplateId": "1ht1"}
+
+    status, created = await json_of(client, "POST", HOSTS, json=clone)
+    clock.now += 1
+    _, done = await json_of(client, "GET", f"{HOSTS}/{created['id']}")
+
+    assert (status, created["state"]) == (201, "requested")
+    assert (done["state"], done["driver"], done["hostTemplateId"]) == ("active", "amazonec2", "1ht1")
+
+
+async def test_create_through_an_unknown_host_template_is_422(make_templated_client: MakeClient) -> None:
+    client = await make_templated_client()
+    status, error = await json_of(client, "POST", HOSTS, json={"hostname": "gpu-2", "hostTemplateId": "1ht9"})
+    assert (status, error["code"], error["fieldName"]) == (422, "InvalidReference", "hostTemplateId")
+
+
+def test_seed_host_from_a_template_has_no_driver_config() -> None:
+    with pytest.raises(SeedError, match=r"projects\[0\].hosts\[0\].amazonec2Config"):
+        parse_seed({"projects": [{"id": "1a5", "hosts": [
+            {"id": "1h1", "name": "w", "driver": "amazonec2", "hostTemplateId": "1ht1",
+             "amazonec2Config": {}},
+        ]}]})  # fmt: skip
 
 
 def test_seed_host_with_a_driver_needs_its_config() -> None:

@@ -34,6 +34,7 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import aiohttp
+from multidict import CIMultiDict
 from yarl import URL
 
 from controller.cattle.errors import (
@@ -166,10 +167,15 @@ class CattleClient:
         body: bytes,
         content_type: str,
         *,
+        headers: Sequence[tuple[str, str]] = (),
         timeout: float,  # noqa: ASYNC109 - an aiohttp per-request timeout, not a wait of ours
         max_bytes: int,
     ) -> tuple[int, bytes, str]:
         """POST ``body`` to a service's port through Cattle's proxy (``/r/projects/{id}/{name}:{port}/...``).
+
+        ``headers`` go along as given (repeats kept), except that the credentials and
+        ``X-API-No-Challenge`` are Cattle's and ``Content-Type`` is ``content_type``'s; ``Accept`` is
+        ``*/*`` unless they name one. The caller has dropped hop-by-hop headers.
 
         Any HTTP answer is the upstream's, returned as (status, body, content type) and never raised:
         the caller passes it on. Only a missing answer raises: ``CattleTimeout`` after ``timeout``
@@ -179,13 +185,19 @@ class CattleClient:
         url = URL(f"{self.proxy_base}/r/projects/{project_id}/{service_name}:{port}/{path.lstrip('/')}")
         url = url.with_query(list(query))
         where = f"POST {url.path}"
-        headers = {**self._headers, "Accept": "*/*"}
+        sent = CIMultiDict(headers)
+        for name in ("Authorization", "Content-Type"):
+            sent.popall(name, None)
+        sent.setdefault("Accept", "*/*")
+        for name, value in self._headers.items():
+            if name != "Accept":
+                sent[name] = value
         if content_type:
-            headers["Content-Type"] = content_type
+            sent["Content-Type"] = content_type
         status = 0
         try:
             async with self._session.post(
-                url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                url, data=body, headers=sent, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 status = response.status
                 if response.content_length is not None and response.content_length > max_bytes:

@@ -37,6 +37,7 @@ from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from controller.drivers.base import DriverContext
 from controller.errors import WebhookServiceError
+from controller.http_headers import end_to_end
 from controller.manifest import ReceiverSpec
 from controller.model import Problem, Receiver, ScaleIntent, Target
 from controller.store.base import FoldStep, PendingIntent
@@ -128,6 +129,21 @@ class IntentApplier(Protocol):
 
 
 TOKEN_PARAMS = frozenset({"key", "token", "projectId"})  # the listener's own; never forwarded
+# Besides hop-by-hop headers: the next hop's own (Host, Content-Length, Expect), the credentials, the
+# body's Content-Type (``ForwardedHit.content_type``) and Content-Encoding (the listener has decoded
+# the body, so the coding no longer applies), and Accept-Encoding (the answer goes back decoded and
+# without its coding, so the upstream must use one the forwarding client decodes).
+UNFORWARDED_HEADERS = frozenset(
+    {
+        "host",
+        "authorization",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept-encoding",
+        "expect",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -135,6 +151,7 @@ class ForwardedHit:
     body: bytes
     content_type: str  # as sent, parameters included ("" when the hit had none)
     query: list[tuple[str, str]]  # the hit's query in order, without TOKEN_PARAMS
+    headers: list[tuple[str, str]]  # the hit's other headers in order, as ``forwarded_headers`` keeps them
 
 
 @dataclass(frozen=True)
@@ -172,6 +189,16 @@ class Forwarder(Protocol):
 
 def forwarded_query(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(name, value) for name, value in pairs if name not in TOKEN_PARAMS]
+
+
+def forwarded_headers(pairs: Iterable[tuple[str, str]], token: str) -> list[tuple[str, str]]:
+    """The end-to-end headers a pass-through hands on (a sender's signature and event headers among
+    them), without ``UNFORWARDED_HEADERS`` and without any header whose value holds the hit's token."""
+    return [
+        (name, value)
+        for name, value in end_to_end(pairs)
+        if name.lower() not in UNFORWARDED_HEADERS and token not in value
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,18 @@
-"""``forwardPost``: pass a hit's body through to a Cattle service, via Cattle's proxy, synchronously.
+"""``forwardPost``: pass a hit through to a Cattle service, via Cattle's proxy, synchronously.
 
 It is the one driver that is not an intent: it is a ``Forwarder`` (``controller.drivers.contract``),
 so the listener answers each hit with the upstream's status and body and records nothing. As every
 driver it has a ``check`` and a ``target``, so the loader, the registry and tokens treat it like any
 receiver.
+
+The hit goes on as Rancher's driver sent it: its body, its query (without the token parameters) and
+its headers, so a GitHub push keeps ``X-Hub-Signature`` and ``X-GitHub-Event`` (the Rancher Pipeline
+refuses a hook without them). ``controller.drivers.contract.forwarded_headers`` says which headers stay
+behind: hop-by-hop ones, the listener's own, and any that carries the trigger token.
+
+``port`` may be a string of digits as well as an integer, because Rancher's API stored it as a string
+and the Rancher Pipeline still sends ``"port": "60080"``; ``forward_config`` makes it an integer, so
+both spellings name one target.
 
 The upstream is bounded: ``TIMEOUT`` seconds for the whole answer and ``MAX_ANSWER_BYTES`` of body.
 """
@@ -11,7 +20,8 @@ The upstream is bounded: ``TIMEOUT`` seconds for the whole answer and ``MAX_ANSW
 from __future__ import annotations
 
 import logging
-from typing import NotRequired, TypedDict
+from collections.abc import Mapping
+from typing import Any, NotRequired, TypedDict, cast
 
 from controller.cattle.errors import CattleAnswerTooLarge, CattleTimeout, CattleUnavailable
 from controller.drivers.base import CATTLE_SECRET_CLAIM, DriverContext, TargetRefused, project_id_schema
@@ -37,7 +47,7 @@ CONFIG_FIELD = "forwardPostConfig"
 class ForwardPostConfig(TypedDict):
     projectId: str
     serviceName: str
-    port: int
+    port: int  # the spec may spell it as a string of digits; forward_config makes it an integer
     path: NotRequired[str]  # default "/"
 
 
@@ -45,7 +55,8 @@ CONFIG_SCHEMA: ConfigSchema = {
     "type": "object",
     "description": (
         "Settings of the forwardPost driver (required when driver is forwardPost): each hit's body, "
-        "Content-Type and query (without the token parameters) are POSTed to this service through "
+        "query (without the token parameters) and headers (without hop-by-hop ones, the listener's "
+        "own such as Host and Authorization, and any carrying the token) are POSTed to this service through "
         "Cattle's proxy, and the hit is answered with the upstream's status and body. Nothing is "
         f"recorded or retried; the upstream has {TIMEOUT:g} seconds and {MAX_ANSWER_BYTES // 2**20} MiB."
     ),
@@ -60,10 +71,15 @@ CONFIG_SCHEMA: ConfigSchema = {
             "description": "The name of the Cattle service to forward to, like web.",
         },
         "port": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": 65535,
-            "description": "The service's port that receives the forwarded hit.",
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string", "pattern": "^[0-9]{1,5}$"},
+            ],
+            "description": (
+                "The service's port that receives the forwarded hit: 1..65535, as an integer or as a string "
+                'of digits ("60080", as the Rancher Pipeline sends it).'
+            ),
         },
         "path": {
             "type": "string",
@@ -75,7 +91,9 @@ CONFIG_SCHEMA: ConfigSchema = {
 
 
 def forward_config(spec: ReceiverSpec) -> ForwardPostConfig:
-    config: ForwardPostConfig = config_of(spec, CONFIG_FIELD)
+    """The spec's config with its port as an integer (the schema has checked that it is digits)."""
+    raw: Mapping[str, Any] = config_of(spec, CONFIG_FIELD)
+    config = cast(ForwardPostConfig, {**raw, "port": int(raw["port"])})
     return config
 
 
@@ -147,6 +165,7 @@ class ForwardPostDriver:
                 hit.query,
                 hit.body,
                 hit.content_type,
+                headers=hit.headers,
                 timeout=self.timeout,
                 max_bytes=self.max_bytes,
             )

@@ -10,12 +10,18 @@ removed are not members; unhealthy ones are, so that removing them is what shrin
 ``apply(desired)`` is idempotent, because a retry (after a crash, a timeout, or the third of five
 creates failing) must never double the hosts:
 
-- **up** clones a machine-driver member (its ``<driver>Config`` and labels, minus the agent-reported
-  ``io.rancher.host.*`` ones) into hosts named deterministically: template ``worker-3`` gives
-  ``worker-4``, ``worker-5``..., numbered after the highest ``worker-N`` among *all* the project's
-  names and hostnames, so no hostname ever repeats. Before creating, it counts the hosts still on
-  their way (transitioning, not removing) that carry the group's labels and such a name: a retry sees
-  the hosts its failed attempt created and creates only the missing ones. A group with no
+- **up** clones the group's *oldest* machine-driver member, as Rancher's scaleHost did, so hosts that
+  join the group later (perhaps made by hand, with other settings) don't change what a scale-up makes.
+  A member created from a host template (``hostTemplateId``) is cloned through the template, since
+  the template holds the driver's credentials and the host shows none; any other through its
+  ``<driver>Config``. Either way the clone gets the member's labels, minus the agent-reported
+  ``io.rancher.host.*`` ones. The new hosts are named as Rancher names them: the template's name
+  (else hostname) without its domain, its trailing number counted on with the same zero-padding
+  (``node01.example.com`` gives ``node02``; ``node09`` gives ``node10``, ``node99`` ``node100``; an
+  unnumbered ``web`` counts as 1 and gives ``web2``), after the highest such number among *all* the
+  project's names and hostnames, so no hostname ever repeats. Before creating, it counts the hosts
+  still on their way (transitioning, not removing) that carry the group's labels and such a name: a
+  retry sees the hosts its failed attempt created and creates only the missing ones. A group with no
   machine-driver member can't grow (``TargetRefused``).
 - **down** removes members the way Cattle does (a ``host.evacuate`` event with ``deleteHost``):
   unhealthy ones first, then by ``deleteOption`` on the creation time (``mostRecent``, the default,
@@ -72,6 +78,7 @@ CLONED_FIELDS = (
     "engineRegistryMirror", "engineStorageDriver",
 )  # fmt: skip
 NUMBERED = re.compile(r"^(.*?)(\d+)$")
+UNNUMBERED = 1  # the number of a template whose name has none: its first clone is <name>2
 CONFIG_FIELD = "scaleHostConfig"
 
 
@@ -184,9 +191,7 @@ class ScaleHostDriver:
             )
         prefix = name_prefix(template)
         selector = parse_selector(target.claims["hostSelector"])
-        on_the_way = [
-            h for h in hosts if arriving(h, selector) and number_of(h.get("name"), prefix) is not None
-        ]
+        on_the_way = [h for h in hosts if arriving(h, selector) and numbered(h.get("name"), prefix)]
         names = next_names(hosts, prefix, missing - len(on_the_way))
         for name in names:  # one at a time: a failure leaves a known prefix of the names created
             await cattle.create_host(target.claims["projectId"], clone_body(template, name))
@@ -266,40 +271,59 @@ def driver_config(host: CattleHost) -> tuple[str, dict[str, Any]] | None:
     return (f"{driver}Config", config) if isinstance(config, dict) else None
 
 
+def clonable(host: CattleHost) -> bool:
+    """Cattle can create another like it: through its host template, or from its ``<driver>Config``."""
+    return bool(host.get("hostTemplateId")) or driver_config(host) is not None
+
+
 def clone_template(group: Sequence[CattleHost]) -> CattleHost | None:
-    """The machine-driver member to clone: the newest healthy one, else the newest at all."""
-    candidates = [h for h in group if driver_config(h) is not None]
-    candidates.sort(key=lambda h: (h.get("state") == HEALTHY, h.get("createdTS") or 0, id_order(h)))
-    return candidates[-1] if candidates else None
+    """The member to clone: the oldest clonable one (by creation time, then by id)."""
+    candidates = [h for h in group if clonable(h)]
+    return min(candidates, key=lambda h: (h.get("createdTS") or 0, id_order(h)), default=None)
+
+
+def short_name(name: str) -> str:
+    """A host name without its domain: ``node01.example.com`` -> ``node01``."""
+    return name.split(".", 1)[0]
 
 
 def name_prefix(template: CattleHost) -> str:
-    name = template.get("name") or template.get("hostname") or "host"
-    numbered = NUMBERED.match(name)
-    return numbered.group(1) if numbered else f"{name}-"
+    """The template's short name without its trailing number (the whole short name if it has none)."""
+    name = short_name(template.get("name") or template.get("hostname") or "host")
+    match = NUMBERED.match(name)
+    return match.group(1) if match else name
 
 
-def number_of(name: str | None, prefix: str) -> int | None:
-    if not name or not name.startswith(prefix):
+def numbered(name: str | None, prefix: str) -> tuple[int, int] | None:
+    """``<prefix>N`` (domain aside) as (N, how many digits it is written with); None for other names."""
+    if not name:
         return None
-    rest = name[len(prefix) :]
-    return int(rest) if rest.isdigit() else None
+    short = short_name(name)
+    rest = short[len(prefix) :] if short.startswith(prefix) else ""
+    return (int(rest), len(rest)) if rest.isdigit() else None
 
 
 def next_names(hosts: Sequence[CattleHost], prefix: str, count: int) -> list[str]:
-    """``count`` names after the highest ``<prefix>N`` among all the project's names and hostnames."""
-    numbers = [number_of(n, prefix) for h in hosts for n in (h.get("name"), h.get("hostname"))]
-    highest = max((n for n in numbers if n is not None), default=0)
-    return [f"{prefix}{highest + i}" for i in range(1, count + 1)]
+    """``count`` names after the highest ``<prefix>N`` among all the project's names and hostnames,
+    zero-padded as that highest one is (``node09`` -> ``node10``, ``node99`` -> ``node100``)."""
+    found = [n for h in hosts for name in (h.get("name"), h.get("hostname")) if (n := numbered(name, prefix))]
+    highest, width = max(found, default=(UNNUMBERED, 1))
+    return [f"{prefix}{highest + i:0{width}d}" for i in range(1, count + 1)]
 
 
 def clone_body(template: CattleHost, name: str) -> dict[str, Any]:
-    found = driver_config(template)
-    assert found is not None  # clone_template picked a machine-driver host
-    config_field, config = found
+    """The create of a host like ``template``: through its host template when it has one, else with its
+    ``<driver>Config`` (exactly one of the two, as Cattle requires)."""
     raw = cast(dict[str, Any], template)
     labels = {k: v for k, v in (template.get("labels") or {}).items() if not k.startswith(AGENT_LABEL_PREFIX)}
-    body: dict[str, Any] = {"hostname": name, "name": name, "labels": labels, config_field: config}
+    body: dict[str, Any] = {"hostname": name, "name": name, "labels": labels}
+    if template.get("hostTemplateId"):
+        body["hostTemplateId"] = template["hostTemplateId"]
+    else:
+        found = driver_config(template)
+        assert found is not None  # clone_template picked a clonable host
+        config_field, config = found
+        body[config_field] = config
     body.update({f: raw[f] for f in CLONED_FIELDS if raw.get(f) is not None})
     return body
 

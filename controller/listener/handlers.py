@@ -61,6 +61,7 @@ from controller.drivers.contract import (
     ForwardedHit,
     Forwarder,
     ForwardError,
+    forwarded_headers,
     forwarded_query,
 )
 from controller.health import Health
@@ -184,6 +185,7 @@ class Handlers:
             body=body,
             content_type=request.headers.get("Content-Type", ""),
             query=forwarded_query(list(request.query.items())),
+            headers=forwarded_headers(request.headers.items(), _find_token(request)),
         )
         if self.deps.driver_ctx is None:
             raise ForwardError("No Cattle is configured to forward through.")

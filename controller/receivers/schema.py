@@ -43,6 +43,7 @@ TYPE_NAMES = {
     "object": "a mapping",
     "null": "null",
 }
+BRANCH_LIMITS = (("minimum", "at least"), ("maximum", "at most"), ("pattern", "matching"))
 
 
 def to_json_schema(node: Any) -> Any:
@@ -137,7 +138,16 @@ def describe_error(error: ValidationError) -> Problem:
             return Problem(format_path(parts), f"must match {arg} (got {shown(value)})")
         case "minItems":
             return Problem(format_path(parts), f"must have at least {arg} item(s)")
+        case "anyOf":  # e.g. an int-or-string port: say what each branch takes
+            wanted = " or ".join(_branch(branch) for branch in arg)
+            return Problem(format_path(parts), f"must be {wanted} (got {shown(value)})")
     return Problem(format_path(parts), error.message)
+
+
+def _branch(schema: Mapping[str, Any]) -> str:
+    limits = [f"{word} {schema[key]}" for key, word in BRANCH_LIMITS if key in schema]
+    name = TYPE_NAMES.get(str(schema.get("type")), "a value")
+    return f"{name} ({', '.join(limits)})" if limits else name
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The sandbox: an in-process emulation of the part of Cattle's API the Cattle drivers use.
 
-It answers like Cattle (see /work/shared/cattle-api.md) so the client cannot tell the difference: the
+It answers like Cattle (Rancher 1.x) so the client cannot tell the difference: the
 same URLs under ``/v1`` and ``/v2-beta``, HTTP Basic auth with Cattle's challenge, Cattle's error body,
 collections with ``marker`` pagination and ``field_modifier`` filters, partial-update PUTs that answer
 with the whole resource in ``updating-active``, and 409 for a service busy in another process. Hosts:
-lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config``, answered 201 in
-``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
+lists and reads, ``POST hosts`` (a clone with exactly one ``<driver>Config`` or a ``hostTemplateId``,
+answered 201 in ``requested``) and ``POST externalhostevents`` (``host.evacuate``, optionally ``deleteHost``).
 Generic objects (``GET .../genericobjects``, filtered by ``kind``/``key`` like any collection) are
 read-only: they come from the seed, as Rancher's webhook service left them for ``import-rancher``.
 Service actions (``POST .../services/{id}/?action=upgrade``, ``finishupgrade``, ``rollback``, ...)
@@ -14,10 +14,13 @@ doesn't offer the action; the ``launchConfig``, ``secondaryLaunchConfigs`` and `
 an in-service upgrade the way Cattle does.
 
 It also models Rancher 1.x's service proxy (what the forwardPost driver uses): ``POST
-/r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. A
-service seeded with ``upstream: http://host:port`` is forwarded to for real (body, Content-Type,
-query); any other answers as an echo upstream: 200 with ``{"method", "path", "query" (pairs),
-"contentType", "body" (text)}``. An unknown service name is 404, a port outside 1..65535 is 422.
+/r/projects/{projectId}/{serviceName}:{port}/{path}`` beside the API versions, with the same auth. The
+service gets the body, the query and the headers, except hop-by-hop ones, ``Host``, ``Content-Length``
+and ``Authorization`` (the caller's Cattle credentials, which are Cattle's business, not the
+service's). A service seeded with ``upstream: http://host:port`` is forwarded to for real; any other
+answers as an echo upstream: 200 with ``{"method", "path", "query" (pairs), "contentType", "body"
+(text), "headers" (pairs, as the service got them)}``. An unknown service name is 404, a port outside
+1..65535 is 422.
 
 Design decisions:
 
@@ -57,7 +60,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
+from controller.http_headers import end_to_end
 from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.sandbox.state import (
     ACTIONS_BY_STATE,
@@ -87,6 +92,7 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 RESERVED_QUERY = frozenset({"limit", "marker", "sort", "order", "include", "_"})
 MODIFIERS = frozenset({"eq", "ne", "lt", "lte", "gt", "gte", "prefix", "like", "notlike", "null", "notnull"})
+UNPROXIED_HEADERS = frozenset({"host", "content-length", "authorization"})  # besides hop-by-hop ones
 
 
 @dataclass(frozen=True)
@@ -418,22 +424,28 @@ async def proxy_post(request: web.Request) -> web.Response:
     service = request.app[SANDBOX_STATE].service_named(project.id, name)
     path = "/" + request.match_info.get("path", "")
     body = await request.read()
-    content_type = request.headers.get("Content-Type", "")
+    headers = [
+        (name, value)
+        for name, value in end_to_end(request.headers.items())
+        if name.lower() not in UNPROXIED_HEADERS
+    ]
     if service.upstream is None:
         echo = {
             "method": request.method,
             "path": path,
             "query": [[k, v] for k, v in request.query.items()],
-            "contentType": content_type,
+            "contentType": request.headers.get("Content-Type", ""),
             "body": body.decode("utf-8", errors="replace"),
+            "headers": [[name, value] for name, value in headers],
         }
         return web.json_response(echo)
-    headers = {"Content-Type": content_type} if content_type else {}
     url = f"{service.upstream}{path}"
     try:
         async with (
             aiohttp.ClientSession() as session,
-            session.post(url, params=list(request.query.items()), data=body, headers=headers) as upstream,
+            session.post(
+                url, params=list(request.query.items()), data=body, headers=CIMultiDict(headers)
+            ) as upstream,
         ):
             answer = await upstream.read()
             answer_headers = {
@@ -603,7 +615,8 @@ def render_upgrade(service: SandboxService) -> dict[str, Any] | None:
 
 
 def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
-    """The whole host, null fields included; a machine-driver host carries its ``<driver>Config``."""
+    """The whole host, null fields included; a machine-driver host carries its ``<driver>Config`` (null
+    when it was made from a host template, which keeps the config)."""
     project_url = f"{base}/projects/{host.project_id}"
     self_url = f"{project_url}/hosts/{host.id}"
     body: dict[str, Any] = {
@@ -611,7 +624,8 @@ def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
         "hostname": host.hostname, "description": None, "accountId": host.project_id,
         "state": host.shown_state, "agentState": host.agent_state, "transitioning": host.transitioning,
         "transitioningMessage": "In Progress" if host.transitioning == "yes" else None,
-        "labels": dict(host.labels), "driver": host.driver, "hostTemplateId": None, "physicalHostId": None,
+        "labels": dict(host.labels), "driver": host.driver, "hostTemplateId": host.host_template_id,
+        "physicalHostId": None,
         "removed": None, "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{host.project_id}/{host.id}")),
         **timestamps(host.created), **host.extra,
         "links": {"self": self_url, "account": f"{project_url}/accounts/{host.project_id}",
@@ -619,5 +633,5 @@ def render_host(host: SandboxHost, base: str) -> dict[str, Any]:
         "actions": {a: f"{self_url}/?action={a}" for a in HOST_ACTIONS_BY_STATE.get(host.shown_state, ())},
     }  # fmt: skip
     if host.driver is not None:
-        body[f"{host.driver}Config"] = dict(host.config or {})
+        body[f"{host.driver}Config"] = dict(host.config) if host.config is not None else None
     return body

@@ -40,7 +40,9 @@ decides the schemas Cattle serves it (``controller.sandbox.state.ROLE_METHODS``)
       - {accessKey: viewer-access, secretKey: viewer-secret, role: readonly}
 
 A host with a ``driver`` carries that driver's ``<driver>Config`` (a machine-driver host, which the
-scaleHost driver can clone); a host without one is custom. ``hostname`` defaults to ``name``; ``state``
+scaleHost driver can clone), or instead a ``hostTemplateId`` when it was made from a host template
+(which holds the config; the sandbox then knows that template, of that driver, for creates); a host
+without a driver is custom. ``hostname`` defaults to ``name``; ``state``
 (default active) and ``agentState`` (e.g. disconnected) are Cattle's fields. Seeded hosts are created
 in file order, one second apart, before the sandbox starts.
 """
@@ -95,6 +97,7 @@ class SeedHost:
     agent_state: str | None = None
     driver: str | None = None  # None: a custom host
     config: Mapping[str, Any] | None = None  # the <driver>Config of a machine-driver host
+    host_template_id: str | None = None  # instead of config: the host template it was made from
 
 
 @dataclass(frozen=True)
@@ -235,15 +238,24 @@ def _host(data: Any, where: str, problems: list[str]) -> SeedHost:
     driver = data.get("driver")
     configs = sorted(k for k in data if k.endswith("Config"))
     config: Mapping[str, Any] | None = None
+    template = data.get("hostTemplateId")
+    if template is not None and not (isinstance(template, str) and template):
+        problems.append(f"{where}.hostTemplateId: expected a non-empty string, got {template!r}")
+        template = None
     if driver is None:
-        if configs:
-            problems.append(f"{where}.{configs[0]}: a custom host (no driver) has no driver config")
+        if configs or template is not None:
+            field = configs[0] if configs else "hostTemplateId"
+            problems.append(f"{where}.{field}: a custom host (no driver) has no driver config or template")
     elif not isinstance(driver, str) or not driver:
         problems.append(f"{where}.driver: expected a non-empty string, got {driver!r}")
         driver = None
+    elif template is not None:
+        if configs:
+            problems.append(f"{where}.{configs[0]}: a host made from a template has no driver config")
     elif configs != [f"{driver}Config"] or not isinstance(data[f"{driver}Config"], dict):
         problems.append(
-            f"{where}.{driver}Config: a {driver} host needs exactly this one driver config mapping"
+            f"{where}.{driver}Config: a {driver} host needs exactly this one driver config mapping "
+            "(or a hostTemplateId)"
         )
     else:
         config = dict(data[f"{driver}Config"])
@@ -261,6 +273,7 @@ def _host(data: Any, where: str, problems: list[str]) -> SeedHost:
         agent_state=agent_state,
         driver=driver,
         config=config,
+        host_template_id=template,
     )
 
 

@@ -6,6 +6,8 @@ requests. A state set by a test (``restarting``, ``upgrading``...) stays until t
 A refused request raises ``Refusal``, which the HTTP edge (``controller.sandbox.app``) renders as
 Cattle's error body.
 
+A host is created from exactly one ``<driver>Config`` or from a ``hostTemplateId`` (a template a
+seeded host was made from: the project knows those, each of one driver), as Cattle requires.
 Hosts follow Cattle's machine lifecycle: a created host walks ``HOST_CREATE_STEPS`` (requested ->
 ... -> active) evenly over the transition time, and an evacuation with ``deleteHost`` takes it through
 ``removing`` to ``removed`` (hidden from lists, still readable by id). An active host with an
@@ -204,10 +206,11 @@ class SandboxHost:
     hostname: str
     labels: dict[str, str]
     driver: str | None  # None: a custom host
-    config: dict[str, Any] | None  # its <driver>Config
+    config: dict[str, Any] | None  # its <driver>Config; None for a custom host or one from a template
     state: str
     created: float
     agent_state: str | None = None
+    host_template_id: str | None = None  # the host template it was made from, if any
     extra: dict[str, Any] = field(default_factory=dict)  # other fields sent on create, kept as sent
     schedule: list[tuple[float, str]] = field(default_factory=list)  # (when, state) still to come
 
@@ -247,6 +250,7 @@ class SandboxProject:
     services: dict[str, SandboxService] = field(default_factory=dict)
     hosts: dict[str, SandboxHost] = field(default_factory=dict)
     generic_objects: dict[str, SandboxGenericObject] = field(default_factory=dict)
+    host_templates: dict[str, str] = field(default_factory=dict)  # host template id -> its driver
 
 
 class SandboxState:
@@ -298,10 +302,13 @@ class SandboxState:
             id=seed.id, project_id=project_id, name=seed.name, hostname=seed.hostname or seed.name,
             labels=dict(seed.labels), driver=seed.driver,
             config=dict(seed.config) if seed.config is not None else None, state=seed.state,
-            agent_state=seed.agent_state, created=created,
+            agent_state=seed.agent_state, created=created, host_template_id=seed.host_template_id,
         )  # fmt: skip
         self._next_host = max(self._next_host, id_number(seed.id) + 1)
-        self.projects[project_id].hosts[seed.id] = host
+        project = self.projects[project_id]
+        project.hosts[seed.id] = host
+        if seed.host_template_id is not None and seed.driver is not None:
+            project.host_templates[seed.host_template_id] = seed.driver
         return host
 
     def add_service(self, project_id: str, seed: SeedService) -> SandboxService:
@@ -362,9 +369,10 @@ class SandboxState:
         return [h for h in listed if h.state not in HIDDEN_STATES]
 
     def create_host(self, project_id: str, body: Mapping[str, Any]) -> SandboxHost:
-        """POST of a host: exactly one ``<driver>Config``; it then provisions over the transition time."""
+        """POST of a host: exactly one ``<driver>Config`` or a known ``hostTemplateId``; it then
+        provisions over the transition time."""
         project = self.project(project_id)
-        driver, config = driver_config(body)
+        driver, config, template = host_source(body, project.host_templates)
         hostname = body.get("hostname") or body.get("name")
         if not isinstance(hostname, str) or not hostname:
             raise Refusal(422, "MissingRequired", "hostname is required", field_name="hostname")
@@ -377,7 +385,7 @@ class SandboxState:
         host = SandboxHost(
             id=f"1h{self._next_host}", project_id=project_id, name=str(body.get("name") or hostname),
             hostname=hostname, labels=dict(labels), driver=driver, config=config, state=HOST_CREATE_STEPS[0],
-            created=now, extra={k: v for k, v in body.items() if k in HOST_EXTRA},
+            created=now, extra={k: v for k, v in body.items() if k in HOST_EXTRA}, host_template_id=template,
         )  # fmt: skip
         steps = HOST_CREATE_STEPS[1:]
         host.schedule = [(now + self._transition * (i + 1) / len(steps), s) for i, s in enumerate(steps)]
@@ -465,22 +473,28 @@ HOST_EXTRA = ("description", "engineInstallUrl", "engineOpt", "engineEnv", "engi
               "engineInsecureRegistry", "engineRegistryMirror", "engineStorageDriver")  # fmt: skip
 
 
-def driver_config(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The one non-null ``<driver>Config`` of a host create, as (driver, config)."""
+def host_source(
+    body: Mapping[str, Any], templates: Mapping[str, str]
+) -> tuple[str, dict[str, Any] | None, str | None]:
+    """What a host create builds from, as (driver, config, template id): its one non-null
+    ``<driver>Config``, or else its ``hostTemplateId``, which must name one of ``templates``."""
     configs = [k for k, v in body.items() if k.endswith("Config") and v is not None]
-    if len(configs) != 1:
-        if body.get("hostTemplateId"):
-            raise Refusal(422, "InvalidReference", "no such host template", field_name="hostTemplateId")
+    template = body.get("hostTemplateId")
+    if len(configs) + (template is not None) != 1:
         raise Refusal(
             422,
             "DriverConfigExactlyOneRequired",
-            "exactly one <driver>Config is required",
+            "exactly one <driver>Config or a hostTemplateId is required",
             field_name="driver",
         )
+    if template is not None:
+        if template not in templates:
+            raise Refusal(422, "InvalidReference", "no such host template", field_name="hostTemplateId")
+        return templates[template], None, template
     config = body[configs[0]]
     if not isinstance(config, dict):
         raise Refusal(422, "InvalidFormat", f"{configs[0]} must be a map", field_name=configs[0])
-    return configs[0].removesuffix("Config"), dict(config)
+    return configs[0].removesuffix("Config"), dict(config), None
 
 
 def id_number(resource_id: str) -> int:
