@@ -21,8 +21,8 @@ to fail (the app's ``fail_upgrade_of``) stays ``upgrading`` with transitioning `
 process that failed does.
 
 API keys and roles: a key's role decides what it may do, and Cattle shows that in the schemas it
-serves the key (``ROLE_METHODS``, after the role-specific schema factories of Cattle's
-``ApiServerConfig``): owners and members may change services and hosts, a restricted user may change
+serves the key (``ROLE_METHODS``; Cattle serves each role its own set of schemas): owners and members
+may change services and hosts, a restricted user may change
 services but not hosts (Rancher's "restricted" member manages stacks, not infrastructure), a read-only
 user may change nothing. Requests a role may not make are refused 405, as Cattle refuses a method its
 schema does not offer.
