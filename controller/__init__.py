@@ -17,11 +17,12 @@ Modes
 
 Parts
 - ``listener/``       the aiohttp trigger endpoint: its dependencies, views, error answers, signatures,
-                      Alertmanager payloads, pass-through rate limits, logs, connection limits
+                      Alertmanager payloads, pass-through rate limits, logs, connection limits; and the
+                      receivers API in Rancher's shape (``receivers_api``)
 - ``reconciler``      folds pending intents into a desired scale and converges the target; retries here
 - ``fold``            the pure fold of scale intents
 - ``receivers/``      the generated CRD and its schema, bounded YAML reading, the loader, the folder
-                      watcher, token sync and the one re-mint rule
+                      watcher, token sync, the one re-mint rule, and the folder of API-made receivers
 - ``health``          what ``/readyz`` reports: each part's check, failing or only noted
 - ``memory``          heap trimming
 - ``sandbox/``        an in-process emulation of the part of Cattle's API the drivers use
@@ -51,4 +52,5 @@ Values
 - ``flags``           how a setting is given on the command line (flag, variable, parser)
 - ``redact``          credentials masked in URLs that are logged, shown or stored
 - ``errors``          the one root of the service's errors: ``retryable``, ``retry_after``, ``summary``
+- ``http_headers``    which HTTP headers are hop-by-hop (never forwarded)
 """
