@@ -13,7 +13,7 @@ import yaml
 
 from controller.cli import main
 from controller.drivers import load_drivers
-from controller.rancher.convert import GenericObject, Unconvertible, convert, dns_label, interval_millis
+from controller.rancher.convert import GenericObject, Unconvertible, convert, dns_label
 from controller.rancher.importer import Found, Outcome, convert_all, render, render_stream, write_files
 from controller.receivers.loader import load_bytes
 from controller.receivers.schema import ReceiverSchema
@@ -89,10 +89,6 @@ def test_service_upgrade_gets_its_interval_in_milliseconds() -> None:
         "batchSize": 1,
         "intervalMillis": 2000,
     }
-
-
-def test_rancher_interval_2_is_2000_milliseconds() -> None:
-    assert interval_millis(2) == 2000
 
 
 def test_service_upgrade_keeps_start_first() -> None:

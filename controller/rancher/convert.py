@@ -8,7 +8,7 @@ the driver's config as Rancher's Go structs wrote it. The fields that differ her
   object, and goes into the driver config's ``projectId``;
 - forwardPost's ``port`` is text in Rancher (``"8080"``), an integer here;
 - serviceUpgrade's ``intervalMillis`` is in Rancher's unit: it multiplied it by 1000 before giving it to
-  Cattle, so Rancher's 2 meant 2 s, which is 2000 here (``interval_millis``);
+  Cattle, so Rancher's 2 meant 2 s, which is 2000 here (the driver's ``rancher_interval_to_millis``);
 - Rancher's Go structs left zero values out (``omitempty``): a missing ``min`` was 0, a missing
   ``startFirst`` false, an empty ``addressType`` or ``deleteOption`` the default;
 - the name: a manifest's must be a DNS-1123 label, so it is made from Rancher's and the original is
@@ -16,8 +16,8 @@ the driver's config as Rancher's Go structs wrote it. The fields that differ her
 - the key: only its SHA-256 is kept (``controller.rancher.keys``), so the old URL keeps working.
 
 Selectors are taken as given. The manifest is then checked like any file (``check_object``), so
-what this service can't express (Alibaba's ``registry-vpc`` address without an ``addressType``
-field, a scale with max below min) is reported with the reason, never written half-right.
+what this service can't express (a driver it lacks, a scale with max below min) is reported with
+the reason, never written half-right.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from controller.drivers.contract import Driver
+from controller.drivers.service_upgrade import rancher_interval_to_millis
 from controller.errors import WebhookServiceError
 from controller.model import API_VERSION, DEFAULT_NAMESPACE, KIND
 from controller.rancher.keys import KEY_DIGEST_FIELD, NAME_ANNOTATION, key_digest
@@ -37,7 +38,6 @@ from controller.receivers.schema import ReceiverSchema
 WEBHOOK_RECEIVER_KIND = "webhookReceiver"
 DEFAULT_ADDRESS_TYPE = "registry"  # Rancher's default Alibaba registry address
 MAX_NAME = 63  # a DNS-1123 label
-RANCHER_INTERVAL_UNIT_MS = 1000  # Rancher gave Cattle intervalMillis * 1000
 
 
 class GenericObjectData(TypedDict, total=False):
@@ -64,12 +64,6 @@ class Unconvertible(WebhookServiceError):
 class Converted:
     name: str  # the manifest's name
     manifest: dict[str, Any]
-
-
-def interval_millis(rancher_value: int) -> int:
-    """serviceUpgrade's ``intervalMillis`` in this service's unit (milliseconds) from Rancher's value,
-    which Rancher multiplied by 1000 before handing it to Cattle (its default, 2, meant 2 s)."""
-    return rancher_value * RANCHER_INTERVAL_UNIT_MS
 
 
 def dns_label(text: str) -> str:
@@ -136,7 +130,7 @@ def _service_upgrade(config: Mapping[str, Any], project_id: str) -> dict[str, An
     if config.get("batchSize"):
         out["batchSize"] = config["batchSize"]
     if config.get("intervalMillis"):
-        out["intervalMillis"] = interval_millis(_integer(config, "intervalMillis"))
+        out["intervalMillis"] = rancher_interval_to_millis(_integer(config, "intervalMillis"))
     address_type = config.get("addressType") or DEFAULT_ADDRESS_TYPE
     if address_type != DEFAULT_ADDRESS_TYPE:
         out["addressType"] = address_type  # the schema check says so when this service has no such field
