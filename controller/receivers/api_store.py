@@ -119,7 +119,8 @@ class ApiReceiverStore(Protocol):
 
 class ApiReceiverFolder:
     """Writes, reads and removes the managed manifests. ``rescan``: the watcher's scan, awaited after
-    each change so the receiver set shows it before the API answers."""
+    each change so ``receiver_set`` (which the watcher fills) shows it before the API answers;
+    ``base_url``: where trigger URLs point."""
 
     def __init__(
         self,
