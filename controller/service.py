@@ -86,7 +86,12 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         drivers=drivers,
         metrics=metrics,
         startup=[noting_start(store, settings), following(watcher)],
-        api_receivers=ApiReceiverFolder(settings.api_receivers_path, rescan=watcher.scan_once),
+        api_receivers=ApiReceiverFolder(
+            settings.api_receivers_path,
+            rescan=watcher.scan_once,
+            receiver_set=receiver_set,
+            base_url=settings.base_url,
+        ),
     )
     wiring.health.add_note("manifests", watcher.problems_note)
     return wiring

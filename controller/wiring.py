@@ -59,7 +59,7 @@ from controller.memory import trim_heap_periodically
 from controller.metrics import Metrics
 from controller.operator.cattle import SecretCattleClients
 from controller.receiver_set import ReceiverSet
-from controller.receivers.api_store import ApiReceiverFolder
+from controller.receivers.api_store import ApiReceiverStore
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
@@ -105,7 +105,7 @@ def wire(
     wake: Callable[[str], None] | None = None,
     startup: Sequence[CleanupCtx] = (),
     signatures: SignatureSecrets | None = None,
-    api_receivers: ApiReceiverFolder | None = None,
+    api_receivers: ApiReceiverStore | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Wiring:
     """Build the listener app around ``store`` and ``receiver_set``, its resources as ``cleanup_ctx`` entries.
@@ -114,9 +114,9 @@ def wire(
     (``cattleSecretRef``) and signature ``secretRef``s work with it. ``wake``: what an accepted hit
     calls with its target id instead of this app's reconciler (see the module docstring).
     ``startup``: the mode's entries that must be entered before the reconciler starts and the
-    listener accepts (loading the receivers). ``api_receivers``: the folder the receivers API writes
-    (``controller.listener.receivers_api``; without it the API is not served). ``signatures`` and
-    ``clock`` are for tests.
+    listener accepts (loading the receivers). ``api_receivers``: where the receivers API keeps the
+    receivers it creates (``controller.listener.receivers_api``; without it the API is not served).
+    ``signatures`` and ``clock`` are for tests.
     """
     sandbox = EmbeddedSandbox.reserve(settings.sandbox_seed) if settings.uses_sandbox else None
     cattle = sandbox.endpoint if sandbox is not None else configured_endpoint(settings)
@@ -158,7 +158,7 @@ def wire(
     if api_receivers is not None:
         api = ReceiversApiDeps(
             settings=settings,
-            folder=api_receivers,
+            receivers=api_receivers,
             receiver_set=receiver_set,
             drivers=drivers,
             schema=ReceiverSchema.load(drivers.values()),

@@ -48,7 +48,8 @@ EXPECTED_OBJECTS = [
 
 # (apiGroup, resource, verb): the operator's whole permission set. A change here is a change on purpose.
 EXPECTED_PERMISSIONS = {
-    *(("webhook-service.dev", "receivers", v) for v in ("get", "list", "watch", "patch")),
+    *(("webhook-service.dev", "receivers", v) for v in ("get", "list", "watch", "patch", "create", "delete")),
+    ("", "namespaces", "list"),
     *(("webhook-service.dev", "receivers/status", v) for v in ("get", "patch")),
     *(("webhook-service.dev", "intentledgers", v) for v in ("get", "list", "watch", "create", "update")),
     *(("", "secrets", v) for v in ("get", "create", "update", "delete")),

@@ -27,6 +27,7 @@ from controller.operator.keys import add_key, load_or_create_keyring
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.sandbox.app import SandboxOptions, run_sandbox
+from controller.sandbox.seed import SandboxSeed
 from controller.settings import Settings
 from controller.store.kube import KubeStore, ledger_name
 from controller.tokens import TokenVerifier
@@ -123,8 +124,14 @@ class World:
 
 
 @pytest.fixture
-async def cattle() -> AsyncIterator[str]:
-    runner: web.AppRunner = await run_sandbox("127.0.0.1", 0, None, SandboxOptions(transition_ms=10))
+def sandbox_seed() -> SandboxSeed | None:
+    """The sandbox's world: its default one here; a module that reuses ``world`` may override this."""
+    return None
+
+
+@pytest.fixture
+async def cattle(sandbox_seed: SandboxSeed | None) -> AsyncIterator[str]:
+    runner: web.AppRunner = await run_sandbox("127.0.0.1", 0, sandbox_seed, SandboxOptions(transition_ms=10))
     try:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}/v2-beta"
     finally:

@@ -4,7 +4,6 @@ a restricted user's and a read-only user's API keys)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,7 +21,7 @@ from controller.listener.receivers_api import depth
 from controller.metrics import Metrics
 from controller.rancher.keys import NAME_ANNOTATION
 from controller.receiver_set import ReceiverSet
-from controller.receivers.api_store import ApiReceiverFolder, manifest, receiver_id_for
+from controller.receivers.api_store import manifest, receiver_id_for, write_manifest
 from controller.receivers.loader import load_paths
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
@@ -353,8 +352,7 @@ async def test_the_watcher_loads_the_managed_folder_with_the_receivers_folder(
     tmp_path: Path, store: SqliteStore
 ) -> None:
     (tmp_path / "receivers").mkdir()
-    folder = ApiReceiverFolder(tmp_path / "managed", rescan=lambda: asyncio.sleep(0))
-    folder.write("1a5", "web-up", "web up", FORWARD_SPEC)
+    write_manifest(tmp_path / "managed", "1a5", "web-up", "web up", FORWARD_SPEC)
     receiver_set = ReceiverSet()
 
     await watcher_over(tmp_path, store, receiver_set).scan_once()
@@ -363,9 +361,7 @@ async def test_the_watcher_loads_the_managed_folder_with_the_receivers_folder(
 
 
 async def test_a_name_in_both_folders_is_reported_as_a_duplicate(tmp_path: Path, store: SqliteStore) -> None:
-    folder = ApiReceiverFolder(tmp_path / "managed", rescan=lambda: asyncio.sleep(0))
-    spec = FORWARD_SPEC
-    path = folder.write("1a5", "web-up", "web-up", spec)
+    path = write_manifest(tmp_path / "managed", "1a5", "web-up", "web-up", FORWARD_SPEC)
     (tmp_path / "receivers").mkdir()
     (tmp_path / "receivers" / "web-up.yaml").write_text(path.read_text())
     receiver_set = ReceiverSet()

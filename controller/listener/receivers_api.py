@@ -21,14 +21,15 @@ and never sees a trigger URL, since the URL is the power to act (Rancher hid it 
 Nothing about a key is cached, so a revoked key stops working at its next request. A request without
 credentials is sent to Cattle without them: a Cattle with access control on refuses it.
 
-A created receiver is a Receiver manifest in the folder the service manages
-(``controller.receivers.api_store``); the answer comes once the watcher has loaded it, so its trigger
-URL works when the caller gets it. Deleting removes the file and scans again before answering, so the
-URL is revoked by then. The body is checked as a manifest would be (schema and driver) before anything
-is written, and bounded like the trigger endpoint's: ``max_body_bytes``, ``body_timeout``, and the
-manifests' nesting depth. A config in Rancher's shape becomes the driver's as ``import-rancher``
-converts what Rancher stored (``controller.rancher.convert``): the body Rancher's API took is what
-it stored. The project comes from the query.
+Where a created receiver is kept is the mode's (``controller.receivers.api_store.ApiReceiverStore``):
+a Receiver manifest in the folder the service manages in ``run``, a Receiver object in the project's
+namespace in ``operator`` mode. Either way the answer comes once the receiver set holds the receiver,
+so its trigger URL works when the caller gets it, and a delete answers once the receiver set has
+dropped it, so the URL is revoked by then. The body is checked as a manifest would be (schema and
+driver) before anything is written, and bounded like the trigger endpoint's: ``max_body_bytes``,
+``body_timeout``, and the manifests' nesting depth. A config in Rancher's shape becomes the driver's
+as ``import-rancher`` converts what Rancher stored (``controller.rancher.convert``): the body
+Rancher's API took is what it stored. The project comes from the query.
 """
 
 from __future__ import annotations
@@ -36,9 +37,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +55,13 @@ from controller.rancher.convert import CONVERTERS, Unconvertible
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import (
     ApiReceiver,
-    ApiReceiverFolder,
+    ApiReceiverStore,
+    ApiStoreError,
+    ApiStoreUnavailable,
+    DuplicateReceiver,
+    NotSettled,
+    ProjectUnmapped,
+    ReceiverRejected,
     is_project_id,
     manifest,
     receiver_id_for,
@@ -62,7 +70,6 @@ from controller.receivers.loader import check_object
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.yamlsafe import MAX_DEPTH
 from controller.settings import Settings
-from controller.tokens import trigger_url
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +96,7 @@ class ApiError(WebhookServiceError):
 @dataclass(frozen=True)
 class ReceiversApiDeps:
     settings: Settings
-    folder: ApiReceiverFolder
+    receivers: ApiReceiverStore
     receiver_set: ReceiverSet
     drivers: DriverSet
     schema: ReceiverSchema
@@ -165,26 +172,25 @@ class ReceiversApi:
             raise ApiError(400, f"Invalid driver {driver}")
         receiver_id = receiver_id_for(name)
         spec = self._spec(body, driver, project_id, receiver_id, name)
+        duplicate = f"Cannot have duplicate webhook name, webhook {name} already exists"
         async with self._changing:
-            await self.deps.folder.rescan()  # a receiver just written by hand counts too
-            self._check_unique(project_id, name, receiver_id)
-            await asyncio.to_thread(self.deps.folder.write, project_id, receiver_id, name, spec)
-            await self.deps.folder.rescan()
-            stored = self.deps.folder.get(project_id, receiver_id)
-            if stored is None or self.deps.receiver_set.get(stored.key) is None:
-                if stored is not None:
-                    self.deps.folder.remove(stored)
-                await self.deps.folder.rescan()
-                raise ApiError(
-                    500, f"Failed to create webhook {name}: it did not load; see the service's log"
-                )
-        logger.info("receiver %s/%s (%s) created through the API", project_id, receiver_id, driver)
-        return web.json_response(self._render(request, stored, show_url=True))
+            with store_errors(f"Failed to create webhook {name}"):
+                taken = await self.deps.receivers.in_project(project_id)
+                if any(r.name == name or r.id == receiver_id for r in taken):
+                    raise ApiError(400, duplicate)
+                try:
+                    stored = await self.deps.receivers.write(project_id, receiver_id, name, spec)
+                except DuplicateReceiver as e:
+                    raise ApiError(400, duplicate) from e
+        logger.info("receiver %s (%s) created through the API", stored.key, driver)
+        return web.json_response(await self._render(request, stored, show_url=True))
 
     async def collection(self, request: web.Request) -> web.Response:
         project_id = _project_id(request)
         show_url = await self._may_change(request, project_id)
-        data = [self._render(request, r, show_url=show_url) for r in self.deps.folder.in_project(project_id)]
+        with store_errors("Failed to list webhooks"):
+            found = await self.deps.receivers.in_project(project_id)
+        data = [await self._render(request, r, show_url=show_url) for r in found]
         links = {"self": f"{_api_base(request)}/receivers?projectId={project_id}"}
         return web.json_response(
             {"type": "collection", "resourceType": "receiver", "links": links, "data": data}
@@ -193,29 +199,26 @@ class ReceiversApi:
     async def get(self, request: web.Request) -> web.Response:
         project_id = _project_id(request)
         show_url = await self._may_change(request, project_id)
-        return web.json_response(self._render(request, self._found(request, project_id), show_url=show_url))
+        receiver = await self._found(request, project_id)
+        return web.json_response(await self._render(request, receiver, show_url=show_url))
 
     async def delete(self, request: web.Request) -> web.Response:
         project_id = _project_id(request)
         if not await self._may_change(request, project_id):
             raise ApiError(405, "user doesn't have the access to delete webhook")
         async with self._changing:
-            receiver = self._found(request, project_id)
-            self.deps.folder.remove(receiver)
-            await self.deps.folder.rescan()
+            receiver = await self._found(request, project_id)
+            with store_errors(f"Failed to delete webhook {receiver.name}"):
+                await self.deps.receivers.remove(receiver)
         logger.info("receiver %s deleted through the API", receiver.key)
         return web.Response(status=204)
 
-    def _found(self, request: web.Request, project_id: str) -> ApiReceiver:
-        receiver = self.deps.folder.get(project_id, request.match_info["id"])
+    async def _found(self, request: web.Request, project_id: str) -> ApiReceiver:
+        with store_errors("Failed to find the webhook"):
+            receiver = await self.deps.receivers.get(project_id, request.match_info["id"])
         if receiver is None:
             raise ApiError(404, "Webhook not found")
         return receiver
-
-    def _check_unique(self, project_id: str, name: str, receiver_id: str) -> None:
-        taken = any(r.name == name or r.id == receiver_id for r in self.deps.folder.in_project(project_id))
-        if taken or self.deps.receiver_set.get(f"{project_id}/{receiver_id}") is not None:
-            raise ApiError(400, f"Cannot have duplicate webhook name, webhook {name} already exists")
 
     def _spec(
         self, body: Mapping[str, Any], driver: str, project_id: str, receiver_id: str, name: str
@@ -283,7 +286,7 @@ class ReceiversApi:
             raise ApiError(400, f"Bad request body: nested deeper than {MAX_DEPTH}")
         return data
 
-    def _render(self, request: web.Request, receiver: ApiReceiver, *, show_url: bool) -> dict[str, Any]:
+    async def _render(self, request: web.Request, receiver: ApiReceiver, *, show_url: bool) -> dict[str, Any]:
         active = self.deps.receiver_set.get(receiver.key)
         base = _api_base(request)
         body: dict[str, Any] = {
@@ -297,7 +300,10 @@ class ReceiversApi:
             f"{receiver.driver}Config": dict(receiver.config),
         }
         if show_url and active is not None:
-            body["url"] = trigger_url(self.deps.settings.base_url, active.token, receiver.project_id)
+            with store_errors("Failed to read the webhook's URL"):
+                url = await self.deps.receivers.url(receiver, active)
+            if url is not None:
+                body["url"] = url
         return body
 
     def _schema_fields(self) -> dict[str, dict[str, Any]]:
@@ -342,6 +348,25 @@ def render_schema(schema_id: str, fields: Mapping[str, Any], base: str) -> dict[
         "resourceFields": dict(fields),
         "collectionMethods": collection_methods,
     }
+
+
+@contextlib.contextmanager
+def store_errors(failed: str) -> Iterator[None]:
+    """The store's errors as the API's answers. ``failed`` says what failed, before the store's own
+    words where those need it ("Failed to create webhook web-up: it did not load; ...")."""
+    try:
+        yield
+    except ProjectUnmapped as e:
+        raise ApiError(400, str(e)) from e
+    except ReceiverRejected as e:
+        raise ApiError(500, f"{failed}: {e}") from e
+    except NotSettled as e:
+        raise ApiError(504, f"{failed}: {e}") from e
+    except ApiStoreUnavailable as e:
+        logger.warning("%s: %s", failed, e)
+        raise ApiError(503, f"{failed}: the receivers' store is unavailable; retry shortly") from e
+    except ApiStoreError as e:
+        raise ApiError(500, f"{failed}: {e}") from e
 
 
 def as_given(config: Mapping[str, Any], _project_id: str) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 What runs, and where:
 
 - in every replica: the listener (hits are recorded in IntentLedgers with compare-and-swap, so any
-  replica may accept them), the Receiver informer that feeds the listener's receiver set, and the key
-  watcher;
+  replica may accept them) with the receivers API (``controller.operator.api_receivers``: Receiver
+  objects in each project's labelled namespace), the Receiver informer that feeds the listener's
+  receiver set, and the key watcher;
 - in the active replica only (kopf peering: each replica takes a random priority, so exactly one is
   highest and the others pause): the kopf handlers — tokens, Secrets, status, Events — and, through
   them, the reconciler, which folds intents and applies them.
@@ -41,6 +42,7 @@ from controller.kube.client import KubeClient
 from controller.kube.errors import KubeError
 from controller.metrics import Metrics
 from controller.operator import handlers
+from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.rancher.keys import load_public_key
@@ -136,6 +138,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             # a standby replica's listener never folds.
             wake=lambda _target: None,
             startup=[informing(informer)],
+            api_receivers=KubeApiReceivers(client, receiver_set),
         )
         if wiring.cattle is not None:
             logger.info("default Cattle: %s", wiring.cattle.label)
