@@ -12,7 +12,8 @@ Modes
                       order their resources start and stop (aiohttp ``cleanup_ctx``)
 - ``service``         ``run``: the state folder's store and keys, the receivers folder, on ``wiring``
 - ``operator/``       ``operator``: thin kopf handlers, granting Receivers, trigger Secrets, the ledger ->
-                      status mirror, Receiver status and Events, the informer, keys Secret, on ``wiring``
+                      status mirror, Receiver status and Events, API-made Receivers, the informer, keys
+                      Secret, on ``wiring``
 - ``status_report``   the ``status`` command's read of a state folder
 
 Parts

@@ -21,6 +21,7 @@ from controller.kube.client import (
     EVENTS,
     JSON_PATCH,
     LEDGERS,
+    NAMESPACES,
     RECEIVERS,
     SECRETS,
     KubeClient,
@@ -31,7 +32,6 @@ from controller.kube.errors import KubeConflict, KubeInvalid, KubeNotFound, Kube
 from tests.kubeemu import KubeEmulator
 
 NS = "default"
-NAMESPACES = Ref("", "v1", "namespaces")
 PEERINGS = Ref("kopf.dev", "v1", "clusterkopfpeerings")
 
 

@@ -16,13 +16,12 @@ import pytest
 from yarl import URL
 
 from controller.drivers import load_drivers
-from controller.kube.client import RECEIVERS, SECRETS, KubeClient
+from controller.kube.client import NAMESPACES, RECEIVERS, SECRETS, KubeClient
 from controller.kube.errors import KubeNotFound
 from controller.model import ActiveReceiver
 from controller.operator.api_receivers import (
     CREATED_BY,
     CREATED_BY_LABEL,
-    NAMESPACES,
     PROJECT_LABEL,
     KubeApiReceivers,
     receiver_object,

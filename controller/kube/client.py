@@ -80,6 +80,7 @@ class Ref:
 RECEIVERS = Ref("webhook-service.dev", "v1", "receivers")
 LEDGERS = Ref("webhook-service.dev", "v1", "intentledgers")
 SECRETS = Ref("", "v1", "secrets")
+NAMESPACES = Ref("", "v1", "namespaces")
 EVENTS = Ref("", "v1", "events")
 DEPLOYMENTS = Ref("apps", "v1", "deployments")
 STATEFULSETS = Ref("apps", "v1", "statefulsets")

@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from controller.kube.client import RECEIVERS, SECRETS, KubeClient, KubeObject, Ref
+from controller.kube.client import NAMESPACES, RECEIVERS, SECRETS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.model import ActiveReceiver
 from controller.operator.trigger_secrets import issued_in, secret_name
@@ -48,7 +48,6 @@ from controller.receivers.api_store import (
 )
 from controller.receivers.loader import DNS1123_LABEL
 
-NAMESPACES = Ref("", "v1", "namespaces")
 PROJECT_LABEL = "webhook-service.dev/project-id"
 CREATED_BY_LABEL = "webhook-service.dev/created-by"
 CREATED_BY = "receivers-api"
