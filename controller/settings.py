@@ -79,6 +79,20 @@ class Settings:
         ),
     )
     listen_port: int = 8085  # given with listen_host by --listen
+    metrics_host: str = field(  # "": /metrics is served on the listener's port
+        default="",
+        metadata=option(
+            "--metrics-listen",
+            "WEBHOOK_METRICS_LISTEN",
+            flags.listen_address,
+            "HOST:PORT to serve /metrics on, apart from the trigger endpoint (default: the listener's)",
+            commands=SERVICE,
+            metavar="HOST:PORT",
+            into=("metrics_host", "metrics_port"),
+            show=lambda _: "the listener's",
+        ),
+    )
+    metrics_port: int = 0  # given with metrics_host by --metrics-listen
     public_url: str = field(  # base of trigger URLs; empty means http://<listen>
         default="",
         metadata=option(

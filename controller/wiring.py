@@ -21,7 +21,8 @@ in flight are answered. The order, declared here once:
    intents an earlier run left pending and resyncing; otherwise (``operator``) its passes are started
    by whoever drives it. Either way its passes are cancelled on the way out: what they recorded
    stays recorded, and the next start finishes it;
-6. heap trimming (``controller.memory``);
+6. heap trimming (``controller.memory``), and ``/metrics`` on its own port when ``--metrics-listen`` is
+   given;
 7. what the mode appends to ``app.cleanup_ctx`` after ``wire`` returns: started last, stopped first
    (kopf, whose handlers wake the reconciler, stops before the reconciler does).
 
@@ -50,7 +51,7 @@ from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet
 from controller.health import Health
 from controller.kube.client import KubeClient
-from controller.listener.app import build_app
+from controller.listener.app import build_app, metrics_app
 from controller.listener.deps import ListenerDeps, readiness
 from controller.listener.receivers_api import ReceiversApiDeps, add_receivers_api
 from controller.listener.server import start_listener
@@ -176,7 +177,25 @@ def wire(
     app.cleanup_ctx.extend(startup)
     app.cleanup_ctx.append(reconciling(reconciler, resync=wake is None))
     app.cleanup_ctx.append(background("heap-trim", trim_heap_periodically))
+    if settings.metrics_host:
+        app.cleanup_ctx.append(serving_metrics(settings, metrics))
     return wiring
+
+
+def serving_metrics(settings: Settings, metrics: Metrics) -> CleanupCtx:
+    """``/metrics`` on ``--metrics-listen``, from start-up to shutdown of the listener's app."""
+
+    @contextlib.asynccontextmanager
+    async def entry(_app: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(metrics_app(metrics), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()
+            yield
+        finally:
+            await runner.cleanup()
+
+    return entry
 
 
 def closing(session: aiohttp.ClientSession) -> CleanupCtx:

@@ -23,9 +23,10 @@ from controller.store.sqlite import SqliteStore
 from controller.store.sqlite_schema import DB_NAME
 from tests.processes import REPO, WEBHOOK_SERVICE
 
-# Settings with no flag: tunables of the code (listen_port comes with --listen).
+# Settings with no flag: tunables of the code (the ports come with --listen and --metrics-listen).
 WITHOUT_FLAG = {
     "listen_port",
+    "metrics_port",
     "watch_interval",
     "cattle_timeout",
     "confirm_timeout",

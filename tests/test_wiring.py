@@ -22,6 +22,7 @@ from controller.settings import SANDBOX, Settings
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier
 from controller.wiring import CleanupCtx, Wiring, wire
+from tests.processes import free_port
 
 
 class NotedStore(SqliteStore):
@@ -113,3 +114,28 @@ async def test_the_embedded_sandbox_answers_while_the_app_runs_and_stops_with_it
     async with aiohttp.ClientSession() as session:
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.get(wiring.cattle.url)
+
+
+async def test_metrics_listen_serves_metrics_apart_from_the_trigger_endpoint(tmp_path: Path) -> None:
+    port = free_port()
+    settings = Settings(
+        state_dir=tmp_path, listen_host="127.0.0.1", listen_port=0, cattle_url="", metrics_host="127.0.0.1",
+        metrics_port=port,
+    )  # fmt: skip
+    wiring = wire(
+        settings,
+        store=SqliteStore(tmp_path / "state.db"),
+        receiver_set=ReceiverSet(),
+        verifier=TokenVerifier(KeyRing.load_or_create(tmp_path / "keys")),
+        drivers=load_drivers(),
+        metrics=Metrics(),
+    )
+    async with wiring.serving() as runner, aiohttp.ClientSession() as session:
+        listener = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        async with session.get(f"{listener}/metrics") as answer:
+            assert answer.status == 404  # not on the port senders reach
+        async with session.get(f"http://127.0.0.1:{port}/metrics") as answer:
+            assert answer.status == 200 and "webhook_hits_total" in await answer.text()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"http://127.0.0.1:{port}/metrics")  # stopped with the app

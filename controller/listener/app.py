@@ -11,12 +11,16 @@ handler also checks Content-Length first to refuse without reading at all.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.listener.deps import ListenerDeps, readiness
 from controller.listener.errors import error_middleware
 from controller.listener.handlers import Handlers
 from controller.listener.ratelimit import RateLimiter
+from controller.metrics import Metrics
 
 TRIGGER_PATH = "/v1-webhooks/endpoint"
 
@@ -34,5 +38,22 @@ def build_app(deps: ListenerDeps) -> web.Application:
     app.router.add_post(TRIGGER_PATH, handlers.trigger)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics)
+    if not deps.settings.metrics_host:  # else /metrics has its own port (``metrics_app``)
+        app.router.add_get("/metrics", metrics_view(deps.metrics))
+    return app
+
+
+def metrics_view(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def view(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return view
+
+
+def metrics_app(metrics: Metrics) -> web.Application:
+    """``/metrics`` alone, for ``--metrics-listen``: a port a NetworkPolicy can open to Prometheus only,
+    apart from the trigger endpoint that senders on the internet reach."""
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_view(metrics))
     return app

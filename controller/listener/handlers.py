@@ -1,4 +1,4 @@
-"""The listener's views: the trigger endpoint, health, readiness and metrics.
+"""The listener's views: the trigger endpoint, health and readiness (``/metrics`` is in ``app``).
 
 The trigger endpoint checks a hit in a fixed order, cheapest and most telling first: where the
 token is, whether it verifies (which names the receiver), the sender's signature when the receiver
@@ -54,7 +54,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.drivers.contract import (
     BodyReader,
@@ -275,10 +274,6 @@ class Handlers:
     async def readyz(self, request: web.Request) -> web.Response:
         body = self.health.report()
         return web.json_response(body, status=503 if body["failing"] else 200)
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.deps.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _log_rejected_token(error: TokenError) -> None:
