@@ -14,7 +14,9 @@ operator (kopf) and our store are built on the API server's real contract, so ``
 - PUT (replace), and the ``status`` and ``scale`` subresources of the resources declared with them:
   ``/status`` writes change only ``.status`` and main-resource writes ignore ``.status`` (kopf patches
   the two separately; creates drop ``.status`` too); ``/scale`` is an ``autoscaling/v1`` Scale view
-  of ``spec.replicas``.
+  of ``spec.replicas``. A PUT of a custom resource must name the ``metadata.resourceVersion`` it
+  replaces (else 422 ``Invalid``, as the API server answers); built-in ones such as Secrets may be
+  replaced unconditionally.
 - Deletion: finalizers hold an object with a ``deletionTimestamp`` until they are patched away (as in
   kmock); a real deletion garbage-collects the objects whose ``ownerReferences`` all point to gone
   owners, cascading (children created with ``kopf.adopt`` go away with their Receiver).
@@ -71,6 +73,20 @@ MERGE_PATCHES = {"application/merge-patch+json", "application/strategic-merge-pa
 JSON_PATCH = "application/json-patch+json"
 _SERVER_FIELDS = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation")
 _META_FIELDS = (*_SERVER_FIELDS, "resourceVersion")
+# The API groups Kubernetes serves itself; any other is a custom resource's (its CRD's group).
+BUILT_IN_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "autoscaling",
+        "batch",
+        "policy",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "networking.k8s.io",
+    }
+    | {"rbac.authorization.k8s.io", "apiextensions.k8s.io", "admissionregistration.k8s.io"}
+)
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?")
 _SELECTOR_TERM = re.compile(r"(?P<neg>!)?(?P<key>[^!=,\s]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^,\s]*))?")
 
@@ -374,6 +390,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(400, "BadRequest", "the body must be a JSON object")
         async with self._lock:
             key, old = self._live(request)
+            if replace and key[0].group not in BUILT_IN_GROUPS:
+                self._check_versioned(request.data, key[2])
             scale = request.subresource == "scale"
             view = self._scale(old) if scale else old
             if replace:
@@ -404,6 +422,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
                     await self._purge(key, copy.deepcopy(new))
         return self._scale(new) if scale else new
+
+    def _check_versioned(self, body: Any, name: str) -> None:
+        """A custom resource's update must say which version it replaces."""
+        if not (body.get("metadata") or {}).get("resourceVersion"):
+            message = "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+            raise _error(422, "Invalid", message, name)
 
     def _merge_back(
         self, resource: kmock.resource, subresource: str | None, old: JsonDict, view: Any

@@ -191,11 +191,23 @@ async def test_put_with_stale_resource_version_is_409_conflict(client: KubeClien
     assert (await client.get(LEDGERS.named("web", NS)))["spec"]["desired"] == 2
 
 
-async def test_put_without_resource_version_is_unconditional(client: KubeClient) -> None:
-    await client.create(LEDGERS.within(NS), ledger(desired=1))
-    await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
-    replaced = await client.replace(LEDGERS.named("web", NS), ledger(desired=9))
-    assert replaced["spec"]["desired"] == 9
+async def test_put_of_a_built_in_resource_without_resource_version_is_unconditional(
+    client: KubeClient,
+) -> None:
+    await client.create(DEPLOYMENTS.within(NS), deployment(replicas=1))
+    await client.patch(DEPLOYMENTS.named("web", NS), {"spec": {"replicas": 2}})
+    replaced = await client.replace(DEPLOYMENTS.named("web", NS), deployment(replicas=9))
+    assert replaced["spec"]["replicas"] == 9
+
+
+async def test_put_of_a_custom_resource_without_resource_version_is_422_and_changes_nothing(
+    client: KubeClient,
+) -> None:
+    created = await client.create(LEDGERS.within(NS), ledger(desired=1))
+    with pytest.raises(KubeInvalid) as caught:
+        await client.replace(LEDGERS.named("web", NS), ledger(desired=9))
+    assert caught.value.status == 422 and "resourceVersion" in str(caught.value)
+    assert await client.get(LEDGERS.named("web", NS)) == created
 
 
 async def test_put_of_a_missing_object_is_404(client: KubeClient) -> None:
