@@ -42,11 +42,17 @@ RECEIVERS_RESOURCE = kmock.resource("webhook-service.dev", "v1", "receivers")
 
 
 class FlakyClient(KubeClient):
-    """Our client, but the next watches raise what a test queues (a bug, a bad line...)."""
+    """Our client, but the next lists or watches raise what a test queues (a bug, a bad line...)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(aiohttp.ClientSession(), url, {})
+        self.get_failures: list[BaseException] = []
         self.watch_failures: list[BaseException] = []
+
+    async def get(self, ref: Ref) -> KubeObject:
+        if self.get_failures:
+            raise self.get_failures.pop(0)
+        return await super().get(ref)
 
     async def watch(self, ref: Ref, *, resource_version: str | None = None) -> AsyncGenerator[KubeObject]:
         if self.watch_failures:
@@ -98,18 +104,29 @@ class Replica:
 
 
 @pytest.fixture
-async def replica(
-    kube: KubeEmulator, tmp_path: Path, aiohttp_client: AiohttpClient
-) -> AsyncIterator[Replica]:
-    """A listener whose receiver set an informer fills, as in operator mode; watches end every 30 ms."""
+async def client(kube: KubeEmulator) -> AsyncIterator[FlakyClient]:
     kube.time_scale = 0.0001  # the client's timeoutSeconds=300 lasts 30 ms
     client = FlakyClient(str(kube.url).rstrip("/"))
+    yield client
+    await client.close()
+
+
+def informer_of(client: KubeClient, receiver_set: ReceiverSet, gate: Gate) -> ReceiverInformer:
+    schema = ReceiverSchema.load()
+    return ReceiverInformer(
+        client, receiver_set, load_drivers(), schema, backoff=Backoff(base=0.5, cap=30), sleep=gate
+    )
+
+
+@pytest.fixture
+async def replica(
+    kube: KubeEmulator, client: FlakyClient, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> Replica:
+    """A listener whose receiver set an informer fills, as in operator mode; watches end every 30 ms."""
     receiver_set = ReceiverSet()
     gate = Gate()
     drivers = load_drivers()
-    informer = ReceiverInformer(
-        client, receiver_set, drivers, ReceiverSchema.load(), backoff=Backoff(base=0.5, cap=30), sleep=gate
-    )
+    informer = informer_of(client, receiver_set, gate)
     wiring = wire(
         Settings(state_dir=tmp_path, cattle_url=""),
         store=SqliteStore(tmp_path / "state.db"),
@@ -121,11 +138,25 @@ async def replica(
         startup=[informing(informer)],
     )
     wiring.health.add("informer", informer.unready_reason)
+    return Replica(kube, client, receiver_set, gate, await aiohttp_client(wiring.app))
+
+
+async def test_a_failing_first_list_is_retried_and_the_view_is_unsynced_until_one_succeeds(
+    client: FlakyClient,
+) -> None:
+    client.get_failures.append(ValueError("Expecting value: line 1 column 1 (char 0)"))
+    gate = Gate()
+    informer = informer_of(client, ReceiverSet(), gate)
+    task = asyncio.create_task(informer.run())
     try:
-        http = await aiohttp_client(wiring.app)
-        yield Replica(kube, client, receiver_set, gate, http)
+        await until(lambda: gate.delays, what="the informer backing off")
+        assert "ValueError: Expecting value" in (informer.unready_reason() or "")
+        gate.open()
+        await asyncio.wait_for(informer.synced(), timeout=5)
+        assert informer.unready_reason() is None
     finally:
-        await client.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_an_unexpected_error_makes_the_replica_unready_until_the_informer_has_relisted(
