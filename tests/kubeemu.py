@@ -14,7 +14,9 @@ operator (kopf) and our store are built on the API server's real contract, so ``
 - PUT (replace), and the ``status`` and ``scale`` subresources of the resources declared with them:
   ``/status`` writes change only ``.status`` and main-resource writes ignore ``.status`` (kopf patches
   the two separately; creates drop ``.status`` too); ``/scale`` is an ``autoscaling/v1`` Scale view
-  of ``spec.replicas``.
+  of ``spec.replicas``. A PUT of a custom resource must name the ``metadata.resourceVersion`` it
+  replaces (else 422 ``Invalid``, as the API server answers); built-in ones such as Secrets may be
+  replaced unconditionally.
 - Deletion: finalizers hold an object with a ``deletionTimestamp`` until they are patched away (as in
   kmock); a real deletion garbage-collects the objects whose ``ownerReferences`` all point to gone
   owners, cascading (children created with ``kopf.adopt`` go away with their Receiver).
@@ -22,6 +24,10 @@ operator (kopf) and our store are built on the API server's real contract, so ``
   ``?resourceVersion=N``, the journalled events after N, so nothing is lost between a list and its
   watch, which is how kopf watches) and then live events; ``labelSelector`` and ``fieldSelector``
   (equality, inequality, existence) filter both.
+- A watch ends after its ``timeoutSeconds`` (times ``time_scale``, so a test need not wait that
+  long). :meth:`compact` forgets the journal up to the current version, as etcd's compaction does: a
+  watch from an older version then gets one ERROR event carrying a 410 ``Expired`` Status and ends,
+  as the API server answers it, so clients must list again.
 
 Writes happen in the fallback handlers, i.e. only when no test-defined reaction answers the request:
 a reaction injecting an error (``kube['patch', kube.resource('apps/v1/deployments')] << 500``) leaves
@@ -36,14 +42,16 @@ path parser cannot read ``/api/v1/namespaces[/NAME]`` as the Namespace resource 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import copy
 import datetime
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
+from typing import Any, cast
 
 import aiohttp.web
 import attrs
@@ -65,6 +73,20 @@ MERGE_PATCHES = {"application/merge-patch+json", "application/strategic-merge-pa
 JSON_PATCH = "application/json-patch+json"
 _SERVER_FIELDS = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation")
 _META_FIELDS = (*_SERVER_FIELDS, "resourceVersion")
+# The API groups Kubernetes serves itself; any other is a custom resource's (its CRD's group).
+BUILT_IN_GROUPS = frozenset(
+    {
+        "",
+        "apps",
+        "autoscaling",
+        "batch",
+        "policy",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "networking.k8s.io",
+    }
+    | {"rbac.authorization.k8s.io", "apiextensions.k8s.io", "admissionregistration.k8s.io"}
+)
 _NAMESPACES_PATH = re.compile(r"/api/v1/namespaces(?:/(?P<name>[^/]+)(?:/(?P<sub>status|finalize))?)?/?")
 _SELECTOR_TERM = re.compile(r"(?P<neg>!)?(?P<key>[^!=,\s]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^,\s]*))?")
 
@@ -130,8 +152,11 @@ def _content(obj: JsonDict) -> JsonDict:
 class KubeEmulator(kmock.KubernetesEmulator):
     """See the module docstring; declare resources with :meth:`declare` before using them."""
 
+    # How long one second of a watch's timeoutSeconds lasts: a test shortens watches without sleeping.
+    time_scale: float = 1.0
     _revision: int = attrs.field(default=0, init=False)
     _journal: list[tuple[int, kmock.resource, JsonDict]] = attrs.field(factory=list, init=False)
+    _compacted: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -149,6 +174,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
     def revision(self) -> str:
         """The latest resourceVersion (what LIST answers carry)."""
         return str(self._revision)
+
+    async def compact(self) -> None:
+        """Forget every journalled event up to now: watches from an older version get 410 Gone."""
+        async with self._lock:
+            self._compacted = self._revision
+            self._journal.clear()
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if raw_request.path.rstrip("/") == "/api/v1/namespaces":
@@ -359,6 +390,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(400, "BadRequest", "the body must be a JSON object")
         async with self._lock:
             key, old = self._live(request)
+            if replace and key[0].group not in BUILT_IN_GROUPS:
+                self._check_versioned(request.data, key[2])
             scale = request.subresource == "scale"
             view = self._scale(old) if scale else old
             if replace:
@@ -389,6 +422,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
                     await self._purge(key, copy.deepcopy(new))
         return self._scale(new) if scale else new
+
+    def _check_versioned(self, body: Any, name: str) -> None:
+        """A custom resource's update must say which version it replaces."""
+        if not (body.get("metadata") or {}).get("resourceVersion"):
+            message = "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
+            raise _error(422, "Invalid", message, name)
 
     def _merge_back(
         self, resource: kmock.resource, subresource: str | None, old: JsonDict, view: Any
@@ -463,16 +502,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         since = request.params.get("resourceVersion") or "0"
         if not since.isdigit():
             raise _error(400, "BadRequest", f"invalid resourceVersion {since!r}")
+        timeout = request.params.get("timeoutSeconds") or "0"
+        if not timeout.isdigit():
+            raise _error(400, "BadRequest", f"invalid timeoutSeconds {timeout!r}")
         bus = self._buses[resource]
         async with self._lock:  # the backlog and the live events meet exactly at this mark
+            expired = self._expired(since) if int(since) < self._compacted else None
             mark = await bus.mark()
-            if since != "0":
+            if expired is not None:
+                backlog = [expired]
+            elif since != "0":
                 start = bisect.bisect_right(self._journal, int(since), key=lambda entry: entry[0])
                 backlog = [event for _, res, event in self._journal[start:] if res == resource]
             else:
                 objs = [obj.raw for key, obj in self._objects.items() if self._in_scope(request, key, obj)]
                 backlog = [{"type": "ADDED", "object": copy.deepcopy(obj)} for obj in objs]
-            if request.params.get("sendInitialEvents") == "true":
+            if expired is None and request.params.get("sendInitialEvents") == "true":
                 annotations = {"k8s.io/initial-events-end": "true"}
                 bookmark = {"resourceVersion": self.revision, "annotations": annotations}
                 backlog.append(
@@ -481,13 +526,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
         try:
             yield b""  # send the headers now, even if no event ever comes
             for event in backlog:
-                if event["type"] == "BOOKMARK" or self._wanted(request, selected, event["object"]):
+                if event["type"] in ("BOOKMARK", "ERROR") or self._wanted(request, selected, event["object"]):
                     yield event
-            async for event in bus.stream(since=mark):
-                if self._wanted(request, selected, event["object"]):
-                    yield event
+            if expired is not None:
+                return
+            async with contextlib.aclosing(cast(AsyncGenerator[JsonDict], bus.stream(since=mark))) as live:
+                async for event in _until(live, int(timeout) * self.time_scale or None):
+                    if self._wanted(request, selected, event["object"]):
+                        yield event
         finally:
             await bus.unmark(mark)
+
+    def _expired(self, since: str) -> JsonDict:
+        """The ERROR event the API server sends to a watch from a compacted version."""
+        message = f"too old resource version: {since} ({self._compacted})"
+        status = {"status": "Failure", "message": message, "reason": "Expired", "code": 410}
+        return {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "metadata": {}, **status}}
 
     def _selector(self, request: kmock.Request) -> tuple[kmock.resource, Selector]:
         assert request.resource is not None  # routed so; for type-checkers
@@ -515,3 +569,18 @@ class KubeEmulator(kmock.KubernetesEmulator):
             and request.name in (None, meta.get("name"))
             and selected(obj)
         )
+
+
+async def _until(events: AsyncIterator[JsonDict], seconds: float | None) -> AsyncIterator[JsonDict]:
+    """``events`` until ``seconds`` have passed (None: for ever)."""
+    if seconds is None:
+        async for event in events:
+            yield event
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            yield await asyncio.wait_for(anext(events), remaining)
+        except (TimeoutError, StopAsyncIteration):
+            return

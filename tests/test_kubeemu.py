@@ -80,6 +80,11 @@ async def take(stream: AsyncIterator[KubeObject], count: int) -> list[KubeObject
     return [await asyncio.wait_for(anext(stream), timeout=5) for _ in range(count)]
 
 
+async def all_of(stream: AsyncIterator[KubeObject]) -> list[KubeObject]:
+    """Every event until the server ends the watch."""
+    return [event async for event in stream]
+
+
 def uid_of(obj: KubeObject) -> dict[str, str]:
     return {"uid": obj["metadata"]["uid"]}
 
@@ -186,11 +191,23 @@ async def test_put_with_stale_resource_version_is_409_conflict(client: KubeClien
     assert (await client.get(LEDGERS.named("web", NS)))["spec"]["desired"] == 2
 
 
-async def test_put_without_resource_version_is_unconditional(client: KubeClient) -> None:
-    await client.create(LEDGERS.within(NS), ledger(desired=1))
-    await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
-    replaced = await client.replace(LEDGERS.named("web", NS), ledger(desired=9))
-    assert replaced["spec"]["desired"] == 9
+async def test_put_of_a_built_in_resource_without_resource_version_is_unconditional(
+    client: KubeClient,
+) -> None:
+    await client.create(DEPLOYMENTS.within(NS), deployment(replicas=1))
+    await client.patch(DEPLOYMENTS.named("web", NS), {"spec": {"replicas": 2}})
+    replaced = await client.replace(DEPLOYMENTS.named("web", NS), deployment(replicas=9))
+    assert replaced["spec"]["replicas"] == 9
+
+
+async def test_put_of_a_custom_resource_without_resource_version_is_422_and_changes_nothing(
+    client: KubeClient,
+) -> None:
+    created = await client.create(LEDGERS.within(NS), ledger(desired=1))
+    with pytest.raises(KubeInvalid) as caught:
+        await client.replace(LEDGERS.named("web", NS), ledger(desired=9))
+    assert caught.value.status == 422 and "resourceVersion" in str(caught.value)
+    assert await client.get(LEDGERS.named("web", NS)) == created
 
 
 async def test_put_of_a_missing_object_is_404(client: KubeClient) -> None:
@@ -373,6 +390,42 @@ async def test_watch_from_a_resource_version_replays_only_later_events(client: K
     await client.create(LEDGERS.within(NS), ledger("b"))
     since = first["metadata"]["resourceVersion"]
     async with watching(client, since) as stream:
+        [event] = await take(stream, 1)
+    assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "b"
+
+
+async def test_watch_ends_after_its_timeout_seconds(kube: KubeEmulator, client: KubeClient) -> None:
+    kube.time_scale = 0.0001  # the client's timeoutSeconds=300 lasts 30 ms
+    await client.create(LEDGERS.within(NS), ledger("a"))
+    async with watching(client) as stream:
+        events = await asyncio.wait_for(all_of(stream), timeout=5)
+    assert [e["type"] for e in events] == ["ADDED"]
+
+
+async def test_watch_from_a_compacted_version_gets_one_410_expired_error_and_ends(
+    kube: KubeEmulator, client: KubeClient
+) -> None:
+    first = await client.create(LEDGERS.within(NS), ledger("a"))
+    await client.create(LEDGERS.within(NS), ledger("b"))
+    await kube.compact()
+    async with watching(client, first["metadata"]["resourceVersion"]) as stream:
+        [event] = await asyncio.wait_for(all_of(stream), timeout=5)
+    assert event["type"] == "ERROR"
+    assert (event["object"]["kind"], event["object"]["code"], event["object"]["reason"]) == (
+        "Status",
+        410,
+        "Expired",
+    )
+
+
+async def test_watch_from_the_compaction_point_replays_later_events(
+    kube: KubeEmulator, client: KubeClient
+) -> None:
+    await client.create(LEDGERS.within(NS), ledger("a"))
+    point = kube.revision
+    await kube.compact()
+    await client.create(LEDGERS.within(NS), ledger("b"))
+    async with watching(client, point) as stream:
         [event] = await take(stream, 1)
     assert event["type"] == "ADDED" and event["object"]["metadata"]["name"] == "b"
 

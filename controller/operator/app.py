@@ -18,7 +18,8 @@ user.
 The listener, the reconciler, the driver context and their resources are wired as in ``run``
 (``controller.wiring``), with the IntentLedger store and the Kubernetes client; what is this mode's
 own is added to the same app's ``cleanup_ctx``: the informer loads every Receiver before the listener
-accepts, and kopf starts after everything else and stops first, so no handler wakes a reconciler
+accepts (and, should it lose track of them later, makes ``/readyz`` fail until it has listed them
+again), and kopf starts after everything else and stops first, so no handler wakes a reconciler
 that has stopped.
 """
 
@@ -37,6 +38,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from controller.backoff import Backoff
 from controller.drivers import load_drivers
 from controller.kube.client import KubeClient
 from controller.kube.errors import KubeError
@@ -125,7 +127,13 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         drivers = load_drivers()
         schema = ReceiverSchema.load()
         receiver_set = ReceiverSet()
-        informer = ReceiverInformer(client, receiver_set, drivers, schema)
+        informer = ReceiverInformer(
+            client,
+            receiver_set,
+            drivers,
+            schema,
+            backoff=Backoff(base=settings.backoff_base, cap=settings.backoff_cap),
+        )
         wiring = wire(
             settings,
             store=store,
@@ -140,6 +148,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             startup=[informing(informer)],
             api_receivers=KubeApiReceivers(client, receiver_set),
         )
+        wiring.health.add("informer", informer.unready_reason)
         if wiring.cattle is not None:
             logger.info("default Cattle: %s", wiring.cattle.label)
         else:
@@ -180,12 +189,12 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
 
 
 def informing(informer: ReceiverInformer) -> CleanupCtx:
-    """List the Receivers once, then follow them until shutdown."""
+    """Follow the Receivers until shutdown; start-up goes on once they are listed (failures are retried)."""
 
     @contextlib.asynccontextmanager
     async def entry(_app: web.Application) -> AsyncIterator[None]:
-        await informer.relist()
         async with running(informer.run(), "informer"):
+            await informer.synced()
             yield
 
     return entry

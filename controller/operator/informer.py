@@ -6,15 +6,28 @@ its own receiver_set from the API, independent of kopf: a Receiver grants hits w
 it is not being deleted, and its status names a token (``status.tokenId``, written by the active
 replica after it wrote the token's Secret). A token whose id is not the current one is superseded
 (403); a deleted or deleting Receiver revokes it (403) as soon as the watch event arrives.
+
+The loop is supervised: a replica whose view silently stopped following the API would go on accepting
+revoked tokens while it looks healthy. So *any* failure of a list or a watch (an API error, but also a
+line that is not JSON, a line longer than aiohttp reads, a bug) is logged once, marks the view unsynced
+— ``unready_reason`` makes ``/readyz`` fail, so a load balancer sends the replica no hits — and the loop
+lists again after a capped exponential backoff (``controller.backoff``). The view is synced again only
+once a relist has replaced it whole. Only cancellation ends the loop.
+
+What is not a failure, as client-go's reflector treats it: a watch the server ends (it does at
+``timeoutSeconds``) is resumed from the last version seen; a version the server has compacted away
+(410 Gone, as an HTTP answer or as an ERROR event in the stream) is answered by a relist.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Any, cast
 
+from controller.backoff import Backoff
 from controller.drivers.contract import Driver
 from controller.kube.client import RECEIVERS, KubeClient, KubeObject
 from controller.kube.errors import KubeError
@@ -23,6 +36,7 @@ from controller.operator.receiver_status import refusal_shown
 from controller.receiver_set import ReceiverSet
 from controller.receivers.loader import check_object
 from controller.receivers.schema import ReceiverSchema
+from controller.redact import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +61,9 @@ def active_from_object(
     )
 
 
+GONE = 410  # the watch's resourceVersion is older than what the server keeps: list again
+
+
 class ReceiverInformer:
     def __init__(
         self,
@@ -55,28 +72,80 @@ class ReceiverInformer:
         drivers: Mapping[str, Driver],
         schema: ReceiverSchema,
         *,
-        retry_delay: float = 1.0,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._client = client
         self._receiver_set = receiver_set
         self._drivers = drivers
         self._schema = schema
-        self._retry_delay = retry_delay
+        self._backoff = backoff if backoff is not None else Backoff()
+        self._sleep = sleep
+        self._synced = asyncio.Event()
+        self._unsynced_reason = "the Receivers have not been listed yet"
+
+    def unready_reason(self) -> str | None:
+        """For ``/readyz``: None while the view follows the API, else why it may be stale."""
+        return None if self._synced.is_set() else self._unsynced_reason
+
+    async def synced(self) -> None:
+        """Wait until a list has filled the view (at once when it is synced)."""
+        await self._synced.wait()
 
     async def run(self) -> None:
+        """List, then follow the watch, until cancelled; every failure is logged and retried."""
+        failures = 0
+        version: str | None = None
         while True:
             try:
-                version = await self.relist()
-                async for event in self._client.watch(RECEIVERS, resource_version=version):
-                    if event.get("type") == "ERROR":
-                        break  # e.g. 410 Gone: the version expired; list again
-                    if event.get("type") == "DELETED":
-                        self._forget(event.get("object") or {})
-                    elif event.get("type") in ("ADDED", "MODIFIED"):
-                        self.apply(event.get("object") or {})
-            except KubeError as e:
-                logger.warning("watching Receivers failed, retrying in %.0fs: %s", self._retry_delay, e)
-                await asyncio.sleep(self._retry_delay)
+                if version is None:
+                    version = await self.relist()
+                    self._synced.set()
+                version = await self._follow(version)
+                failures = 0  # the watch ended as watches do: the API is answering again
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # whatever broke the loop, the view must come back
+                failures += 1
+                version = None
+                self._synced.clear()
+                self._unsynced_reason = f"following the Receivers failed, relisting: {_describe(e)}"
+                delay = self._backoff.delay(failures, getattr(e, "retry_after", None))
+                logger.warning(
+                    "following the Receivers failed (%d in a row), listing again in %.1fs: %s",
+                    failures,
+                    delay,
+                    _describe(e),
+                )
+                await self._sleep(delay)
+
+    async def _follow(self, version: str | None) -> str | None:
+        """Apply one watch's events until the server ends it; the version to resume from (None: relist)."""
+        try:
+            watch = self._client.watch(RECEIVERS, resource_version=version)
+            async with contextlib.aclosing(cast(AsyncGenerator[KubeObject], watch)) as events:
+                async for event in events:
+                    obj = event.get("object") or {}
+                    kind = event.get("type")
+                    if kind == "ERROR":
+                        if obj.get("code") == GONE:
+                            logger.info("the Receivers' watch version %s expired; listing again", version)
+                            return None
+                        raise KubeError(
+                            f"the Receivers' watch sent an error: {obj.get('code')} {obj.get('reason')}: "
+                            f"{str(obj.get('message'))[:200]}"
+                        )
+                    if kind == "DELETED":
+                        self._forget(obj)
+                    elif kind in ("ADDED", "MODIFIED"):
+                        self.apply(obj)
+                    version = (obj.get("metadata") or {}).get("resourceVersion") or version
+        except KubeError as e:
+            if e.status != GONE:
+                raise
+            logger.info("the Receivers' watch version %s expired; listing again", version)
+            return None
+        return version
 
     async def relist(self) -> str | None:
         """Replace the receiver set's contents with what the API holds now; returns the list's version."""
@@ -110,3 +179,8 @@ class ReceiverInformer:
             logger.info(
                 "receiver %s/%s deleted; its token is revoked", meta.get("namespace"), meta.get("name")
             )
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a log or a probe: the error's type and its first 200 characters, URLs masked."""
+    return f"{type(error).__name__}: {mask_url(str(error))[:200]}"
