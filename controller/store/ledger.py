@@ -18,10 +18,10 @@ SQLite the object has a size limit (etcd's is about 1.5 MiB), so everything it h
   ledger over ``MAX_LEDGER_BYTES`` (``controller.store.kube``), whatever filled it;
 - idempotency and Alertmanager retry keys as fixed-size digests (``key_digest``), idempotency keys
   for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window;
-- rate-limit times within their window and at most ``requests`` of them: the rule only lets a hit
-  through while fewer than ``requests`` are in the window, so there are never more to count, and the
-  ``requests`` newest are exactly the ones it counts (memory grows with ``requests``, which the
-  size cap bounds);
+- rate-limit times within their window: the rule lets a hit through only while fewer than
+  ``requests`` are in it, so a receiver keeps at most ``requests`` times (about 18 bytes each). That
+  keeps the sliding window both stores decide by exact; the price is that a limit of tens of
+  thousands of requests per window can fill the ledger up to its size cap;
 - a receiver's entry until ``keepUntil``, the end of the longest window it was last recorded with
   (idempotency, retry, cooldown, rate limit): after that it decides nothing, so entries of receivers
   deleted, renamed or moved to another target are dropped by the next hit of the target, and a
@@ -225,8 +225,6 @@ def _forget_old(entry: ReceiverEntry, req: HitRequest, at: float) -> ReceiverEnt
         idempotency = dict(sorted(idempotency.items(), key=lambda kv: kv[1][1])[-(MAX_KEYS - 1) :])
     window = req.rate_limit.per_seconds if req.rate_limit is not None else 0.0
     rate = [t for t in entry["rate"] if at - t < window]
-    if req.rate_limit is not None:
-        rate = rate[-req.rate_limit.requests :]
     return {
         **entry,
         "idempotency": idempotency,
