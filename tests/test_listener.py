@@ -30,7 +30,7 @@ from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
 from controller.receiver_set import ReceiverSet
 from controller.settings import Settings
-from controller.store.base import HitRequest, HitResult
+from controller.store.base import HitRequest, HitResult, LedgerFull
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenVerifier, mint_token
 from controller.wiring import wire
@@ -472,6 +472,18 @@ async def test_a_closed_store_is_503_with_retry_after(harness: Harness) -> None:
     response = await harness.hit()
     await assert_error(response, 503, "store_unavailable")
     assert response.headers["Retry-After"] == "1"
+
+
+async def test_a_full_ledger_is_503_with_its_retry_after(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def full(request: HitRequest) -> HitResult:
+        raise LedgerFull("too many pending intents")
+
+    monkeypatch.setattr(harness.store, "record_hit", full)
+    response = await harness.hit()
+    await assert_error(response, 503, "target_backlog_full")
+    assert response.headers["Retry-After"] == "30"
 
 
 # -- other routes and errors

@@ -51,7 +51,10 @@ EXPECTED_PERMISSIONS = {
     *(("webhook-service.dev", "receivers", v) for v in ("get", "list", "watch", "patch", "create", "delete")),
     ("", "namespaces", "list"),
     *(("webhook-service.dev", "receivers/status", v) for v in ("get", "patch")),
-    *(("webhook-service.dev", "intentledgers", v) for v in ("get", "list", "watch", "create", "update")),
+    *(
+        ("webhook-service.dev", "intentledgers", v)
+        for v in ("get", "list", "watch", "create", "update", "delete")
+    ),
     *(("", "secrets", v) for v in ("get", "create", "update", "delete")),
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -11,14 +12,25 @@ from typing import Any
 import aiohttp
 import pytest
 
+from controller.backoff import Backoff
+from controller.cattle.client import CattleClient
+from controller.drivers import load_drivers
+from controller.drivers.base import DriverContext
 from controller.kube.client import KubeClient, KubeObject, Ref
 from controller.kube.errors import KubeConflict
+from controller.metrics import Metrics
 from controller.model import RateLimit
-from controller.store.base import FoldStep, HitRateLimited, HitRequest, StoreUnavailable
+from controller.reconciler import Reconciler
+from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, run_sandbox
+from controller.sandbox.seed import SandboxSeed, SeedProject, SeedService
+from controller.store import ledger as ledgers
+from controller.store.base import FoldStep, HitRateLimited, HitRequest, LedgerFull, StoreUnavailable
 from controller.store.kube import KubeStore, ledger_name
 from tests.kubeemu import KubeEmulator
+from tests.toolbox import FakeClock, until
 
 NS = "webhook-service"
+DAY = 24 * 3600.0
 TARGET = "scaleService:1a5/1s7"
 HIT = HitRequest(
     receiver="shop/web-up",
@@ -161,3 +173,181 @@ async def test_a_closed_store_refuses_hits(replicas: tuple[KubeStore, KubeStore]
     await replicas[0].close()
     with pytest.raises(StoreUnavailable):
         await replicas[0].record_hit(HIT)
+
+
+def stored_ledger(kube: KubeEmulator) -> ledgers.Ledger:
+    """The target's ledger as the API server holds it."""
+    led: ledgers.Ledger = kube.objects["webhook-service.dev/v1/intentledgers", NS, ledger_name(TARGET)].raw[
+        "ledger"
+    ]
+    return led
+
+
+@pytest.fixture
+async def timed(kube: KubeEmulator) -> AsyncIterator[tuple[KubeStore, FakeClock]]:
+    """One store whose clock (used for folds, resyncs and warnings) the test moves."""
+    clock = FakeClock(HIT.received_at)
+    async with aiohttp.ClientSession() as session:
+        store = KubeStore(KubeClient(session, str(kube.url).rstrip("/"), {}), NS, clock=clock)
+        await store.open()
+        yield store, clock
+        await store.close()
+
+
+async def test_hits_over_the_pending_cap_are_refused_and_the_rest_recorded(
+    timed: tuple[KubeStore, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = timed
+    monkeypatch.setattr(ledgers, "MAX_PENDING", 3)
+    results = await asyncio.gather(
+        *(store.record_hit(replace(HIT, received_at=1000.0 + i)) for i in range(5)), return_exceptions=True
+    )
+    assert [type(r).__name__ for r in results] == ["HitResult"] * 3 + ["LedgerFull"] * 2
+    assert len(await store.pending_intents(TARGET)) == 3
+
+
+async def test_a_hit_that_would_take_the_ledger_over_its_size_cap_is_refused(
+    kube: KubeEmulator, timed: tuple[KubeStore, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = timed
+    await store.record_hit(HIT)
+    key = ("webhook-service.dev/v1/intentledgers", NS, ledger_name(TARGET))
+    room = 500  # bytes: a few more pending intents, not six
+    monkeypatch.setattr(
+        ledgers, "MAX_LEDGER_BYTES", ledgers.encoded_size(kube.objects[key].raw["ledger"]) + room
+    )
+    results = await asyncio.gather(
+        *(store.record_hit(replace(HIT, received_at=1001.0 + i)) for i in range(6)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, LedgerFull)]
+    assert 0 < len(refused) < 6
+    stored = stored_ledger(kube)
+    assert ledgers.encoded_size(stored) <= ledgers.MAX_LEDGER_BYTES
+    assert len(stored["pending"]) == 1 + 6 - len(refused)
+
+
+async def test_a_full_ledger_is_logged_once_a_minute(
+    timed: tuple[KubeStore, FakeClock], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, clock = timed
+    monkeypatch.setattr(ledgers, "MAX_PENDING", 0)
+    for step in (0.0, 30.0, 31.0):
+        clock.advance(step)
+        with pytest.raises(LedgerFull):
+            await store.record_hit(HIT)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and TARGET in r.getMessage()]
+    assert len(warnings) == 2
+
+
+async def test_a_ledger_with_nothing_left_is_deleted_by_the_resync(
+    timed: tuple[KubeStore, FakeClock],
+) -> None:
+    store, clock = timed
+    await store.record_hit(replace(HIT, disposition="ignored", intent=None))
+    clock.advance(DAY)
+    assert await store.targets_with_work() == []
+    assert await store.get_target(TARGET) is not None  # the idempotency window is still open
+    clock.advance(1.0)
+    assert await store.targets_with_work() == []
+    assert await store.get_target(TARGET) is None
+
+
+async def test_a_ledger_with_pending_intents_is_kept_however_old(timed: tuple[KubeStore, FakeClock]) -> None:
+    store, clock = timed
+    await store.record_hit(HIT)
+    clock.advance(30 * DAY)
+    assert await store.targets_with_work() == [TARGET]
+    assert len(await store.pending_intents(TARGET)) == 1
+
+
+class RacingClient(KubeClient):
+    """Has a hit recorded, through another store, right before each deletion it sends."""
+
+    other: KubeStore
+
+    async def delete(self, ref: Ref, *, resource_version: str | None = None) -> None:
+        await self.other.record_hit(replace(HIT, received_at=HIT.received_at + 2 * DAY))
+        await super().delete(ref, resource_version=resource_version)
+
+
+async def test_a_ledger_written_after_the_resync_read_it_is_not_deleted(
+    kube: KubeEmulator, timed: tuple[KubeStore, FakeClock]
+) -> None:
+    other, clock = timed
+    await other.record_hit(replace(HIT, disposition="ignored", intent=None))
+    clock.advance(DAY + 1)
+    async with aiohttp.ClientSession() as session:
+        client = RacingClient(session, str(kube.url).rstrip("/"), {})
+        client.other = other
+        folder = KubeStore(client, NS, clock=clock)
+        await folder.open()
+        assert await folder.targets_with_work() == []
+        assert [p.receiver for p in await folder.pending_intents(TARGET)] == [HIT.receiver]
+        await folder.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_a_ledger_filled_while_cattle_is_down_drains_once_it_is_back(
+    kube: KubeEmulator, timed: tuple[KubeStore, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = timed
+    monkeypatch.setattr(ledgers, "MAX_PENDING", 20)
+    port = free_port()  # nothing listens there yet: Cattle is down
+    cattle_back = asyncio.Event()
+    retries: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        retries.append(delay)
+        await cattle_back.wait()
+
+    accepted = []
+    for i in range(25):
+        try:
+            accepted.append((await store.record_hit(replace(HIT, received_at=1000.0 + i))).hit_id)
+        except LedgerFull:
+            break
+    assert len(accepted) == 20
+    full = ledgers.encoded_size(stored_ledger(kube))
+    async with aiohttp.ClientSession() as session:
+        reconciler = Reconciler(
+            store=store,
+            drivers=load_drivers(),
+            ctx=DriverContext(
+                cattle=CattleClient(
+                    session,
+                    base_url=f"http://127.0.0.1:{port}/v2-beta",
+                    access_key=None,
+                    secret_key=None,
+                    timeout=5,
+                    metrics=Metrics(),
+                ),
+                confirm_timeout=5,
+                poll_interval=0.01,
+            ),
+            metrics=Metrics(),
+            backoff=Backoff(base=0.01, cap=0.1),
+            resync_interval=3600,
+            sleep=sleep,
+        )
+        reconciler.wake(TARGET)
+        await until(lambda: bool(retries))
+        service = SeedService(id="1s7", name="web", stack_id="1st1", scale=1)
+        seed = SandboxSeed(projects=(SeedProject(id="1a5", services=(service,)),))
+        runner = await run_sandbox("127.0.0.1", port, seed, SandboxOptions(transition_ms=0))
+        try:
+            cattle_back.set()
+            await reconciler.idle()
+            assert runner.app[SANDBOX_STATE].service("1a5", "1s7").scale == 21
+        finally:
+            await reconciler.stop()
+            await runner.cleanup()
+    assert await store.pending_intents(TARGET) == []
+    hits = await store.last_hits()
+    assert hits[HIT.receiver].hit_id == accepted[-1] and hits[HIT.receiver].intent_state == "folded"
+    assert ledgers.encoded_size(stored_ledger(kube)) < full

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
 from dataclasses import replace
 
+import pytest
+
+from controller.model import RateLimit
 from controller.store import ledger
-from controller.store.base import FoldStep, HitRequest
+from controller.store.base import FoldStep, HitRateLimited, HitRequest, LedgerFull
 
 TARGET = "scaleService:1a5/1s7"
 INTENT = {"action": "up", "amount": 1, "min": 1, "max": 10}
+DAY = 24 * 3600.0
 
 
 def hit(at: float = 1000.0, **changes: object) -> HitRequest:
@@ -90,3 +97,85 @@ def test_set_observed_confirms_the_desired_scale() -> None:
 def test_a_ledger_read_from_an_object_gets_defaults_for_missing_fields() -> None:
     assert ledger.from_json({"desired": 4}, TARGET) == {**ledger.new_ledger(TARGET), "desired": 4}
     assert ledger.from_json(None, TARGET) == ledger.new_ledger(TARGET)
+
+
+def full_ledger() -> ledger.Ledger:
+    """A ledger holding ``MAX_PENDING`` pending intents, built directly (recording them costs more)."""
+    led = ledger.new_ledger(TARGET)
+    led["pending"] = [
+        {"seq": i, "hit": f"h{i}", "receiver": "default/web-up", "intent": INTENT, "at": 900.0}
+        for i in range(1, ledger.MAX_PENDING + 1)
+    ]
+    led["nextSeq"] = ledger.MAX_PENDING + 1
+    return led
+
+
+def test_a_hit_to_act_on_is_refused_when_the_target_has_the_most_pending_intents() -> None:
+    with pytest.raises(LedgerFull) as refused:
+        ledger.record_hit(full_ledger(), hit(), "h-new")
+    assert refused.value.retry_after is not None and refused.value.retry_after > 0
+
+
+def test_a_full_ledger_still_records_hits_that_add_no_intent() -> None:
+    led, result = ledger.record_hit(full_ledger(), hit(disposition="ignored", intent=None), "h-new")
+    assert result.outcome == "ignored"
+    assert len(led["pending"]) == ledger.MAX_PENDING
+
+
+def test_a_full_ledger_has_room_again_once_an_intent_is_folded() -> None:
+    led = ledger.commit_fold(
+        full_ledger(), 2, [FoldStep(seq=1, hit_id="h1", before=1, after=2, clamped=False)], 950.0
+    )
+    _, result = ledger.record_hit(led, hit(), "h-new")
+    assert result.outcome == "accepted"
+
+
+def test_idempotency_and_retry_keys_are_stored_as_fixed_size_digests() -> None:
+    long_key = "k" * 255
+    led, _ = ledger.record_hit(
+        ledger.new_ledger(TARGET), hit(idempotency_key=long_key, dedupe_key="group/" + long_key), "h1"
+    )
+    entry = led["receivers"]["default/web-up"]
+    assert [len(k) for k in (*entry["idempotency"], *entry["dedupe"])] == [32, 32]
+    assert long_key not in json.dumps(led)
+    _, again = ledger.record_hit(led, hit(1001.0, idempotency_key=long_key), "h2")
+    assert (again.outcome, again.hit_id) == ("duplicate", "h1")
+
+
+def test_the_rate_limit_keeps_no_more_times_than_its_requests() -> None:
+    limit = RateLimit(requests=3, per_seconds=3600.0)
+    led = ledger.new_ledger(TARGET)
+    for i in range(10):
+        with contextlib.suppress(HitRateLimited):
+            led, _ = ledger.record_hit(led, hit(1000.0 + 600 * i, rate_limit=limit), f"h{i}")
+    assert len(led["receivers"]["default/web-up"]["rate"]) <= 3
+
+
+def test_an_entry_past_its_longest_window_is_dropped_by_the_next_hit_of_the_target() -> None:
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(cooldown=2 * DAY), "h1")
+    gone = hit(1000.0 + 2 * DAY + 1, receiver="default/web-down", receiver_uid="uid-2")
+    kept, _ = ledger.record_hit(led, replace(gone, received_at=1000.0 + 2 * DAY - 1), "h2")
+    dropped, _ = ledger.record_hit(led, gone, "h3")
+    assert set(kept["receivers"]) == {"default/web-up", "default/web-down"}
+    assert set(dropped["receivers"]) == {"default/web-down"}
+
+
+def test_a_ledger_is_empty_once_nothing_is_pending_and_every_entry_has_expired() -> None:
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(disposition="ignored", intent=None), "h1")
+    assert not ledger.is_empty(led, 1000.0 + DAY)
+    assert ledger.is_empty(led, 1000.0 + DAY + 1)
+
+
+def test_a_ledger_with_pending_intents_is_never_empty() -> None:
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(), "h1")
+    assert not ledger.is_empty(led, 1000.0 + 365 * DAY)
+
+
+def test_recording_a_hit_leaves_the_ledger_it_was_given_unchanged() -> None:
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(idempotency_key="a", dedupe_key="d"), "h1")
+    before = copy.deepcopy(led)
+    limit = RateLimit(requests=5, per_seconds=60.0)
+    ledger.record_hit(led, hit(1001.0, idempotency_key="b", dedupe_key="e", rate_limit=limit), "h2")
+    ledger.fail_intents(led, "gone", 1002.0)
+    ledger.set_observed(led, 3, True, None, 1003.0)
+    assert led == before

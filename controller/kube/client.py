@@ -125,8 +125,10 @@ class KubeClient:
         """A merge patch by default; a ``metadata.resourceVersion`` in it makes it conditional too."""
         return await self._request("PATCH", ref, body=patch, content_type=content_type)
 
-    async def delete(self, ref: Ref) -> None:
-        await self._request("DELETE", ref)
+    async def delete(self, ref: Ref, *, resource_version: str | None = None) -> None:
+        """With ``resource_version``, only that version is deleted: a newer one answers 409."""
+        body = {"preconditions": {"resourceVersion": resource_version}} if resource_version else None
+        await self._request("DELETE", ref, body=body)
 
     async def watch(self, ref: Ref, *, resource_version: str | None = None) -> AsyncIterator[KubeObject]:
         """Yield watch events ({"type", "object"}) until the server closes the stream."""

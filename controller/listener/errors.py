@@ -33,7 +33,7 @@ from controller.errors import WebhookServiceError
 from controller.listener.alertmanager import MalformedPayload
 from controller.listener.ratelimit import retry_after_header
 from controller.listener.signature import SignatureError
-from controller.store.base import StoreUnavailable
+from controller.store.base import LedgerFull, StoreUnavailable
 from controller.tokens import TokenError, TokenRejected
 
 logger = logging.getLogger(__name__)
@@ -97,6 +97,13 @@ def http_error(error: Exception) -> HttpError | None:
             return HttpError(error.status, error.code, error.message, _retry_after(error))
         case ForwardError():
             return HttpError(error.status, error.code, str(error))
+        case LedgerFull():
+            return HttpError(
+                503,
+                "target_backlog_full",
+                "The target has too many hits waiting; retry later.",
+                _retry_after(error),
+            )
         case StoreUnavailable():
             return HttpError(
                 503,

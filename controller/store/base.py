@@ -40,6 +40,14 @@ class StoreUnavailable(StoreError):
     """The store cannot record or read right now (disk full, locked, closed). The listener answers 503."""
 
 
+class LedgerFull(StoreUnavailable):
+    """The target's ledger holds as much as it may (pending intents or encoded size); the hit is not
+    recorded. It makes room as the target's pending intents are folded, so the sender retries later:
+    the listener answers 503 with ``retry_after`` (Alertmanager retries a 5xx)."""
+
+    retry_after = 30.0
+
+
 class HitRateLimited(StoreError):
     """The receiver's rate limit is exhausted; the hit is not recorded.
 

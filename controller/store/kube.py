@@ -17,6 +17,11 @@ Hits of one target arriving together in one process share one write (``_Batch``)
 store's group commit does: each hit's outcome is decided in arrival order on the same ledger, and
 all of them are answered once that one PUT succeeded. Without it, N concurrent hits on one receiver
 would be N writers racing for one resourceVersion, costing O(N²) conflicting requests.
+
+A ledger is bounded (``controller.store.ledger``): a hit over its caps is refused with ``LedgerFull``
+(503 with Retry-After), logged once a minute per target rather than once per hit. The size cap is
+checked here, on the encoded ledger, once per batch. A ledger with nothing left in it is deleted by
+the folding replica's resync (``targets_with_work``), conditionally on the version it read.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from controller.store.base import (
     HitRecord,
     HitRequest,
     HitResult,
+    LedgerFull,
     PendingIntent,
     StoreError,
     StoreUnavailable,
@@ -50,16 +56,33 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 MAX_ATTEMPTS = 40  # compare-and-swap rounds before a hit is answered 503 (replicas hammering one target)
 LEDGER_LABEL = "webhook-service.dev/ledger"
+FULL_WARNING_INTERVAL = 60.0  # seconds between two warnings that a target's ledger refuses hits
 
 
 def _record_all(
     led: ledgers.Ledger, requests: list[tuple[HitRequest, str]]
 ) -> tuple[ledgers.Ledger, list[HitResult | StoreError]]:
-    """Decide a batch of hits in arrival order; one hit's error (e.g. rate limited) is its own."""
+    """Decide a batch of hits in arrival order; one hit's error (e.g. rate limited) is its own.
+
+    The ledger is encoded once per batch to check its size; only a batch that would take it over
+    ``MAX_LEDGER_BYTES`` is decided again, hit by hit, refusing each hit that would."""
+    start = led
     outcomes: list[HitResult | StoreError] = []
     for request, hit_id in requests:
         try:
             led, result = ledgers.record_hit(led, request, hit_id)
+            outcomes.append(result)
+        except StoreError as e:
+            outcomes.append(e)
+    if led is start or ledgers.encoded_size(led) <= ledgers.MAX_LEDGER_BYTES:
+        return led, outcomes
+    led, outcomes = start, []
+    for request, hit_id in requests:
+        try:
+            new, result = ledgers.record_hit(led, request, hit_id)
+            if new is not led and ledgers.encoded_size(new) > ledgers.MAX_LEDGER_BYTES:
+                raise LedgerFull(f"the ledger of {request.target_id} is at its size limit")
+            led = new
             outcomes.append(result)
         except StoreError as e:
             outcomes.append(e)
@@ -81,6 +104,7 @@ class KubeStore:
         self._open = False
         self._queues: dict[str, list[tuple[HitRequest, str, asyncio.Future[HitResult]]]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
+        self._full_warned: dict[str, float] = {}  # target -> when its full ledger was last logged
 
     async def open(self) -> None:
         self._open = True
@@ -117,6 +141,9 @@ class KubeStore:
                     outcomes = await self._cas(target_id, functools.partial(_record_all, requests=requests))
                 except StoreError as e:
                     outcomes = [e] * len(batch)
+                refused = [e for e in outcomes if isinstance(e, LedgerFull)]
+                if refused:
+                    self._warn_full(target_id, refused[0], len(refused))
                 for (_request, _hit_id, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # the caller gave up (cancelled); its hit is recorded anyway
                         continue
@@ -128,8 +155,42 @@ class KubeStore:
             # No await between the loop's last check and this: a new hit can't slip in between.
             self._writers.pop(target_id, None)
 
+    def _warn_full(self, target_id: str, error: LedgerFull, count: int) -> None:
+        """Log a full ledger once a minute per target: every refused hit would flood the log."""
+        now = self._clock()
+        if now - self._full_warned.get(target_id, -FULL_WARNING_INTERVAL) >= FULL_WARNING_INTERVAL:
+            self._full_warned[target_id] = now
+            logger.warning("refusing hits of %s until its pending intents are applied: %s", target_id, error)
+        logger.debug("refused %d hits of %s: ledger full", count, target_id)
+
     async def targets_with_work(self) -> list[str]:
-        return sorted(led["target"] for led in await self._list() if ledgers.has_work(led))
+        """Targets with work; deletes, on the way, the ledgers left with nothing (``ledgers.is_empty``).
+
+        Only the folding replica's periodic resync calls it, and it has just read every ledger: a
+        ledger's deletion is conditional on the version read, so a hit recorded meanwhile keeps it."""
+        now = self._clock()
+        work = []
+        for obj, led in await self._list_objects():
+            if ledgers.has_work(led):
+                work.append(led["target"])
+            elif ledgers.is_empty(led, now):
+                await self._delete_if_unchanged(obj, led["target"])
+        return sorted(work)
+
+    async def _delete_if_unchanged(self, obj: KubeObject, target_id: str) -> None:
+        self._cache.pop(target_id, None)
+        try:
+            await self._client.delete(
+                LEDGERS.named(obj["metadata"]["name"], self._namespace),
+                resource_version=obj["metadata"]["resourceVersion"],
+            )
+        except (KubeConflict, KubeNotFound):
+            return  # written meanwhile (it has work again), or deleted by another replica
+        except KubeError as e:
+            # Housekeeping: the next resync tries again; the targets with work matter more.
+            logger.warning("could not delete the empty ledger of %s: %s", target_id, e)
+            return
+        logger.info("deleted the ledger of %s: no receiver, nothing pending", target_id)
 
     async def pending_intents(self, target_id: str) -> list[PendingIntent]:
         led = await self._read(target_id)
@@ -215,11 +276,16 @@ class KubeStore:
         return ledgers.from_json(obj.get("ledger"), target_id)
 
     async def _list(self) -> list[ledgers.Ledger]:
+        return [led for _obj, led in await self._list_objects()]
+
+    async def _list_objects(self) -> list[tuple[KubeObject, ledgers.Ledger]]:
         try:
             objs = await self._client.list(LEDGERS.within(self._namespace))
         except KubeError as e:
             raise StoreUnavailable(f"ledgers: {e}") from e
-        return [ledgers.from_json(o.get("ledger"), str(o.get("spec", {}).get("target", ""))) for o in objs]
+        return [
+            (o, ledgers.from_json(o.get("ledger"), str(o.get("spec", {}).get("target", "")))) for o in objs
+        ]
 
     def _object(self, target_id: str, led: ledgers.Ledger, previous: KubeObject | None) -> dict[str, Any]:
         metadata: dict[str, Any] = {

@@ -10,14 +10,34 @@ request in, same result out, no clock of their own.
 
 The outcome is decided by the rule both stores share (``controller.store.outcome``), over a
 history read from the receiver's entry; here the rate limit is shared by all listeners. Unlike
-SQLite the object has a size limit (about 1 MiB), so what it remembers is bounded: idempotency keys
-for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window,
-rate-limit timestamps for their window.
+SQLite the object has a size limit (etcd's is about 1.5 MiB), so everything it holds is bounded:
+
+- at most ``MAX_PENDING`` pending intents: a target that can't be applied stops taking hits (the
+  store raises ``LedgerFull``, answered 503 with Retry-After) instead of growing until etcd refuses
+  every write of it, folds included; the store also refuses a hit that would take the encoded
+  ledger over ``MAX_LEDGER_BYTES`` (``controller.store.kube``), whatever filled it;
+- idempotency and Alertmanager retry keys as fixed-size digests (``key_digest``), idempotency keys
+  for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window;
+- rate-limit times within their window: the rule lets a hit through only while fewer than
+  ``requests`` are in it, so a receiver keeps at most ``requests`` times (about 18 bytes each). That
+  keeps the sliding window both stores decide by exact; the price is that a limit of tens of
+  thousands of requests per window can fill the ledger up to its size cap;
+- a receiver's entry until ``keepUntil``, the end of the longest window it was last recorded with
+  (idempotency, retry, cooldown, rate limit): after that it decides nothing, so entries of receivers
+  deleted, renamed or moved to another target are dropped by the next hit of the target, and a
+  ledger left with no entries, no pending intents and nothing to confirm can be deleted
+  (``is_empty``).
+
+A hit copies only what it changes (the ledger's top level, its receivers map, the receiver's entry,
+the pending list's references): a deep copy per hit costs tens of milliseconds at thousands of
+pending intents.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -29,6 +49,7 @@ from controller.store.base import (
     HitRequest,
     HitResult,
     IntentState,
+    LedgerFull,
     PendingIntent,
     StoreError,
     TargetState,
@@ -37,6 +58,8 @@ from controller.store.ids import IDEMPOTENCY_WINDOW
 from controller.store.outcome import Duplicate, RateLimited, decide
 
 MAX_KEYS = 1000  # idempotency keys remembered per receiver (bounds the object's size)
+MAX_PENDING = 2000  # pending intents per target; about 200 bytes each
+MAX_LEDGER_BYTES = 512 * 1024  # the encoded ledger, well under etcd's 1.5 MiB request limit
 
 
 class LastHit(TypedDict):
@@ -56,6 +79,7 @@ class ReceiverEntry(TypedDict):
     idempotency: dict[str, list[Any]]  # key -> [hit id, received at]
     dedupe: dict[str, list[Any]]  # Alertmanager notification identity -> [hit id, received at]
     rate: list[float]  # times of hits counted by the rate limit, oldest first
+    keepUntil: NotRequired[float]  # after this the entry decides nothing (absent: kept, older objects)
     lastHit: NotRequired[LastHit]
 
 
@@ -93,6 +117,16 @@ def new_ledger(target_id: str) -> Ledger:
     }
 
 
+def key_digest(key: str) -> str:
+    """A key as the ledger stores it: 32 hex characters, however long the key a sender chose."""
+    return hashlib.sha256(key.encode()).digest()[:16].hex()
+
+
+def encoded_size(ledger: Ledger) -> int:
+    """The ledger's size as written in the object (compact JSON, as the client sends it)."""
+    return len(json.dumps(ledger, separators=(",", ":")))
+
+
 class _EntryHistory:
     """``HitHistory`` from one receiver's entry (the ledger holds only this target's receivers)."""
 
@@ -100,11 +134,11 @@ class _EntryHistory:
         self._entry = entry
 
     def idempotent_hit(self, receiver: str, key: str, since: float) -> str | None:
-        seen = self._entry["idempotency"].get(key)
+        seen = self._entry["idempotency"].get(key_digest(key))
         return str(seen[0]) if seen is not None and seen[1] > since else None
 
     def retried_hit(self, receiver: str, dedupe_key: str, since: float) -> str | None:
-        seen = self._entry["dedupe"].get(dedupe_key)
+        seen = self._entry["dedupe"].get(key_digest(dedupe_key))
         return str(seen[0]) if seen is not None and seen[1] > since else None
 
     def last_accepted_at(self, receiver: str) -> float | None:
@@ -116,35 +150,48 @@ class _EntryHistory:
 
 
 def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, HitResult]:
-    """The hit's outcome and the ledger with it recorded. Raises ``HitRateLimited``."""
+    """The hit's outcome and the ledger with it recorded. Raises ``HitRateLimited``, ``LedgerFull``.
+
+    The ledger passed in is never changed; the one returned shares what the hit left alone."""
     at = req.received_at
-    new = copy.deepcopy(ledger)
-    entry = new["receivers"].get(req.receiver)
-    if entry is None or entry["uid"] != req.receiver_uid:
+    old = ledger["receivers"].get(req.receiver)
+    if old is None or old["uid"] != req.receiver_uid:
         # New, or deleted and created again under the same name: it starts afresh.
-        entry = {"uid": req.receiver_uid, "lastAccepted": None, "idempotency": {}, "dedupe": {}, "rate": []}
-        new["receivers"][req.receiver] = entry
-    _forget_old(entry, req, at)
+        entry: ReceiverEntry = {
+            "uid": req.receiver_uid,
+            "lastAccepted": None,
+            "idempotency": {},
+            "dedupe": {},
+            "rate": [],
+        }
+    else:
+        entry = _forget_old(old, req, at)
 
     decision = decide(_EntryHistory(entry), req, idempotency_window=IDEMPOTENCY_WINDOW)
     if isinstance(decision, Duplicate):
         return ledger, HitResult(hit_id=decision.hit_id, outcome="duplicate")
     if isinstance(decision, RateLimited):
         raise HitRateLimited(retry_after=decision.retry_after)
+    new: Ledger = {**ledger, "receivers": _live_entries(ledger["receivers"], at)}
     if decision.rate_counted:
         entry["rate"].append(at)
     if decision.outcome == "accepted":
+        if len(ledger["pending"]) >= MAX_PENDING:
+            raise LedgerFull(
+                f"{ledger['target']} has {len(ledger['pending'])} pending intents, the most it keeps"
+            )
         entry["lastAccepted"] = at
         if req.dedupe_key is not None:
-            entry["dedupe"][req.dedupe_key] = [hit_id, at]
+            entry["dedupe"][key_digest(req.dedupe_key)] = [hit_id, at]
         seq = new["nextSeq"]
         new["nextSeq"] = seq + 1
         assert req.intent is not None  # the rule refuses a hit to act on without one
-        new["pending"].append(
-            {"seq": seq, "hit": hit_id, "receiver": req.receiver, "intent": req.intent, "at": at}
-        )
+        new["pending"] = [
+            *ledger["pending"],
+            {"seq": seq, "hit": hit_id, "receiver": req.receiver, "intent": req.intent, "at": at},
+        ]
     if req.idempotency_key is not None:
-        entry["idempotency"][req.idempotency_key] = [hit_id, at]
+        entry["idempotency"][key_digest(req.idempotency_key)] = [hit_id, at]
     entry["lastHit"] = {
         "hit": hit_id,
         "outcome": decision.outcome,
@@ -155,19 +202,40 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
         "after": None,
         "clamped": None,
     }
+    entry["keepUntil"] = max(entry.get("keepUntil", at), at + _longest_window(req))
+    new["receivers"][req.receiver] = entry
     new["updatedAt"] = max(new["updatedAt"], at)
     return new, HitResult(hit_id=hit_id, outcome=decision.outcome)
 
 
-def _forget_old(entry: ReceiverEntry, req: HitRequest, at: float) -> None:
-    """Bound the object's size; the rule itself checks each window."""
-    entry["idempotency"] = {k: v for k, v in entry["idempotency"].items() if at - v[1] < IDEMPOTENCY_WINDOW}
-    if len(entry["idempotency"]) >= MAX_KEYS:
-        newest = sorted(entry["idempotency"].items(), key=lambda kv: kv[1][1])[-(MAX_KEYS - 1) :]
-        entry["idempotency"] = dict(newest)
-    entry["dedupe"] = {k: v for k, v in entry["dedupe"].items() if at - v[1] < req.dedupe_window}
+def _longest_window(req: HitRequest) -> float:
+    rate_window = req.rate_limit.per_seconds if req.rate_limit is not None else 0.0
+    return max(IDEMPOTENCY_WINDOW, req.dedupe_window, req.cooldown, rate_window)
+
+
+def _live_entries(receivers: dict[str, ReceiverEntry], at: float) -> dict[str, ReceiverEntry]:
+    """The entries that may still decide a hit at ``at`` (a new dict: the caller changes it)."""
+    return {key: e for key, e in receivers.items() if e.get("keepUntil", at) >= at}
+
+
+def _forget_old(entry: ReceiverEntry, req: HitRequest, at: float) -> ReceiverEntry:
+    """A copy of the entry without what no window needs any more; the rule itself checks each window."""
+    idempotency = {k: v for k, v in entry["idempotency"].items() if at - v[1] < IDEMPOTENCY_WINDOW}
+    if len(idempotency) >= MAX_KEYS:
+        idempotency = dict(sorted(idempotency.items(), key=lambda kv: kv[1][1])[-(MAX_KEYS - 1) :])
     window = req.rate_limit.per_seconds if req.rate_limit is not None else 0.0
-    entry["rate"] = [t for t in entry["rate"] if at - t < window]
+    rate = [t for t in entry["rate"] if at - t < window]
+    return {
+        **entry,
+        "idempotency": idempotency,
+        "dedupe": {k: v for k, v in entry["dedupe"].items() if at - v[1] < req.dedupe_window},
+        "rate": rate,
+    }
+
+
+def is_empty(ledger: Ledger, now: float) -> bool:
+    """Nothing pending, nothing to confirm, no receiver entry that may still decide a hit: deletable."""
+    return not has_work(ledger) and not _live_entries(ledger["receivers"], now)
 
 
 def pending_intents(ledger: Ledger) -> list[PendingIntent]:
@@ -196,22 +264,21 @@ def commit_fold(ledger: Ledger, desired: int, steps: Sequence[FoldStep], now: fl
 
 
 def fail_intents(ledger: Ledger, reason: str, now: float) -> tuple[Ledger, int]:
-    new = copy.deepcopy(ledger)
-    failed = {p["hit"] for p in new["pending"]}
-    for entry in new["receivers"].values():
+    failed = {p["hit"] for p in ledger["pending"]}
+    receivers = dict(ledger["receivers"])
+    for key, entry in receivers.items():
         last = entry.get("lastHit")
         if last is not None and last["hit"] in failed:
-            last["state"], last["reason"] = "failed", reason
-    new["pending"], new["converged"], new["lastError"], new["updatedAt"] = [], True, reason, now
+            receivers[key] = {**entry, "lastHit": {**last, "state": "failed", "reason": reason}}
+    new: Ledger = {**ledger, "receivers": receivers, "pending": [], "converged": True, "lastError": reason}
+    new["updatedAt"] = now
     return new, len(failed)
 
 
 def set_observed(
     ledger: Ledger, observed: int | None, converged: bool, error: str | None, now: float
 ) -> Ledger:
-    new = copy.deepcopy(ledger)
-    new["observed"], new["converged"], new["lastError"], new["updatedAt"] = observed, converged, error, now
-    return new
+    return {**ledger, "observed": observed, "converged": converged, "lastError": error, "updatedAt": now}
 
 
 def target_state(ledger: Ledger) -> TargetState:
