@@ -7,8 +7,13 @@ What runs, and where:
   objects in each project's labelled namespace), the Receiver informer that feeds the listener's
   receiver set, and the key watcher;
 - in the active replica only (kopf peering: each replica takes a random priority, so exactly one is
-  highest and the others pause): the kopf handlers — tokens, Secrets, status, Events — and, through
-  them, the reconciler, which folds intents and applies them.
+  highest and the others pause): the kopf handlers — tokens, Secrets, status, Events;
+- in the leader only (the holder of a Lease, ``controller.operator.leader``): the reconciler, which
+  folds intents and applies them. kopf's peering cannot guard it: it pauses handlers, not the tasks
+  they started, and notices a dead peer only after a minute. Wakes reach the reconciler of every
+  replica (the handlers', or a ledger's watch event), but a replica that does not lead ignores them;
+  the leader's reconciler resyncs when it starts leading and periodically, and it is paused (its
+  workers cancelled) as soon as the Lease is lost.
 
 Credentials are found the way kubectl and kopf find them: in-cluster service account first, then
 ``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
@@ -45,6 +50,7 @@ from controller.operator import handlers
 from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.operator.leader import LeaderElector
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
@@ -101,6 +107,7 @@ class Operator:
     reconciler: Reconciler
     listener: web.AppRunner
     kopf_run: KopfRun
+    elector: LeaderElector
 
     @property
     def port(self) -> int:
@@ -170,11 +177,22 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         )
         identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
         kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
+        leadership = Leadership(wiring.reconciler)
+        elector = LeaderElector(
+            client,
+            settings.namespace,
+            identity,
+            on_started=leadership.started,
+            on_stopped=leadership.stopped,
+        )
+        wiring.app.cleanup_ctx.append(leadership.electing(elector))
         wiring.app.cleanup_ctx.append(background("keys", key_watcher.run))
         wiring.app.cleanup_ctx.append(kopf_run.running)
         async with wiring.serving() as runner:
             logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
-            yield Operator(settings, client, receiver_set, store, wiring.reconciler, runner, kopf_run)
+            yield Operator(
+                settings, client, receiver_set, store, wiring.reconciler, runner, kopf_run, elector
+            )
     finally:
         await client.close()
 
@@ -189,6 +207,37 @@ def informing(informer: ReceiverInformer) -> CleanupCtx:
             yield
 
     return entry
+
+
+class Leadership:
+    """What only the leader runs: the reconciler's loop, from the start of a term to its end."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        self._reconciler = reconciler
+        self._task: asyncio.Task[None] | None = None
+
+    async def started(self) -> None:
+        self._reconciler.resume()
+        self._task = asyncio.create_task(self._reconciler.run(), name="reconciler")
+
+    async def stopped(self) -> None:
+        await self._reconciler.pause()  # workers cancelled before anything else: they must not write
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def electing(self, elector: LeaderElector) -> CleanupCtx:
+        """A ``cleanup_ctx`` entry: no reconciling until elected; the term ends (and the Lease is
+        released) on the way out."""
+
+        @contextlib.asynccontextmanager
+        async def entry(_app: web.Application) -> AsyncIterator[None]:
+            await self._reconciler.pause()
+            async with running(elector.run(), "leader election"):
+                yield
+
+        return entry
 
 
 class KopfRun:
