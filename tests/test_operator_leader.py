@@ -27,6 +27,7 @@ from controller.operator.leader import LEASE_NAME, LeaderElector, LeaseTimings
 from controller.reconciler import Reconciler
 from controller.store.base import FoldConflict, FoldStep, HitRequest
 from controller.store.kube import KubeStore
+from tests import toolbox
 from tests.kubeemu import KubeEmulator
 from tests.toolbox import FakeClock
 
@@ -325,7 +326,7 @@ async def test_losing_the_lease_cancels_the_reconcilers_workers_and_later_wakes_
     never = asyncio.Event()
     driver = GatedScaleService(apply_gate=never)
     folder = reconciler(store, driver, asyncio.sleep)
-    leadership = Leadership(folder)
+    leadership = Leadership(folder, clients[0], NS)
     await leadership.started()
     await driver.applying.wait()  # a worker is in the middle of applying
     await leadership.stopped()
@@ -351,3 +352,19 @@ async def test_a_replica_that_does_not_lead_ignores_wakes(clients: tuple[KubeCli
     await folder.idle()
     assert driver.service.scale == 6
     await store.close()
+
+
+async def test_the_leader_folds_a_hit_another_replica_recorded_without_waiting_for_a_resync(
+    clients: tuple[KubeClient, KubeClient],
+) -> None:
+    leader_store, peer_store = KubeStore(clients[0], NS), KubeStore(clients[1], NS)
+    for store in (leader_store, peer_store):
+        await store.open()
+    driver = GatedScaleService()
+    leadership = Leadership(reconciler(leader_store, driver, asyncio.sleep), clients[0], NS)
+    await leadership.started()  # its resync runs every hour: only the ledger watch can wake it
+    await peer_store.record_hit(hit(1000.0))
+    await toolbox.until(lambda: driver.service.scale == 6, 5, "the hit applied")
+    await leadership.stopped()
+    for store in (leader_store, peer_store):
+        await store.close()

@@ -10,10 +10,10 @@ What runs, and where:
   highest and the others pause): the kopf handlers — tokens, Secrets, status, Events;
 - in the leader only (the holder of a Lease, ``controller.operator.leader``): the reconciler, which
   folds intents and applies them. kopf's peering cannot guard it: it pauses handlers, not the tasks
-  they started, and notices a dead peer only after a minute. Wakes reach the reconciler of every
-  replica (the handlers', or a ledger's watch event), but a replica that does not lead ignores them;
-  the leader's reconciler resyncs when it starts leading and periodically, and it is paused (its
-  workers cancelled) as soon as the Lease is lost.
+  they started, and notices a dead peer only after a minute. The leader watches the ledgers and wakes
+  its reconciler for each one with work; wakes reach every replica's reconciler (kopf's handlers
+  send them too), but one that does not lead ignores them. The leader's reconciler resyncs when its
+  term starts and periodically, and it is paused (its workers cancelled) as soon as the Lease is lost.
 
 Credentials are found the way kubectl and kopf find them: in-cluster service account first, then
 ``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
@@ -43,7 +43,7 @@ import kopf
 from aiohttp import web
 
 from controller.drivers import load_drivers
-from controller.kube.client import KubeClient
+from controller.kube.client import LEDGERS, KubeClient
 from controller.kube.errors import KubeError
 from controller.metrics import Metrics
 from controller.operator import handlers
@@ -56,6 +56,7 @@ from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
+from controller.store import ledger as ledgers
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
 from controller.wiring import CleanupCtx, background, running, stop_on_signals, wire
@@ -141,8 +142,8 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             drivers=drivers,
             metrics=metrics,
             kube=client,
-            # Hits only record; the active replica learns of them from the ledger's watch event, so
-            # a standby replica's listener never folds.
+            # Hits only record; the leader learns of them from its watch on the ledgers, so a
+            # listener never folds.
             wake=lambda _target: None,
             startup=[informing(informer)],
             api_receivers=KubeApiReceivers(client, receiver_set),
@@ -177,7 +178,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         )
         identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
         kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
-        leadership = Leadership(wiring.reconciler)
+        leadership = Leadership(wiring.reconciler, client, settings.namespace)
         elector = LeaderElector(
             client,
             settings.namespace,
@@ -210,22 +211,48 @@ def informing(informer: ReceiverInformer) -> CleanupCtx:
 
 
 class Leadership:
-    """What only the leader runs: the reconciler's loop, from the start of a term to its end."""
+    """What only the leader runs: the reconciler's loop, and a watch on the ledgers that wakes it.
 
-    def __init__(self, reconciler: Reconciler) -> None:
+    The watch is the leader's own because the ledgers' kopf handler runs in kopf's active replica,
+    which need not be the leader: without it, a hit accepted by the leader's peers would wait for the
+    next resync.
+    """
+
+    def __init__(
+        self, reconciler: Reconciler, client: KubeClient, namespace: str, *, retry_delay: float = 1.0
+    ) -> None:
         self._reconciler = reconciler
-        self._task: asyncio.Task[None] | None = None
+        self._client = client
+        self._namespace = namespace
+        self._retry_delay = retry_delay
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def started(self) -> None:
         self._reconciler.resume()
-        self._task = asyncio.create_task(self._reconciler.run(), name="reconciler")
+        self._tasks = [
+            asyncio.create_task(self._reconciler.run(), name="reconciler"),
+            asyncio.create_task(self._follow_ledgers(), name="ledger watch"),
+        ]
 
     async def stopped(self) -> None:
         await self._reconciler.pause()  # workers cancelled before anything else: they must not write
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _follow_ledgers(self) -> None:
+        while True:
+            try:
+                async for event in self._client.watch(LEDGERS.within(self._namespace)):
+                    obj = event.get("object") or {}
+                    target = str((obj.get("spec") or {}).get("target") or "")
+                    live = event.get("type") in ("ADDED", "MODIFIED") and target
+                    if live and ledgers.has_work(ledgers.from_json(obj.get("ledger"), target)):
+                        self._reconciler.wake(target)
+            except KubeError as e:
+                logger.warning("watching ledgers failed, retrying in %.0fs: %s", self._retry_delay, e)
+            await asyncio.sleep(self._retry_delay)  # the server ended the watch, or it broke
 
     def electing(self, elector: LeaderElector) -> CleanupCtx:
         """A ``cleanup_ctx`` entry: no reconciling until elected; the term ends (and the Lease is
