@@ -89,7 +89,7 @@ class LeaderElector:
         self._wall_clock = wall_clock
         self._observed: LeaseSpec | None = None  # the Lease's spec as last seen
         self._observed_at = 0.0  # when it last changed, by our clock
-        self._lease: KubeObject | None = None  # the object last read or written, for its resourceVersion
+        self._lease: KubeObject | None = None  # the Lease as last written by us, to release it
         self.leading = False
 
     async def run(self) -> None:
