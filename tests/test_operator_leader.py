@@ -8,6 +8,7 @@ milliseconds; the order of two reconcilers is set with events that gate a fake s
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -367,4 +368,57 @@ async def test_the_leader_folds_a_hit_another_replica_recorded_without_waiting_f
     await toolbox.until(lambda: driver.service.scale == 6, 5, "the hit applied")
     await leadership.stopped()
     for store in (leader_store, peer_store):
+        await store.close()
+
+
+async def test_when_the_leader_freezes_the_next_one_applies_every_accepted_hit_once(
+    clients: tuple[KubeClient, KubeClient],
+) -> None:
+    """A leader that hangs mid-apply (as a killed one would, forever): the other replica takes the Lease
+    once it expires, finishes the hung leader's recorded fold and folds the rest, each hit once."""
+    stores = (KubeStore(clients[0], NS), KubeStore(clients[1], NS))
+    for store in stores:
+        await store.open()
+    clock, frozen = FakeClock(0.0), asyncio.Event()
+    service, hung = Service(5), asyncio.Event()
+    drivers = (GatedScaleService(service=service), GatedScaleService(service=service))
+
+    async def sleep_of(replica: int, delay: float) -> None:
+        if replica == 0 and frozen.is_set():
+            await hung.wait()  # never set: the first leader renews nothing more
+        await asyncio.sleep(0.001)
+        clock.advance(delay / 2)  # both electors move the shared clock
+
+    replicas = []
+    for i in (0, 1):
+        leadership = Leadership(reconciler(stores[i], drivers[i], asyncio.sleep), clients[i], NS)
+        elector = LeaderElector(
+            clients[i],
+            NS,
+            f"replica-{i}",
+            on_started=leadership.started,
+            on_stopped=leadership.stopped,
+            clock=clock,
+            sleep=functools.partial(sleep_of, i),
+        )
+        replicas.append(elector)
+    first = asyncio.create_task(replicas[0].run())
+    await toolbox.until(lambda: replicas[0].leading, 5, "the first leader")
+    second = asyncio.create_task(replicas[1].run())
+    for n in range(5):
+        await stores[1].record_hit(hit(1000.0 + n))
+    await toolbox.until(lambda: service.scale == 10, 5, "the first five hits applied")
+    frozen.set()
+    drivers[0].apply_gate = hung  # its next apply never lands
+    for n in range(5, 10):
+        await stores[1].record_hit(hit(1000.0 + n))
+    await toolbox.until(lambda: replicas[1].leading, 5, "the second replica leading")
+    await toolbox.until(lambda: service.scale == 15, 5, "every hit applied")
+    assert await stores[1].pending_intents(TARGET) == []
+    state = await stores[1].get_target(TARGET)
+    assert state is not None and (state.desired, state.observed, state.converged) == (15, 15, True)
+    for task in (first, second):
+        task.cancel()
+    await asyncio.gather(first, second, return_exceptions=True)
+    for store in stores:
         await store.close()
