@@ -17,6 +17,10 @@ Why it is shaped this way:
   (honouring Retry-After), forever, so nothing accepted is dropped while Cattle is down. Permanent
   errors (the target is gone, can't be scaled, the request is wrong) fail the pending intents with
   their ``summary`` instead. Any other exception is a bug and ends the target's worker with it.
+- **Paused while another replica leads** (operator mode, ``controller.operator.leader``): ``pause``
+  cancels every worker and makes ``wake`` a no-op; ``resume`` lets them run again, and the leader's
+  ``run`` starts with a resync that picks up whatever was woken meanwhile. The store fences each fold
+  (``FoldConflict``) against a worker that was cancelled too late to keep its write from landing.
 - **Drivers that are not scales** (``IntentApplier`` s, e.g. serviceUpgrade, see
   ``controller.drivers.contract``) take one generic hook: the pending intents are handed to the
   driver, which carries them out and observes the target itself, and they are marked done only once
@@ -66,9 +70,12 @@ class Reconciler:
         self._sleep = sleep
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._dirty: set[str] = set()
+        self._paused = False
 
     def wake(self, target_id: str) -> None:
         """Reconcile the target soon: now if idle, right after the current pass if busy."""
+        if self._paused:
+            return
         self._dirty.add(target_id)
         if target_id not in self._workers:
             self._workers[target_id] = asyncio.create_task(
@@ -94,6 +101,15 @@ class Reconciler:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
         self._workers.clear()
+
+    async def pause(self) -> None:
+        """Stop every worker and ignore wakes until ``resume`` (this replica no longer leads)."""
+        self._paused = True
+        self._dirty.clear()
+        await self.stop()
+
+    def resume(self) -> None:
+        self._paused = False
 
     async def idle(self) -> None:
         """Wait until no worker is running (for tests and orderly shutdown)."""
@@ -179,12 +195,13 @@ class Reconciler:
         non-retryable error) fail the intents in ``_reconcile_with_retry`` as for scale drivers.
         """
         target_id = target.id
+        state = await self._store.get_target(target_id)
+        if state is not None and not state.converged:  # a crash between commit_fold and set_observed
+            # Confirmed before the next fold, which the store refuses on an unconfirmed value.
+            await self._store.set_observed(target_id, state.desired, converged=True, error=None)
         pending = await self._store.pending_intents(target_id)
         self._metrics.pending_intents.labels(target_id).set(len(pending))
         if not pending:
-            state = await self._store.get_target(target_id)
-            if state is not None and not state.converged:  # a crash between commit_fold and set_observed
-                await self._store.set_observed(target_id, state.desired, converged=True, error=None)
             return "idle"
         steps = await applier.apply_intents(target, pending, self._ctx)
         # For a driver that is not a scale, the recorded "desired" (and "observed") is not a scale but

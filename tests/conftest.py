@@ -63,6 +63,7 @@ async def kube() -> AsyncIterator[KubeEmulator]:
         )
         emulator.declare("kopf.dev/v1/clusterkopfpeerings", "ClusterKopfPeering", namespaced=False)
         emulator.declare("kopf.dev/v1/kopfpeerings", "KopfPeering", namespaced=True)
+        emulator.declare("coordination.k8s.io/v1/leases", "Lease", namespaced=True)
         emulator.objects["kopf.dev/v1/clusterkopfpeerings", None, "webhook-service"] = {}
         yield emulator
 

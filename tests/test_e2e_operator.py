@@ -1,7 +1,7 @@
 """Operator mode as it is deployed: two real ``webhook-service operator`` processes (two replicas)
 against the Kubernetes emulator, found through a kubeconfig file, scaling the Cattle sandbox.
 
-What it shows: kopf peering makes exactly one replica active (it folds and applies), both replicas'
+What it shows: the Lease makes exactly one replica the leader (it folds and applies), both replicas'
 listeners accept hits, no hit is lost or applied twice, and both stop cleanly on SIGTERM.
 """
 

@@ -42,6 +42,8 @@ EXPECTED_OBJECTS = [
     ("CustomResourceDefinition", "receivers.webhook-service.dev"),
     ("Deployment", "webhook-service"),
     ("Namespace", "webhook-service"),
+    ("Role", "webhook-service-leader"),
+    ("RoleBinding", "webhook-service-leader"),
     ("Service", "webhook-service"),
     ("ServiceAccount", "webhook-service"),
 ]
@@ -289,6 +291,19 @@ def test_rbac_grants_exactly_the_expected_permissions() -> None:
         for verb in rule["verbs"]
     ]
     assert sorted(granted) == sorted(EXPECTED_PERMISSIONS)
+
+
+def test_leader_election_may_use_leases_in_the_operators_namespace_only(built: list[Document]) -> None:
+    role = the(built, "Role", "webhook-service-leader")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
+    binding = the(built, "RoleBinding", "webhook-service-leader")
+    assert binding["roleRef"]["name"] == "webhook-service-leader"
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "webhook-service", "namespace": NAMESPACE}
+    ]
 
 
 def test_rbac_rules_name_no_wildcards_or_extra_fields() -> None:

@@ -85,6 +85,7 @@ EVENTS = Ref("", "v1", "events")
 DEPLOYMENTS = Ref("apps", "v1", "deployments")
 STATEFULSETS = Ref("apps", "v1", "statefulsets")
 HPAS = Ref("autoscaling", "v2", "horizontalpodautoscalers")
+LEASES = Ref("coordination.k8s.io", "v1", "leases")
 
 
 class KubeClient:

@@ -7,8 +7,13 @@ What runs, and where:
   objects in each project's labelled namespace), the Receiver informer that feeds the listener's
   receiver set, and the key watcher;
 - in the active replica only (kopf peering: each replica takes a random priority, so exactly one is
-  highest and the others pause): the kopf handlers — tokens, Secrets, status, Events — and, through
-  them, the reconciler, which folds intents and applies them.
+  highest and the others pause): the kopf handlers — tokens, Secrets, status, Events;
+- in the leader only (the holder of a Lease, ``controller.operator.leader``): the reconciler, which
+  folds intents and applies them. kopf's peering cannot guard it: it pauses handlers, not the tasks
+  they started, and notices a dead peer only after a minute. The leader watches the ledgers and wakes
+  its reconciler for each one with work; wakes reach every replica's reconciler (kopf's handlers
+  send them too), but one that does not lead ignores them. The leader's reconciler resyncs when its
+  term starts and periodically, and it is paused (its workers cancelled) as soon as the Lease is lost.
 
 Credentials are found the way kubectl and kopf find them: in-cluster service account first, then
 ``KUBECONFIG`` or ``~/.kube/config``. The same ``ConnectionInfo`` serves kopf (through a login
@@ -40,18 +45,20 @@ from aiohttp import web
 
 from controller.backoff import Backoff
 from controller.drivers import load_drivers
-from controller.kube.client import KubeClient
+from controller.kube.client import LEDGERS, KubeClient
 from controller.kube.errors import KubeError
 from controller.metrics import Metrics
 from controller.operator import handlers
 from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.operator.leader import LeaderElector
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
+from controller.store import ledger as ledgers
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
 from controller.wiring import CleanupCtx, background, running, stop_on_signals, wire
@@ -103,6 +110,7 @@ class Operator:
     reconciler: Reconciler
     listener: web.AppRunner
     kopf_run: KopfRun
+    elector: LeaderElector
 
     @property
     def port(self) -> int:
@@ -142,8 +150,8 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             drivers=drivers,
             metrics=metrics,
             kube=client,
-            # Hits only record; the active replica learns of them from the ledger's watch event, so
-            # a standby replica's listener never folds.
+            # Hits only record; the leader learns of them from its watch on the ledgers, so a
+            # listener never folds.
             wake=lambda _target: None,
             startup=[informing(informer)],
             api_receivers=KubeApiReceivers(client, receiver_set),
@@ -179,11 +187,22 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         )
         identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
         kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
+        leadership = Leadership(wiring.reconciler, client, settings.namespace)
+        elector = LeaderElector(
+            client,
+            settings.namespace,
+            identity,
+            on_started=leadership.started,
+            on_stopped=leadership.stopped,
+        )
+        wiring.app.cleanup_ctx.append(leadership.electing(elector))
         wiring.app.cleanup_ctx.append(background("keys", key_watcher.run))
         wiring.app.cleanup_ctx.append(kopf_run.running)
         async with wiring.serving() as runner:
             logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)
-            yield Operator(settings, client, receiver_set, store, wiring.reconciler, runner, kopf_run)
+            yield Operator(
+                settings, client, receiver_set, store, wiring.reconciler, runner, kopf_run, elector
+            )
     finally:
         await client.close()
 
@@ -198,6 +217,63 @@ def informing(informer: ReceiverInformer) -> CleanupCtx:
             yield
 
     return entry
+
+
+class Leadership:
+    """What only the leader runs: the reconciler's loop, and a watch on the ledgers that wakes it.
+
+    The watch is the leader's own because the ledgers' kopf handler runs in kopf's active replica,
+    which need not be the leader: without it, a hit accepted by the leader's peers would wait for the
+    next resync.
+    """
+
+    def __init__(
+        self, reconciler: Reconciler, client: KubeClient, namespace: str, *, retry_delay: float = 1.0
+    ) -> None:
+        self._reconciler = reconciler
+        self._client = client
+        self._namespace = namespace
+        self._retry_delay = retry_delay
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def started(self) -> None:
+        self._reconciler.resume()
+        self._tasks = [
+            asyncio.create_task(self._reconciler.run(), name="reconciler"),
+            asyncio.create_task(self._follow_ledgers(), name="ledger watch"),
+        ]
+
+    async def stopped(self) -> None:
+        await self._reconciler.pause()  # workers cancelled before anything else: they must not write
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _follow_ledgers(self) -> None:
+        while True:
+            try:
+                async for event in self._client.watch(LEDGERS.within(self._namespace)):
+                    obj = event.get("object") or {}
+                    target = str((obj.get("spec") or {}).get("target") or "")
+                    live = event.get("type") in ("ADDED", "MODIFIED") and target
+                    if live and ledgers.has_work(ledgers.from_json(obj.get("ledger"), target)):
+                        self._reconciler.wake(target)
+            except KubeError as e:
+                logger.warning("watching ledgers failed, retrying in %.0fs: %s", self._retry_delay, e)
+            await asyncio.sleep(self._retry_delay)  # the server ended the watch, or it broke
+
+    def electing(self, elector: LeaderElector) -> CleanupCtx:
+        """A ``cleanup_ctx`` entry: no reconciling until elected; the term ends (and the Lease is
+        released) on the way out."""
+
+        @contextlib.asynccontextmanager
+        async def entry(_app: web.Application) -> AsyncIterator[None]:
+            await self._reconciler.pause()
+            async with running(elector.run(), "leader election"):
+                yield
+
+        return entry
 
 
 class KopfRun:

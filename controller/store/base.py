@@ -15,6 +15,11 @@ Design points every implementation keeps:
 - Intents are folded in arrival order (``PendingIntent.seq``). ``commit_fold`` records the new
   absolute desired value and marks the folded intents in one transaction, so a crash after it
   repeats an idempotent "set to N", never a step.
+- A store that several processes write (the Kubernetes one) fences the fold: ``commit_fold`` succeeds
+  only if the target is still as the ``pending_intents`` that read its steps left it, and raises
+  ``FoldConflict`` otherwise, so a fold computed from a stale read (a deposed leader's, late) never
+  lands. The store keeps that read itself, per target, so the interface is the same for every store;
+  a single-process store (SQLite) has nothing to fence against.
 """
 
 from __future__ import annotations
@@ -46,6 +51,13 @@ class LedgerFull(StoreUnavailable):
     the listener answers 503 with ``retry_after`` (Alertmanager retries a 5xx)."""
 
     retry_after = 30.0
+
+
+class FoldConflict(StoreError):
+    """The target changed since the fold read it (another writer, or a desired value not yet confirmed).
+
+    Retryable: the reconciler's next attempt reads the target again and folds from the fresh state.
+    """
 
 
 class HitRateLimited(StoreError):
@@ -183,7 +195,10 @@ class IntentStore(Protocol):
         ...
 
     async def commit_fold(self, target_id: str, desired: int, steps: Sequence[FoldStep]) -> None:
-        """Record ``desired`` (not yet converged) and mark the steps' intents folded, atomically."""
+        """Record ``desired`` (not yet converged) and mark the steps' intents folded, atomically.
+
+        May raise ``FoldConflict`` when the target changed since ``pending_intents`` read it.
+        """
         ...
 
     async def fail_intents(self, target_id: str, reason: str) -> int:

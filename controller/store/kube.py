@@ -13,6 +13,15 @@ on the fresh object (``_cas``). A hit is acknowledged only after its PUT succeed
 hit is durable in etcd before the listener answers 200. The last object seen is cached per target
 to save the read in the common uncontended case; a stale cache costs one 409.
 
+The fold is fenced as well: ``pending_intents`` keeps the ledger it read (per target), and
+``commit_fold`` lands only on a ledger whose fold state — desired, observed, converged, last error —
+is still the one read, and whose folded intents are all still pending. Hits recorded meanwhile
+(409s of the compare-and-swap) do not void a fold: they only append intents, which the next pass
+folds. Anything a folder or a converging pass writes does: a deposed leader's late commit, or a fold
+computed while another replica's desired value was landing, fails with ``FoldConflict`` and the
+reconciler reads again and folds anew. A ledger whose desired value is not yet confirmed is refused
+too: the fold starts from the live scale, which need not be that value yet.
+
 Hits of one target arriving together in one process share one write (``_Batch``), as the SQLite
 store's group commit does: each hit's outcome is decided in arrival order on the same ledger, and
 all of them are answered once that one PUT succeeded. Without it, N concurrent hits on one receiver
@@ -39,6 +48,7 @@ from controller.kube.client import LEDGERS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.store import ledger as ledgers
 from controller.store.base import (
+    FoldConflict,
     FoldStep,
     HitRecord,
     HitRequest,
@@ -89,6 +99,11 @@ def _record_all(
     return led, outcomes
 
 
+def _fold_state(led: ledgers.Ledger) -> tuple[int | None, int | None, bool, str | None]:
+    """What a fold depends on besides its intents: only a folder or a converging pass changes it."""
+    return led["desired"], led["observed"], led["converged"], led["lastError"]
+
+
 def ledger_name(target_id: str) -> str:
     """A DNS-safe, stable name for a target's ledger (target ids contain ':' and '/')."""
     return "target-" + hashlib.sha256(target_id.encode()).hexdigest()[:24]
@@ -100,6 +115,7 @@ class KubeStore:
         self._namespace = namespace
         self._clock = clock
         self._cache: dict[str, KubeObject] = {}
+        self._fold_reads: dict[str, ledgers.Ledger] = {}  # the ledger each target's next fold is fenced on
         self._hit_ids = HitIds()
         self._open = False
         self._queues: dict[str, list[tuple[HitRequest, str, asyncio.Future[HitResult]]]] = {}
@@ -194,11 +210,26 @@ class KubeStore:
 
     async def pending_intents(self, target_id: str) -> list[PendingIntent]:
         led = await self._read(target_id)
-        return [] if led is None else ledgers.pending_intents(led)
+        if led is None:
+            self._fold_reads.pop(target_id, None)
+            return []
+        self._fold_reads[target_id] = led
+        return ledgers.pending_intents(led)
 
     async def commit_fold(self, target_id: str, desired: int, steps: Sequence[FoldStep]) -> None:
         now = self._clock()
-        await self._cas(target_id, lambda led: (ledgers.commit_fold(led, desired, steps, now), None))
+        read = self._fold_reads.pop(target_id, None)
+
+        def fenced(led: ledgers.Ledger) -> tuple[ledgers.Ledger, None]:
+            if read is not None and _fold_state(led) != _fold_state(read):
+                raise FoldConflict(
+                    f"ledger of {target_id}: another writer folded or converged since the read"
+                )
+            if led["desired"] is not None and not led["converged"]:
+                raise FoldConflict(f"ledger of {target_id}: the fold read an unconfirmed desired value")
+            return ledgers.commit_fold(led, desired, steps, now), None
+
+        await self._cas(target_id, fenced)
 
     async def fail_intents(self, target_id: str, reason: str) -> int:
         now = self._clock()
