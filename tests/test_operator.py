@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from controller.drivers import load_drivers
-from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject
+from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject, Ref
 from controller.kube.errors import KubeNotFound
 from controller.metrics import Metrics
 from controller.operator.app import Operator, informing, operator
@@ -564,3 +564,41 @@ async def test_an_unreachable_target_makes_the_receiver_not_ready_yet_its_hits_a
     assert ready["reason"] == "TargetError" and f"Secret {APP_NS}/absent" in ready["message"]
     code, _ = await world.hit(token, **{"Idempotency-Key": "second"})
     assert code == 200
+
+
+async def delete_namespace_contents(world: World, namespace: str) -> None:
+    """What the API server's namespace deletion does: delete every object in it, each as by a DELETE."""
+    for (resource, object_namespace, name), obj in list(world.kube.objects.items()):
+        if object_namespace == namespace and not obj.deleted:
+            ref = Ref(resource.group, resource.version, resource.plural).named(name, namespace)
+            with contextlib.suppress(KubeNotFound):
+                await world.client.delete(ref)
+
+
+async def test_an_uninstall_that_stops_the_operator_first_leaves_nothing_hanging(
+    kube: Any, cattle: str
+) -> None:
+    """``kubectl delete -k manifests/``: the operator's Deployment goes first; then the CRDs (which
+    delete every Receiver and IntentLedger) and the namespaces, Receivers' included, with no operator
+    left to remove a finalizer."""
+    info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
+    client = KubeClient.from_connection(info)
+    try:
+        async with operator(operator_settings(cattle), info) as op:
+            world = World(kube, client, op, cattle)
+            await world.apply(receiver("web-up"))
+            await world.apply(receiver("web-down"))
+            token = await world.granted("web-up")
+            await world.granted("web-down")
+            code, _ = await world.hit(token)
+            assert code == 200
+            await until(lambda: client.list(LEDGERS.within(NS)), what="a ledger written")
+        for collection in (RECEIVERS, LEDGERS):
+            for obj in await client.list(collection):
+                await client.delete(collection.named(obj["metadata"]["name"], obj["metadata"]["namespace"]))
+        for namespace in (APP_NS, NS):
+            await delete_namespace_contents(world, namespace)
+        left = [key for key, obj in kube.objects.items() if key[1] in (APP_NS, NS) and not obj.deleted]
+        assert left == []
+    finally:
+        await client.close()
