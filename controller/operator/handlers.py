@@ -12,7 +12,10 @@ accepts hits (see ``controller.operator.informer``).
   trigger Secret through its owner reference.
 - resync: one periodic pass over all Receivers (``ReceiverHandlers.resync``), not a kopf timer per
   Receiver, which would need a finalizer on each — wake each target's reconcile, re-grant when a
-  refusal came or went (``ReceiverGrants.recheck``).
+  refusal came or went (``ReceiverGrants.recheck``). Unlike the handlers it is not paused by kopf's
+  peering, so it runs in every replica: waking a reconcile is idempotent, and a re-grant that races
+  another replica's loses a compare-and-swap (resourceVersion, or a create that finds the Secret) and
+  is left to the next pass. A Receiver that fails is logged and does not stop the pass.
 - ledger events: an accepted hit recorded by any replica shows up as a change of its target's
   IntentLedger; the active replica wakes that target and mirrors the last hit and scale to status
   (``StatusMirror``).
@@ -112,8 +115,11 @@ class ReceiverHandlers:
             try:
                 if await self.grants.recheck(obj):
                     await self.grants.grant(obj)
-            except KubeError as e:
+            except (KubeError, SecretAppeared) as e:
                 logger.warning("resync of receiver %s: %s", key, e)
+            except Exception:
+                # The pass must go on: one Receiver's unexpected failure must not stop the others'.
+                logger.exception("resync of receiver %s failed", key)
 
     async def resyncing(self, interval: float) -> None:
         """``resync`` every ``interval`` seconds until cancelled; a failed list waits for the next."""
