@@ -45,6 +45,7 @@ from controller.operator import handlers
 from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
+from controller.operator.peering import PeeringCheck
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
@@ -174,10 +175,16 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             interval=settings.key_refresh_interval,
         )
         identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
-        kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
+        kopf_config = kopf_settings(settings)
+        kopf_run = KopfRun(kopf_registry, kopf_config, settings, identity, receiver_handlers)
+        peering = PeeringCheck(
+            client, settings.peering_name, identity=identity, priority=kopf_config.peering.priority
+        )
         wiring.app.cleanup_ctx.append(background("keys", key_watcher.run))
         wiring.app.cleanup_ctx.append(
-            background("resync", lambda: receiver_handlers.resyncing(settings.resync_interval))
+            background(
+                "resync", lambda: receiver_handlers.resyncing(settings.resync_interval, peering.active)
+            )
         )
         wiring.app.cleanup_ctx.append(kopf_run.running)
         async with wiring.serving() as runner:

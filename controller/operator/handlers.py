@@ -12,10 +12,9 @@ accepts hits (see ``controller.operator.informer``).
   trigger Secret through its owner reference.
 - resync: one periodic pass over all Receivers (``ReceiverHandlers.resync``), not a kopf timer per
   Receiver, which would need a finalizer on each — wake each target's reconcile, re-grant when a
-  refusal came or went (``ReceiverGrants.recheck``). Unlike the handlers it is not paused by kopf's
-  peering, so it runs in every replica: waking a reconcile is idempotent, and a re-grant that races
-  another replica's loses a compare-and-swap (resourceVersion, or a create that finds the Secret) and
-  is left to the next pass. A Receiver that fails is logged and does not stop the pass.
+  refusal came or went (``ReceiverGrants.recheck``). kopf's peering does not pause a task of ours, so
+  each pass first asks whether this replica is the active one (``controller.operator.peering``). A
+  Receiver that fails is logged and does not stop the pass.
 - ledger events: an accepted hit recorded by any replica shows up as a change of its target's
   IntentLedger; the active replica wakes that target and mirrors the last hit and scale to status
   (``StatusMirror``).
@@ -28,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,14 +120,16 @@ class ReceiverHandlers:
                 # The pass must go on: one Receiver's unexpected failure must not stop the others'.
                 logger.exception("resync of receiver %s failed", key)
 
-    async def resyncing(self, interval: float) -> None:
-        """``resync`` every ``interval`` seconds until cancelled; a failed list waits for the next."""
+    async def resyncing(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
+        """``resync`` every ``interval`` seconds while ``active()`` says this replica handles Receivers,
+        until cancelled; a failed list waits for the next pass."""
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.resync()
+                if await active():
+                    await self.resync()
             except KubeError as e:
-                logger.warning("resync: could not list the receivers: %s", e)
+                logger.warning("resync: could not list the receivers or read the peering: %s", e)
 
     async def ledger_changed(self, body: kopf.Body, **_: Any) -> None:
         target = str((body.get("spec") or {}).get("target") or "")
