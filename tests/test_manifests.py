@@ -25,6 +25,7 @@ from controller.receivers.schema import ReceiverSchema
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "manifests"
+PEERING = BASE / "peering"
 EXAMPLES = BASE / "examples"
 CRDS = ROOT / "crds"
 BROKEN = Path(__file__).resolve().parent / "manifests" / "broken"
@@ -34,7 +35,6 @@ KUSTOMIZE_TIMEOUT = 120
 Document = dict[str, Any]
 
 EXPECTED_OBJECTS = [
-    ("ClusterKopfPeering", "webhook-service"),
     ("ClusterRole", "webhook-service"),
     ("ClusterRoleBinding", "webhook-service"),
     ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
@@ -44,6 +44,8 @@ EXPECTED_OBJECTS = [
     ("Namespace", "webhook-service"),
     ("Role", "webhook-service-leader"),
     ("RoleBinding", "webhook-service-leader"),
+    ("NetworkPolicy", "webhook-service"),
+    ("PodDisruptionBudget", "webhook-service"),
     ("Service", "webhook-service"),
     ("ServiceAccount", "webhook-service"),
 ]
@@ -57,16 +59,10 @@ EXPECTED_PERMISSIONS = {
         ("webhook-service.dev", "intentledgers", v)
         for v in ("get", "list", "watch", "create", "update", "delete")
     ),
-    *(("", "secrets", v) for v in ("get", "create", "update", "delete")),
+    *(("", "secrets", v) for v in ("get", "create", "update")),
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
-    ("apps", "deployments", "get"),
-    ("apps", "statefulsets", "get"),
-    *(
-        ("apps", r, v)
-        for r in ("deployments/scale", "statefulsets/scale")
-        for v in ("get", "update", "patch")
-    ),
+    *(("apps", r, v) for r in ("deployments/scale", "statefulsets/scale") for v in ("get", "patch")),
     ("autoscaling", "horizontalpodautoscalers", "list"),
     *(("kopf.dev", "clusterkopfpeerings", v) for v in ("get", "list", "watch", "patch")),
 }
@@ -108,12 +104,10 @@ def required_binary(name: str, install: str) -> str:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
-def built() -> list[Document]:
-    """The objects ``kubectl kustomize manifests/`` builds."""
+def kustomize(folder: Path) -> list[Document]:
     kubectl = required_binary("kubectl", "kubernetes-client")
     result = subprocess.run(
-        [kubectl, "kustomize", str(BASE)],
+        [kubectl, "kustomize", str(folder)],
         capture_output=True,
         text=True,
         timeout=KUSTOMIZE_TIMEOUT,
@@ -121,6 +115,12 @@ def built() -> list[Document]:
     )
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d is not None]
+
+
+@pytest.fixture(scope="module")
+def built() -> list[Document]:
+    """The objects ``kubectl kustomize manifests/`` builds."""
+    return kustomize(BASE)
 
 
 def the(objects: list[Document], kind: str, name: str = NAMESPACE) -> Document:
@@ -203,6 +203,12 @@ def test_deployment_probes_use_healthz_and_readyz_on_the_http_port(built: list[D
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
 
+def test_deployment_gives_start_up_a_minute_before_liveness_counts(built: list[Document]) -> None:
+    startup = container(built)["startupProbe"]
+    assert startup["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60
+
+
 def test_deployment_runs_as_non_root_with_a_read_only_root(built: list[Document]) -> None:
     pod = the(built, "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"] == {
@@ -266,12 +272,44 @@ def test_cluster_role_is_bound_to_the_service_account(built: list[Document]) -> 
     ]
 
 
-def test_the_kopf_peering_is_cluster_scoped_and_named_for_the_service(built: list[Document]) -> None:
+def test_the_kopf_peering_crd_is_cluster_scoped(built: list[Document]) -> None:
     crd = the(built, "CustomResourceDefinition", "clusterkopfpeerings.kopf.dev")
     assert crd["spec"]["scope"] == "Cluster"
     assert crd["spec"]["names"]["kind"] == "ClusterKopfPeering"
     assert openapi(crd)["properties"]["status"]["x-kubernetes-preserve-unknown-fields"] is True
-    assert the(built, "ClusterKopfPeering")["apiVersion"] == "kopf.dev/v1"
+
+
+def test_the_peering_object_is_applied_apart_from_its_crd_and_named_for_the_service() -> None:
+    """A fresh cluster does not serve a kind in the same ``kubectl apply`` that creates its CRD."""
+    [peering] = kustomize(PEERING)
+    assert (peering["apiVersion"], peering["kind"], peering["metadata"]) == (
+        "kopf.dev/v1",
+        "ClusterKopfPeering",
+        {"name": "webhook-service"},
+    )
+
+
+def test_pod_disruption_budget_keeps_one_replica_of_the_operator(built: list[Document]) -> None:
+    budget = the(built, "PodDisruptionBudget")
+    pod_labels = the(built, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["metadata"]["namespace"] == NAMESPACE
+
+
+def test_network_policy_admits_hits_from_anywhere_and_metrics_from_labelled_namespaces(
+    built: list[Document],
+) -> None:
+    policy = the(built, "NetworkPolicy")
+    pod_labels = the(built, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    hits, metrics = policy["spec"]["ingress"]
+    assert hits == {"ports": [{"port": "http", "protocol": "TCP"}]}
+    assert metrics == {
+        "from": [{"namespaceSelector": {"matchLabels": {"webhook-service.dev/metrics-scraper": "true"}}}],
+        "ports": [{"port": "metrics", "protocol": "TCP"}],
+    }
 
 
 def test_examples_are_not_part_of_the_base(built: list[Document]) -> None:
@@ -328,6 +366,31 @@ def test_every_crd_schema_is_structural() -> None:
         and not node.get("x-kubernetes-int-or-string")
     ]
     assert untyped == []
+
+
+def test_every_list_map_is_keyed_by_required_scalar_fields() -> None:
+    """The API server refuses a list-map whose keys are not required scalar fields of its items."""
+    wrong = [
+        f"{crd['metadata']['name']}: {path}"
+        for p in crd_files()
+        for crd in documents(p)
+        for path, node in properties(openapi(crd))
+        if node.get("x-kubernetes-list-type") == "map"
+        and not all(
+            key in node["items"].get("required", [])
+            and node["items"]["properties"][key]["type"] in {"string", "integer", "boolean"}
+            for key in node.get("x-kubernetes-list-map-keys") or [None]
+        )
+    ]
+    assert wrong == []
+
+
+def test_receiver_conditions_are_a_list_map_keyed_by_type() -> None:
+    conditions = ReceiverSchema.load().openapi["properties"]["status"]["properties"]["conditions"]
+    assert (conditions["x-kubernetes-list-type"], conditions["x-kubernetes-list-map-keys"]) == (
+        "map",
+        ["type"],
+    )
 
 
 def test_every_intent_ledger_property_is_described() -> None:

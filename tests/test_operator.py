@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 
 from controller.drivers import load_drivers
-from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject
+from controller.kube.client import EVENTS, LEDGERS, RECEIVERS, SECRETS, KubeClient, KubeObject, Ref
 from controller.kube.errors import KubeNotFound
 from controller.metrics import Metrics
 from controller.operator.app import Operator, informing, operator
@@ -138,10 +138,8 @@ async def cattle(sandbox_seed: SandboxSeed | None) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
-    info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
-    settings = Settings(
+def operator_settings(cattle: str) -> Settings:
+    return Settings(
         listen_host="127.0.0.1",
         listen_port=0,
         public_url="http://webhook.example:8085",
@@ -153,6 +151,12 @@ async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
         backoff_base=0.05,
         backoff_cap=0.5,
     )
+
+
+@pytest.fixture
+async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
+    info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
+    settings = operator_settings(cattle)
     client = KubeClient.from_connection(info)
     try:
         async with operator(settings, info) as op:
@@ -215,14 +219,81 @@ async def test_bumping_the_token_generation_changes_the_url_and_the_old_one_gets
     assert (code, body["code"]) == (403, "token_superseded")
 
 
-async def test_deleting_a_receiver_releases_the_finalizer_and_revokes_its_token(world: World) -> None:
+async def test_a_granted_receiver_carries_no_finalizer(world: World) -> None:
+    await world.apply(receiver("web-up"))
+    await world.granted("web-up")
+    assert not (await world.receiver("web-up"))["metadata"].get("finalizers")
+
+
+async def test_deleting_a_receiver_removes_it_at_once_with_its_secret_and_revokes_its_token(
+    world: World,
+) -> None:
     await world.apply(receiver("web-up"))
     token = await world.granted("web-up")
-    assert "webhook-service.dev/revoke-token" in (await world.receiver("web-up"))["metadata"]["finalizers"]
     await world.client.delete(RECEIVERS.named("web-up", APP_NS))
-    await until(lambda: _gone(world, "web-up"), what="the receiver gone")
-    code, body = await world.hit(token)
-    assert (code, body["code"]) == (403, "token_revoked")
+    assert await _gone(world, "web-up")  # no finalizer to wait for
+    with pytest.raises(KubeNotFound):
+        await world.secret("web-up")  # garbage-collected through its owner reference
+    await until(lambda: _revoked(world, token), what="the token revoked")
+
+
+async def test_a_finalizer_left_by_an_earlier_version_is_removed(world: World) -> None:
+    obj = receiver("web-up")
+    obj["metadata"]["finalizers"] = ["webhook-service.dev/revoke-token"]
+    await world.apply(obj)
+    await world.granted("web-up")
+    await until(lambda: _no_finalizers(world, "web-up"), what="the old finalizer removed")
+
+
+def foreign_secret(name: str) -> KubeObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": APP_NS, "labels": {"owner": "someone-else"}},
+        "data": {"token": base64.b64encode(b"theirs").decode()},
+    }
+
+
+async def _taken(world: World, name: str) -> dict[str, Any] | None:
+    status = (await world.receiver(name)).get("status") or {}
+    issued = next((c for c in status.get("conditions") or [] if c["type"] == "TokenIssued"), None)
+    return status if issued is not None and issued["reason"] == "SecretNameTaken" else None
+
+
+async def test_a_receiver_whose_secret_name_is_taken_gets_no_token_a_condition_and_an_event(
+    world: World,
+) -> None:
+    theirs = await world.client.create(SECRETS.within(APP_NS), foreign_secret("web-up-trigger"))
+    await world.apply(receiver("web-up"))
+    status = await until(lambda: _taken(world, "web-up"), what="TokenIssued=False SecretNameTaken")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SecretNameTaken")
+    assert status.get("tokenId") is None and "web-up-trigger" in ready["message"]
+    [event] = await until(lambda: _events(world, "web-up", "SecretNameTaken"), what="a Warning Event")
+    assert event["type"] == "Warning"
+    assert world.op.receiver_set.get(f"{APP_NS}/web-up") is None
+    assert await world.client.get(SECRETS.named("web-up-trigger", APP_NS)) == theirs
+
+
+async def test_a_foreign_secret_is_left_untouched_through_update_and_delete_of_the_receiver(
+    world: World,
+) -> None:
+    theirs = await world.client.create(SECRETS.within(APP_NS), foreign_secret("web-up-trigger"))
+    await world.apply(receiver("web-up"))
+    await until(lambda: _taken(world, "web-up"), what="the name reported taken")
+    await world.patch("web-up", {"spec": {"scaleServiceConfig": {"amount": 3}}})
+    await until(lambda: _observed(world, "web-up", 2), what="the update handled")
+    await world.client.delete(RECEIVERS.named("web-up", APP_NS))
+    assert await _gone(world, "web-up")
+    assert await world.client.get(SECRETS.named("web-up-trigger", APP_NS)) == theirs
+
+
+async def test_a_receiver_gets_its_token_once_a_taken_secret_name_is_freed(world: World) -> None:
+    await world.client.create(SECRETS.within(APP_NS), foreign_secret("web-up-trigger"))
+    await world.apply(receiver("web-up"))
+    await until(lambda: _taken(world, "web-up"), what="the name reported taken")
+    await world.client.delete(SECRETS.named("web-up-trigger", APP_NS))
+    await world.granted("web-up")  # by the next resync, with no change to the Receiver
 
 
 async def test_an_invalid_spec_is_not_ready_with_a_reason_and_an_event(world: World) -> None:
@@ -380,6 +451,15 @@ async def _gone(world: World, name: str) -> bool:
     return False
 
 
+async def _revoked(world: World, token: str) -> bool:
+    code, body = await world.hit(token)
+    return (code, body.get("code")) == (403, "token_revoked")
+
+
+async def _no_finalizers(world: World, name: str) -> bool:
+    return not (await world.receiver(name))["metadata"].get("finalizers")
+
+
 async def _events(world: World, name: str, reason: str) -> list[KubeObject]:
     events = await world.client.list(EVENTS.within(APP_NS))
     return [copy.deepcopy(e) for e in events if e["involvedObject"]["name"] == name and e["reason"] == reason]
@@ -465,3 +545,60 @@ async def test_a_rotated_key_signs_new_tokens_while_existing_urls_keep_working(w
     new = await until(lambda: _new_token(world, "web-up", old), what="a new token")
     await until(lambda: _accepts_token(world, new), what="the new token accepted")
     assert (await world.receiver("web-up"))["status"]["tokenKid"] == new_kid
+
+
+async def test_an_unreachable_target_makes_the_receiver_not_ready_yet_its_hits_are_still_accepted(
+    world: World,
+) -> None:
+    await world.apply(receiver("web-up", cattleSecretRef={"name": "absent"}))
+    token = await world.granted("web-up")
+    code, _ = await world.hit(token)
+    assert code == 200
+
+    async def not_ready() -> dict[str, Any] | None:
+        status = (await world.receiver("web-up")).get("status") or {}
+        ready = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), None)
+        return ready if ready is not None and ready["status"] == "False" else None
+
+    ready = await until(not_ready, what="Ready=False")
+    assert ready["reason"] == "TargetError" and f"Secret {APP_NS}/absent" in ready["message"]
+    code, _ = await world.hit(token, **{"Idempotency-Key": "second"})
+    assert code == 200
+
+
+async def delete_namespace_contents(world: World, namespace: str) -> None:
+    """What the API server's namespace deletion does: delete every object in it, each as by a DELETE."""
+    for (resource, object_namespace, name), obj in list(world.kube.objects.items()):
+        if object_namespace == namespace and not obj.deleted:
+            ref = Ref(resource.group, resource.version, resource.plural).named(name, namespace)
+            with contextlib.suppress(KubeNotFound):
+                await world.client.delete(ref)
+
+
+async def test_an_uninstall_that_stops_the_operator_first_leaves_nothing_hanging(
+    kube: Any, cattle: str
+) -> None:
+    """``kubectl delete -k manifests/``: the operator's Deployment goes first; then the CRDs (which
+    delete every Receiver and IntentLedger) and the namespaces, Receivers' included, with no operator
+    left to remove a finalizer."""
+    info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
+    client = KubeClient.from_connection(info)
+    try:
+        async with operator(operator_settings(cattle), info) as op:
+            world = World(kube, client, op, cattle)
+            await world.apply(receiver("web-up"))
+            await world.apply(receiver("web-down"))
+            token = await world.granted("web-up")
+            await world.granted("web-down")
+            code, _ = await world.hit(token)
+            assert code == 200
+            await until(lambda: client.list(LEDGERS.within(NS)), what="a ledger written")
+        for collection in (RECEIVERS, LEDGERS):
+            for obj in await client.list(collection):
+                await client.delete(collection.named(obj["metadata"]["name"], obj["metadata"]["namespace"]))
+        for namespace in (APP_NS, NS):
+            await delete_namespace_contents(world, namespace)
+        left = [key for key, obj in kube.objects.items() if key[1] in (APP_NS, NS) and not obj.deleted]
+        assert left == []
+    finally:
+        await client.close()

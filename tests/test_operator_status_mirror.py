@@ -153,10 +153,57 @@ def test_a_target_error_makes_the_target_unreachable() -> None:
     obj, status = receiver_status()
     led = ledger("h1", error="Cattle unreachable")
     ledger_view(led, ledgers.last_hits(led)[KEY])(obj, status)
-    [reachable] = status["conditions"]
+    [reachable] = [c for c in status["conditions"] if c["type"] == "TargetReachable"]
     assert (reachable["type"], reachable["status"], reachable["reason"], reachable["message"]) == (
         "TargetReachable",
         "False",
         "TargetError",
         "Cattle unreachable",
     )
+
+
+def conditions(status: dict[str, Any]) -> dict[str, tuple[str, str, int]]:
+    return {c["type"]: (c["status"], c["reason"], c["observedGeneration"]) for c in status["conditions"]}
+
+
+def test_an_unreachable_target_makes_the_receiver_not_ready_with_its_reason() -> None:
+    obj, status = receiver_status(observedGeneration=2)
+    led = ledger("h1", error="Cattle unreachable")
+    ledger_view(led, ledgers.last_hits(led)[KEY])(obj, status)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"], ready["message"]) == (
+        "False",
+        "TargetError",
+        "Cattle unreachable",
+    )
+
+
+def test_a_target_reachable_again_makes_the_receiver_ready_again() -> None:
+    obj, status = receiver_status(observedGeneration=2)
+    failed = ledger("h1", error="Cattle unreachable")
+    ledger_view(failed, ledgers.last_hits(failed)[KEY])(obj, status)
+    healed = ledger("h2")
+    ledger_view(healed, ledgers.last_hits(healed)[KEY])(obj, status)
+    assert conditions(status)["Ready"][:2] == ("True", "Ready")
+
+
+def test_a_receiver_not_ready_for_another_reason_stays_so_whatever_the_target() -> None:
+    refused = {
+        "type": "Ready",
+        "status": "False",
+        "reason": "HorizontalPodAutoscalerConflict",
+        "observedGeneration": 2,
+    }
+    obj, status = receiver_status(
+        observedGeneration=2, conditions=[{**refused, "message": "an HPA", "lastTransitionTime": "t"}]
+    )
+    led = ledger("h1")
+    ledger_view(led, ledgers.last_hits(led)[KEY])(obj, status)
+    assert conditions(status)["Ready"][:2] == ("False", "HorizontalPodAutoscalerConflict")
+
+
+def test_the_conditions_name_the_generation_handled_not_one_the_handlers_have_yet_to_see() -> None:
+    obj, status = receiver_status(observedGeneration=1)  # metadata.generation is 2: an edit not yet handled
+    led = ledger("h1")
+    ledger_view(led, ledgers.last_hits(led)[KEY])(obj, status)
+    assert conditions(status) == {"Ready": ("True", "Ready", 1), "TargetReachable": ("True", "Reconciled", 1)}

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from controller.kube.client import SECRETS, KubeClient, KubeObject
-from controller.kube.errors import KubeNotFound
 from controller.model import Receiver
-from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, TriggerSecrets
+from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, SecretNameTaken, TriggerSecrets
 from controller.tokens import KeyRing, TokenVerifier
 from tests.kubeemu import KubeEmulator
 from tests.test_kubeemu import client as client  # a fixture
@@ -136,11 +135,47 @@ async def test_a_secret_created_by_someone_else_meanwhile_is_reported(
         await secrets.ensure(web_up(), UID)
 
 
-async def test_delete_removes_the_secret_and_a_missing_one_is_fine(
+def foreign_secret(**metadata: object) -> KubeObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "web-up-trigger", "namespace": "default", **metadata},
+        "data": {"token": base64.b64encode(b"not ours").decode()},
+    }
+
+
+async def test_a_secret_not_written_by_the_operator_is_not_replaced(
+    secrets: TriggerSecrets, client: KubeClient
+) -> None:
+    before = await client.create(SECRETS.within("default"), foreign_secret())
+    with pytest.raises(SecretNameTaken, match="web-up-trigger"):
+        await secrets.ensure(web_up(), UID)
+    assert await secret(client) == before
+
+
+async def test_a_secret_owned_by_an_earlier_receiver_of_the_same_name_is_not_replaced(
+    secrets: TriggerSecrets, client: KubeClient
+) -> None:
+    await secrets.ensure(web_up(), "uid-of-an-earlier-receiver")
+    before = await secret(client)
+    with pytest.raises(SecretNameTaken):
+        await secrets.ensure(web_up(), UID)
+    assert await secret(client) == before
+
+
+async def test_an_owner_reference_without_the_annotation_does_not_make_a_secret_ours(
+    secrets: TriggerSecrets, client: KubeClient
+) -> None:
+    owner = {"apiVersion": "webhook-service.dev/v1", "kind": "Receiver", "name": "web-up", "uid": UID}
+    before = await client.create(SECRETS.within("default"), foreign_secret(ownerReferences=[owner]))
+    with pytest.raises(SecretNameTaken):
+        await secrets.ensure(web_up(), UID)
+    assert await secret(client) == before
+
+
+async def test_the_owner_reference_does_not_block_the_receivers_deletion(
     secrets: TriggerSecrets, client: KubeClient
 ) -> None:
     await secrets.ensure(web_up(), UID)
-    await secrets.delete("default", "web-up")
-    with pytest.raises(KubeNotFound):
-        await secret(client)
-    await secrets.delete("default", "web-up")
+    [owner] = (await secret(client))["metadata"]["ownerReferences"]
+    assert "blockOwnerDeletion" not in owner

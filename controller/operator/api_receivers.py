@@ -17,8 +17,8 @@ this replica's informer fills. A create answers once the receiver is active ther
 informer adds it. The wait is bounded (``settle_timeout``). When it runs out, the object is deleted
 again, so a failed create leaves nothing behind and can simply be retried. The trigger URL is read
 from that Secret, the only place it is kept, and only while the Secret's token is the one the receiver
-set accepts. A delete answers once the informer has dropped the receiver (at its deletionTimestamp):
-its token is refused from then on, and kopf's finalizer does the rest.
+set accepts. A delete answers once the informer has dropped the receiver: its token is refused from
+then on, and the garbage collector deletes its Secret.
 
 The receiver set has no change notifications, so the waits poll it; it is in memory, so a poll
 costs nothing.

@@ -53,6 +53,7 @@ from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.operator.leader import LeaderElector
+from controller.operator.peering import PeeringCheck
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
@@ -91,9 +92,16 @@ def kopf_settings(settings: Settings) -> kopf.OperatorSettings:
     # must count as changes.
     config.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.webhook-service.dev")
     config.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.webhook-service.dev")
+    # No handler needs a finalizer any more; naming the one earlier versions added lets kopf remove it.
     config.persistence.finalizer = "webhook-service.dev/revoke-token"
     config.posting.level = logging.WARNING  # our handlers post their own Events
     config.watching.server_timeout = 300
+    # A watch the API server (or a load balancer) leaves hanging is dropped and reopened, not waited on
+    # forever: the client gives up a little after the server should have ended it.
+    config.watching.client_timeout = 330
+    config.watching.connect_timeout = 10
+    config.networking.connect_timeout = 10
+    config.networking.request_timeout = 60
     # The handled resources are fixed; without scanning, kopf needs no list/watch on CRDs (least privilege).
     config.scanning.disabled = True
     return config
@@ -174,9 +182,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             base_url=settings.base_url,
             namespace=settings.namespace,
         )
-        receiver_handlers = handlers.register(
-            kopf_registry, operator_deps, resync_interval=settings.resync_interval
-        )
+        receiver_handlers = handlers.register(kopf_registry, operator_deps)
         key_watcher = KeyWatcher(
             client,
             settings.namespace,
@@ -186,7 +192,11 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             interval=settings.key_refresh_interval,
         )
         identity = settings.identity or f"{socket.gethostname()}-{random.getrandbits(32):08x}"
-        kopf_run = KopfRun(kopf_registry, kopf_settings(settings), settings, identity, receiver_handlers)
+        kopf_config = kopf_settings(settings)
+        kopf_run = KopfRun(kopf_registry, kopf_config, settings, identity, receiver_handlers)
+        peering = PeeringCheck(
+            client, settings.peering_name, identity=identity, priority=kopf_config.peering.priority
+        )
         leadership = Leadership(wiring.reconciler, client, settings.namespace)
         elector = LeaderElector(
             client,
@@ -197,6 +207,11 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         )
         wiring.app.cleanup_ctx.append(leadership.electing(elector))
         wiring.app.cleanup_ctx.append(background("keys", key_watcher.run))
+        wiring.app.cleanup_ctx.append(
+            background(
+                "resync", lambda: receiver_handlers.resyncing(settings.resync_interval, peering.active)
+            )
+        )
         wiring.app.cleanup_ctx.append(kopf_run.running)
         async with wiring.serving() as runner:
             logger.info("listening on %s:%d", settings.listen_host, settings.listen_port)

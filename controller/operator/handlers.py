@@ -6,9 +6,15 @@ accepts hits (see ``controller.operator.informer``).
 
 - create / update / resume: ``ReceiverGrants.grant`` — spec checked, token kept or minted in its
   trigger Secret (``TriggerSecrets``), status and Events written.
-- delete: kopf's finalizer holds the object until the token is revoked and the Secret deleted.
-- timer: a periodic resync per Receiver — wake its target's reconcile, re-grant when a refusal came
-  or went (``ReceiverGrants.recheck``).
+- delete: no handler, so no finalizer holds a Receiver back (an uninstall that removes the operator
+  first must not leave Receivers, their CRD and their namespaces hanging). Nothing needs one: every
+  replica's informer drops the token when the Receiver goes, and the garbage collector deletes the
+  trigger Secret through its owner reference.
+- resync: one periodic pass over all Receivers (``ReceiverHandlers.resync``), not a kopf timer per
+  Receiver, which would need a finalizer on each — wake each target's reconcile, re-grant when a
+  refusal came or went (``ReceiverGrants.recheck``). kopf's peering does not pause a task of ours, so
+  each pass first asks whether this replica is the active one (``controller.operator.peering``). A
+  Receiver that fails is logged and does not stop the pass.
 - ledger events: an accepted hit recorded by any replica shows up as a change of its target's
   IntentLedger; the active replica wakes that target and mirrors the last hit and scale to status
   (``StatusMirror``).
@@ -18,20 +24,21 @@ Failures from the API are raised as ``kopf.TemporaryError`` here, and only here:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
 from controller.drivers.contract import DriverSet
-from controller.kube.client import KubeClient
+from controller.kube.client import RECEIVERS, KubeClient
 from controller.kube.errors import KubeError
 from controller.operator.grants import ReceiverGrants
 from controller.operator.status_mirror import MIRROR_DELAY, StatusMirror
-from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, TriggerSecrets, secret_name
+from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, TriggerSecrets
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
@@ -59,18 +66,14 @@ class OperatorDeps:
     mirror_delay: float = MIRROR_DELAY
 
 
-def register(
-    registry: kopf.OperatorRegistry, deps: OperatorDeps, *, resync_interval: float
-) -> ReceiverHandlers:
-    """Register every handler on ``registry`` (one per operator instance, never kopf's global one)."""
+def register(registry: kopf.OperatorRegistry, deps: OperatorDeps) -> ReceiverHandlers:
+    """Register every handler on ``registry`` (one per operator instance, never kopf's global one).
+
+    None of them needs a finalizer (no delete handler, no timer or daemon)."""
     handlers = ReceiverHandlers(deps)
     kopf.on.resume(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
     kopf.on.create(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
     kopf.on.update(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
-    kopf.on.delete(GROUP, VERSION, "receivers", id="revoke", registry=registry)(handlers.deleted)
-    kopf.timer(GROUP, VERSION, "receivers", id="resync", interval=resync_interval, registry=registry)(
-        handlers.resync
-    )
     kopf.on.event(
         GROUP,
         VERSION,
@@ -102,19 +105,31 @@ class ReceiverHandlers:
         except KubeError as e:
             raise kopf.TemporaryError(f"Kubernetes API: {e}", delay=5) from e
 
-    async def deleted(self, body: kopf.Body, **_: Any) -> None:
-        namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-        key = f"{namespace}/{name}"
-        self.deps.receiver_set.remove(key)  # every replica's informer drops it on deletionTimestamp too
-        try:
-            await self.secrets.delete(namespace, name)
-        except KubeError as e:
-            raise kopf.TemporaryError(f"could not delete the trigger Secret: {e}", delay=5) from e
-        logger.info("receiver %s deleted: token revoked, Secret %s deleted", key, secret_name(name))
+    async def resync(self) -> None:
+        """One pass over every Receiver; one that fails is logged and left for the next pass."""
+        for obj in await self.deps.client.list(RECEIVERS):
+            if obj["metadata"].get("deletionTimestamp"):
+                continue
+            key = f"{obj['metadata']['namespace']}/{obj['metadata']['name']}"
+            try:
+                if await self.grants.recheck(obj):
+                    await self.grants.grant(obj)
+            except (KubeError, SecretAppeared) as e:
+                logger.warning("resync of receiver %s: %s", key, e)
+            except Exception:
+                # The pass must go on: one Receiver's unexpected failure must not stop the others'.
+                logger.exception("resync of receiver %s failed", key)
 
-    async def resync(self, body: kopf.Body, **_: Any) -> None:
-        if await self.grants.recheck(dict(body)):
-            await self.changed(body)
+    async def resyncing(self, interval: float, active: Callable[[], Awaitable[bool]]) -> None:
+        """``resync`` every ``interval`` seconds while ``active()`` says this replica handles Receivers,
+        until cancelled; a failed list waits for the next pass."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if await active():
+                    await self.resync()
+            except KubeError as e:
+                logger.warning("resync: could not list the receivers or read the peering: %s", e)
 
     async def ledger_changed(self, body: kopf.Body, **_: Any) -> None:
         target = str((body.get("spec") or {}).get("target") or "")

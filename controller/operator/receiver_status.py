@@ -4,7 +4,13 @@ Status has two writers in the active replica: the Receiver handlers (token, vali
 and the ledger handler (last hit, scale, whether the target is reachable). Both go through
 ``update_status``, a compare-and-swap on the Receiver's resourceVersion, so neither overwrites the
 other's fresher conditions with a stale copy. Conditions follow the Kubernetes convention:
-``lastTransitionTime`` changes only when ``status`` does.
+``lastTransitionTime`` changes only when ``status`` does, and ``observedGeneration`` is the generation
+whose handling set the condition.
+
+Ready sums up the others: False when the spec is invalid, when the Secret's name is taken, when a
+driver's gate refuses the target, or when the target is not reachable (``TargetReachable`` False,
+with its reason). Only a gate's refusal makes the listener refuse hits (``refusal_shown``); an
+unreachable target still queues them, to be applied when it comes back.
 """
 
 from __future__ import annotations
@@ -66,20 +72,41 @@ def set_condition(
     status["conditions"].sort(key=lambda c: order.get(c["type"], 9))
 
 
-INVALID_SPEC = "InvalidSpec"  # Ready's reason when the spec is invalid; every other False is a refusal
+INVALID_SPEC = "InvalidSpec"  # Ready's reason when the spec is invalid
+SECRET_NAME_TAKEN = "SecretNameTaken"  # Ready's and TokenIssued's when another Secret holds the name
+TARGET_ERROR = "TargetError"  # TargetReachable's, and then Ready's, when applying to the target failed
+NOT_REFUSALS = frozenset({INVALID_SPEC, SECRET_NAME_TAKEN, TARGET_ERROR})
 
 
 def refusal_shown(status: Mapping[str, Any]) -> str | None:
     """What a granted Receiver's status says hits are refused for (Ready=False), or None.
 
-    A Receiver is granted a token only when its spec is valid, so on a granted one Ready is False
-    only because a driver's gate refuses its target (e.g. an HPA manages the workload)."""
+    Every reason for Ready=False other than those in ``NOT_REFUSALS`` is a driver's gate refusing
+    the target (e.g. an HPA manages the workload)."""
     for found in status.get("conditions") or []:
         if found.get("type") == "Ready" and found.get("status") == "False":
-            if found.get("reason") == INVALID_SPEC:
+            if found.get("reason") in NOT_REFUSALS:
                 return None
             return str(found.get("message") or found.get("reason"))
     return None
+
+
+def ready_from_reachable(status: dict[str, Any], generation: int) -> None:
+    """Ready for a granted Receiver that no gate refuses: True unless its target is unreachable."""
+    reachable = condition(status, "TargetReachable")
+    if reachable is not None and reachable["status"] == "False":
+        set_condition(status, "Ready", "False", TARGET_ERROR, reachable["message"], generation)
+    else:
+        set_condition(status, "Ready", "True", "Ready", READY_MESSAGE, generation)
+
+
+def not_ready_for_another_reason(status: dict[str, Any]) -> bool:
+    """Whether Ready is False for a reason other than the target (invalid spec, name taken, refusal)."""
+    ready = condition(status, "Ready")
+    return ready is not None and ready["status"] == "False" and ready["reason"] != TARGET_ERROR
+
+
+READY_MESSAGE = "hits on the trigger URL act on the target"
 
 
 def condition(status: dict[str, Any], type_: str) -> Condition | None:

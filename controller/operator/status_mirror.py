@@ -6,6 +6,10 @@ receiver: the first change starts a task that waits ``delay`` seconds and writes
 seen meanwhile, so a receiver's status is written once per ``delay``, not once per hit. A ledger
 change that alters nothing a receiver's status shows (another receiver's hit, a receiver long gone)
 costs no API call. A failed hit is also posted as one Warning Event.
+
+TargetReachable (and Ready, which includes it) is stamped with the generation status says was
+handled (``status.observedGeneration``): the hit was accepted on that generation's token and target,
+while ``metadata.generation`` may already name an edit the handlers have not seen.
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from typing import Any
 
 from controller.kube.client import KubeClient, KubeObject
 from controller.kube.errors import KubeError
-from controller.operator.receiver_status import now_rfc3339, post_event, set_condition, update_status
+from controller.operator.receiver_status import (
+    TARGET_ERROR,
+    not_ready_for_another_reason,
+    now_rfc3339,
+    post_event,
+    ready_from_reachable,
+    set_condition,
+    update_status,
+)
 from controller.store import ledger as ledgers
 from controller.store.base import HitRecord
 
@@ -88,10 +100,10 @@ class StatusMirror:
 def ledger_view(led: ledgers.Ledger, hit: HitRecord) -> Callable[[KubeObject, dict[str, Any]], None]:
     """What the ledger tells a receiver's status: its last hit, the scale, the target's health."""
 
-    def change(obj: KubeObject, status: dict[str, Any]) -> None:
+    def change(_: KubeObject, status: dict[str, Any]) -> None:
         if status.get("target") != led["target"]:
             return  # the receiver has moved to another target since
-        generation = int(obj["metadata"].get("generation") or 0)
+        generation = int(status.get("observedGeneration") or 0)
         previous = status.get("lastHit") or {}
         if previous.get("hit", "") > hit.hit_id:
             return  # another target's ledger (before a target change) must not roll it back
@@ -101,9 +113,11 @@ def ledger_view(led: ledgers.Ledger, hit: HitRecord) -> Callable[[KubeObject, di
         status["lastHit"] = last_hit
         status["scale"] = {"desired": led["desired"], "observed": led["observed"]}
         if led["lastError"]:
-            set_condition(status, "TargetReachable", "False", "TargetError", led["lastError"], generation)
+            set_condition(status, "TargetReachable", "False", TARGET_ERROR, led["lastError"], generation)
         elif led["observed"] is not None:
             message = f"{led['target']} at scale {led['observed']}"
             set_condition(status, "TargetReachable", "True", "Reconciled", message, generation)
+        if not not_ready_for_another_reason(status):
+            ready_from_reachable(status, generation)
 
     return change

@@ -5,8 +5,17 @@ was issued for, so the token is kept or re-minted by the same rule as in standal
 (``controller.receivers.remint``) — nothing of it is kept anywhere else. Only here can a Secret lose
 its token (someone edited it): then a new one is minted too.
 
-The Secret is owned by its Receiver, so Kubernetes deletes it with it; ``delete`` still removes it
-at once, from the deletion handler, so the URL stops being readable before the finalizer is released.
+The Secret is owned by its Receiver, so Kubernetes' garbage collector deletes it with it, and the
+operator never deletes one itself: the token stops being accepted the moment every replica's informer
+sees the Receiver go, so nothing needs to hold the Receiver back (no finalizer). The owner reference
+leaves ``blockOwnerDeletion`` out: setting it needs ``update`` on ``receivers/finalizers`` where
+OwnerReferencesPermissionEnforcement is on, and nothing here needs a foreground deletion to wait.
+
+Only a Secret this operator wrote for this very Receiver is ever replaced: one that lacks the
+Receiver's uid in its owner references or in its ``receiver-uid`` annotation belongs to someone else
+(or to an earlier Receiver of the same name, until the garbage collector removes it), and is left
+untouched; ``SecretNameTaken`` says so, and the Receiver gets no token.
+
 A changed public URL setting rewrites the URL around the same token: the token names the receiver,
 not where it is reached.
 """
@@ -14,7 +23,6 @@ not where it is reached.
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import time
 import uuid
@@ -38,6 +46,10 @@ class SecretAppeared(WebhookServiceError):
     """The trigger Secret was created by someone else between reading and creating it: try again."""
 
     retryable = True
+
+
+class SecretNameTaken(WebhookServiceError):
+    """The trigger Secret's name is held by a Secret this operator did not write for this Receiver."""
 
 
 @dataclass
@@ -77,6 +89,11 @@ class TriggerSecrets:
             secret: KubeObject | None = await self._client.get(ref)
         except KubeNotFound:
             secret = None
+        if secret is not None and not owned_by(secret, uid):
+            raise SecretNameTaken(
+                f"Secret {secret_name(receiver.name)} exists and was not written by webhook-service for this"
+                " Receiver: rename or delete it"
+            )
         keyring = self._keys.keyring
         issued = issued_in(secret)
         reason = remint_reason(issued, receiver, keyring.kids)
@@ -103,10 +120,12 @@ class TriggerSecrets:
         logger.info("receiver %s: minted token %s (key %s): %s", receiver.key, jti, kid, reason)
         return TriggerToken(jti, kid, minted=True)
 
-    async def delete(self, namespace: str, receiver_name: str) -> None:
-        """Delete the Receiver's trigger Secret; one already gone is fine."""
-        with contextlib.suppress(KubeNotFound):
-            await self._client.delete(SECRETS.named(secret_name(receiver_name), namespace))
+
+def owned_by(secret: KubeObject, uid: str) -> bool:
+    """Whether ``secret`` was written by this operator for the Receiver ``uid``: both marks must say so."""
+    meta = secret.get("metadata") or {}
+    owners = {ref.get("uid") for ref in meta.get("ownerReferences") or [] if ref.get("kind") == KIND}
+    return uid in owners and (meta.get("annotations") or {}).get(A + "receiver-uid") == uid
 
 
 def issued_in(secret: KubeObject | None) -> Issued | None:
@@ -147,7 +166,6 @@ def secret_body(receiver: Receiver, uid: str, token: str, jti: str, kid: str, ur
                     "name": receiver.name,
                     "uid": uid,
                     "controller": True,
-                    "blockOwnerDeletion": True,
                 }
             ],
         },
