@@ -42,10 +42,10 @@ EXPECTED_OBJECTS = [
     ("CustomResourceDefinition", "receivers.webhook-service.dev"),
     ("Deployment", "webhook-service"),
     ("Namespace", "webhook-service"),
-    ("Role", "webhook-service-leader"),
-    ("RoleBinding", "webhook-service-leader"),
     ("NetworkPolicy", "webhook-service"),
     ("PodDisruptionBudget", "webhook-service"),
+    ("Role", "webhook-service-leader"),
+    ("RoleBinding", "webhook-service-leader"),
     ("Service", "webhook-service"),
     ("ServiceAccount", "webhook-service"),
 ]
