@@ -198,7 +198,10 @@ def test_deployment_runs_two_replicas_of_the_operator(built: list[Document]) -> 
 
 def test_deployment_probes_use_healthz_and_readyz_on_the_http_port(built: list[Document]) -> None:
     main = container(built)
-    assert main["ports"] == [{"name": "http", "containerPort": 8085, "protocol": "TCP"}]
+    assert main["ports"] == [
+        {"name": "http", "containerPort": 8085, "protocol": "TCP"},
+        {"name": "metrics", "containerPort": 9090, "protocol": "TCP"},
+    ]
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
 
@@ -250,14 +253,20 @@ def test_deployment_environment(built: list[Document]) -> None:
     }
 
 
-def test_service_sends_port_8085_to_the_pods_http_port(built: list[Document]) -> None:
+def test_service_sends_port_8085_to_the_pods_http_port_and_9090_to_metrics(built: list[Document]) -> None:
     service = the(built, "Service")
     pod_labels = the(built, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [
-        {"name": "http", "port": 8085, "targetPort": "http", "protocol": "TCP"}
+        {"name": "http", "port": 8085, "targetPort": "http", "protocol": "TCP"},
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"},
     ]
     assert service["spec"]["selector"].items() <= pod_labels.items()
+    env = {
+        e["name"]: e.get("value")
+        for e in the(built, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["WEBHOOK_METRICS_LISTEN"] == "0.0.0.0:9090"  # /metrics apart from the trigger port
 
 
 def test_cluster_role_is_bound_to_the_service_account(built: list[Document]) -> None:
