@@ -26,6 +26,7 @@ from controller.receivers.schema import ReceiverSchema
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "manifests"
 PEERING = BASE / "peering"
+MONITORING = BASE / "monitoring"
 EXAMPLES = BASE / "examples"
 CRDS = ROOT / "crds"
 BROKEN = Path(__file__).resolve().parent / "manifests" / "broken"
@@ -542,3 +543,22 @@ def test_every_broken_manifest_has_an_expectation() -> None:
 def test_broken_manifest_is_refused_naming_the_field(name: str, drivers: DriverSet) -> None:
     load = load_documents(BROKEN / name, drivers)
     assert [p.path for p in load.problems] == BROKEN_FIELDS[name]
+
+
+def test_the_monitoring_kustomization_scrapes_the_metrics_port_and_its_rules_pass_promtool(
+    built: list[Document], tmp_path: Path
+) -> None:
+    objects = kustomize(MONITORING)
+    assert sorted(o["kind"] for o in objects) == ["PrometheusRule", "ServiceMonitor"]
+    monitor = the(objects, "ServiceMonitor")
+    service = the(built, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
+    assert "metrics" in [port["name"] for port in service["spec"]["ports"]]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": the(objects, "PrometheusRule")["spec"]["groups"]}))
+    promtool = required_binary("promtool", "prometheus")
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
