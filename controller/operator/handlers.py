@@ -1,8 +1,9 @@
 """The kopf handlers: thin adapters from kopf's arguments to the layers that do the work.
 
 They run only in the active replica (kopf peering pauses the others), which makes that replica the
-only one that mints tokens, writes status, and folds intents; every replica's listener still
-accepts hits (see ``controller.operator.informer``).
+only one that mints tokens and writes status. Folding intents is the Lease holder's
+(``controller.operator.leader``), which may be another replica: a wake in a replica that does not
+lead is ignored. Every replica's listener still accepts hits (see ``controller.operator.informer``).
 
 - create / update / resume: ``ReceiverGrants.grant`` — spec checked, token kept or minted in its
   trigger Secret (``TriggerSecrets``), status and Events written.
