@@ -337,14 +337,15 @@ def cmd_import_rancher(args: argparse.Namespace) -> int:
     settings = settings_for("import-rancher", args)
     if not settings.cattle_url or settings.uses_sandbox:
         raise CommandError("--cattle-url (or CATTLE_URL) must name the Cattle that holds Rancher's receivers")
+    drivers = load_drivers()
     try:
         outcome = asyncio.run(
             importer.import_receivers(
                 settings,
                 projects=args.projects,
                 namespace=args.receiver_namespace,
-                drivers=load_drivers(),
-                schema=ReceiverSchema.load(),
+                drivers=drivers,
+                schema=ReceiverSchema.load(drivers.values()),
             )
         )
     except CattleError as e:

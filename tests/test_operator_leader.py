@@ -8,6 +8,7 @@ milliseconds; the order of two reconcilers is set with events that gate a fake s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,26 +31,14 @@ from controller.store.base import FoldConflict, FoldStep, HitRequest
 from controller.store.kube import KubeStore
 from tests import toolbox
 from tests.kubeemu import KubeEmulator
+from tests.test_store_kube import HIT, TARGET
 from tests.toolbox import FakeClock
 
 NS = "webhook-service"
-TARGET = "scaleService:1a5/1s7"
 
 
 def hit(at: float) -> HitRequest:
-    return HitRequest(
-        receiver="shop/web-up",
-        receiver_uid="uid-1",
-        target_id=TARGET,
-        disposition="act",
-        reason=None,
-        intent={"action": "up", "amount": 1, "min": 0, "max": 1000},
-        idempotency_key=None,
-        dedupe_key=None,
-        dedupe_window=60.0,
-        cooldown=0.0,
-        received_at=at,
-    )
+    return dataclasses.replace(HIT, received_at=at)
 
 
 @dataclass

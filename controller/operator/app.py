@@ -141,7 +141,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         keys = handlers.KeyHolder(keyring)
         store = KubeStore(client, settings.namespace)
         drivers = load_drivers()
-        schema = ReceiverSchema.load()
+        schema = ReceiverSchema.load(drivers.values())
         receiver_set = ReceiverSet()
         informer = ReceiverInformer(
             client,

@@ -65,7 +65,7 @@ def load_documents(
 ) -> FileLoad:
     """Load and check every document of one YAML file. Never raises: whatever goes wrong with the
     file is the file's problem, so one file can never stop the others from loading."""
-    schema = schema or ReceiverSchema.load()
+    schema = schema or ReceiverSchema.load(drivers.values())
     try:
         data = read_bounded(path)
     except ManifestError as e:
@@ -103,7 +103,7 @@ def load_paths(
 ) -> tuple[list[Receiver], list[Problem]]:
     """Load files and folders (``*.yaml`` / ``*.yml``, recursively, sorted); a name declared twice is a
     problem at its later declaration, which is dropped."""
-    schema = schema or ReceiverSchema.load()
+    schema = schema or ReceiverSchema.load(drivers.values())
     found: list[tuple[Receiver, int | None]] = []
     problems: list[Problem] = []
     for path in paths:

@@ -103,7 +103,7 @@ class ReceiverWatcher:
         self._store = store
         self._metrics = metrics
         self._interval = interval
-        self._schema = schema or ReceiverSchema.load()
+        self._schema = schema or ReceiverSchema.load(drivers.values())
         self._load = loader
         self._clock = clock
         self._files: dict[Path, _FileState] = {}
