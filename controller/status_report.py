@@ -45,7 +45,7 @@ def render_status(state_dir: Path) -> str:
 def format_snapshot(snapshot: Snapshot) -> str:
     receiver_rows = []
     for token in sorted(snapshot.tokens, key=lambda t: t.receiver):
-        hit = snapshot.last_hits.get(token.receiver)
+        hit = snapshot.status.last_hits.get(token.receiver)
         if hit is None:
             last, outcome = "-", "-"
         else:
@@ -60,13 +60,13 @@ def format_snapshot(snapshot: Snapshot) -> str:
                 outcome += f": {hit.reason}"
         receiver_rows.append([token.receiver, token.driver, token.target_id.partition(":")[2], last, outcome])
     target_rows = []
-    for target in sorted(snapshot.targets, key=lambda t: t.target_id):
+    for target in sorted(snapshot.status.targets, key=lambda t: t.target_id):
         target_rows.append(
             [
                 target.target_id,
                 dash(target.desired),
                 dash(target.observed),
-                str(snapshot.pending.get(target.target_id, 0)),
+                str(snapshot.status.pending.get(target.target_id, 0)),
                 "yes" if target.converged else "no",
                 target.last_error or "-",
             ]

@@ -125,7 +125,7 @@ projects:
 
 
 def hit_state(svc: Service, receiver: str) -> str | None:
-    last = read_snapshot(svc.state / DB_NAME).last_hits.get(receiver)
+    last = read_snapshot(svc.state / DB_NAME).status.last_hits.get(receiver)
     return last.intent_state if last else None
 
 

@@ -9,6 +9,7 @@ from controller.cattle.endpoint import configured_endpoint
 from controller.redact import mask_url
 from controller.settings import Settings
 from controller.status_report import format_snapshot
+from controller.store.base import StoreStatus
 from controller.store.sqlite_snapshot import Snapshot
 
 CATTLE = "http://ak:s3cret@rancher.example:8080/v2-beta"
@@ -73,7 +74,8 @@ def test_the_cattle_label_masks_credentials_and_the_url_keeps_them() -> None:
 
 
 def test_status_masks_a_label_stored_by_an_older_version() -> None:
-    snapshot = Snapshot(tokens=[], targets=[], last_hits={}, pending={}, problems=[], meta={"cattle": CATTLE})
+    empty = StoreStatus(targets=[], pending={}, last_hits={}, recent_hits=[], history={})
+    snapshot = Snapshot(tokens=[], status=empty, problems=[], meta={"cattle": CATTLE})
     shown = format_snapshot(snapshot)
     assert shown.splitlines()[0] == f"Cattle: {MASKED}"
     assert "s3cret" not in shown

@@ -435,15 +435,15 @@ async def test_read_snapshot_sees_committed_state_while_the_store_is_open(
     await store.set_meta("pid", "42")
     snapshot = await asyncio.to_thread(read_snapshot, db_path)
     assert snapshot.tokens == [token()]
-    assert snapshot.last_hits["default/up"].hit_id == result.hit_id
-    assert snapshot.pending == {TARGET: 1}
+    assert snapshot.status.last_hits["default/up"].hit_id == result.hit_id
+    assert snapshot.status.pending == {TARGET: 1}
     assert (snapshot.problems, snapshot.meta) == ([Problem("spec", "bad")], {"pid": "42"})
 
 
 async def test_read_snapshot_works_after_the_store_closed(store: SqliteStore, db_path: Path) -> None:
     await store.set_observed(TARGET, 2, converged=True, error=None)
     await store.close()
-    assert [t.observed for t in read_snapshot(db_path).targets] == [2]
+    assert [t.observed for t in read_snapshot(db_path).status.targets] == [2]
 
 
 def test_read_snapshot_of_a_missing_file_is_unavailable_and_creates_nothing(tmp_path: Path) -> None:

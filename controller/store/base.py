@@ -170,6 +170,37 @@ class HitRecord:
     before: int | None
     after: int | None
     clamped: bool | None
+    target_id: str = ""  # set by ``read_status``'s recent hits (the chart marks them on their target)
+
+
+@dataclass(frozen=True)
+class TargetPoint:
+    """One change of a target's state (a fold, a confirmation, an error): a point of its chart."""
+
+    at: float  # epoch seconds
+    desired: int | None
+    observed: int | None
+    converged: bool
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """What the store knows for the status views (the status page, ``status``), read at once.
+
+    ``history`` and ``recent_hits`` are bounded by the store's retention (SQLite) or the ledger's
+    caps (Kubernetes); a view draws each target's chart from ``history`` and marks ``recent_hits``
+    on it.
+    """
+
+    targets: list[TargetState]
+    pending: dict[str, int]  # pending intents per target id (targets without any are absent)
+    last_hits: dict[str, HitRecord]  # the latest hit of every receiver, keyed "namespace/name"
+    recent_hits: list[HitRecord]  # newest first, at most RECENT_HITS, each with its target_id
+    history: dict[str, list[TargetPoint]]  # per target id, oldest first
+
+
+RECENT_HITS = 200  # hits ``read_status`` returns at most
 
 
 class IntentStore(Protocol):
@@ -216,6 +247,10 @@ class IntentStore(Protocol):
 
     async def last_hits(self) -> dict[str, HitRecord]:
         """The latest hit of every receiver, keyed "namespace/name"."""
+        ...
+
+    async def read_status(self) -> StoreStatus:
+        """Targets, pending counts, hits and each target's history, for the status views."""
         ...
 
 

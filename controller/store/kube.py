@@ -56,6 +56,7 @@ from controller.store.base import (
     LedgerFull,
     PendingIntent,
     StoreError,
+    StoreStatus,
     StoreUnavailable,
     TargetState,
 )
@@ -257,6 +258,21 @@ class KubeStore:
                 if key not in hits or record.received_at > hits[key].received_at:
                     hits[key] = record
         return hits
+
+    async def read_status(self) -> StoreStatus:
+        listed = await self._list()
+        hits: dict[str, HitRecord] = {}
+        for led in listed:
+            for key, record in ledgers.last_hits(led).items():
+                if key not in hits or record.received_at > hits[key].received_at:
+                    hits[key] = record
+        return StoreStatus(
+            targets=[ledgers.target_state(led) for led in listed],
+            pending={led["target"]: len(led["pending"]) for led in listed if led["pending"]},
+            last_hits=hits,
+            recent_hits=[],
+            history={},
+        )
 
     # -- the compare-and-swap loop: the one place that retries ledger writes
 

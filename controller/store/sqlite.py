@@ -42,6 +42,7 @@ from controller.store.base import (
     HitResult,
     PendingIntent,
     StoredToken,
+    StoreStatus,
     TargetState,
 )
 from controller.store.ids import IDEMPOTENCY_WINDOW, HitIds
@@ -181,6 +182,9 @@ class SqliteStore:
 
     async def last_hits(self) -> dict[str, HitRecord]:
         return await self._submit(queries.last_hits)
+
+    async def read_status(self) -> StoreStatus:
+        return await self._submit(queries.read_status)
 
     async def set_problems(self, problems: Sequence[Problem]) -> None:
         await self._submit(lambda c: queries.set_problems(c, list(problems)))

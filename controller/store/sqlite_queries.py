@@ -26,6 +26,7 @@ from controller.store.base import (
     PendingIntent,
     StoredToken,
     StoreError,
+    StoreStatus,
     TargetState,
 )
 from controller.store.rate_windows import RateWindows
@@ -315,3 +316,14 @@ def pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
     """The connection's durability settings."""
     names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
     return {n: conn.execute(f"PRAGMA {n}").fetchone()[0] for n in names}
+
+
+def read_status(conn: sqlite3.Connection) -> StoreStatus:
+    """Everything the status views show, read by one connection (the caller holds one transaction)."""
+    return StoreStatus(
+        targets=list_targets(conn),
+        pending=pending_counts(conn),
+        last_hits=last_hits(conn),
+        recent_hits=[],
+        history={},
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from controller.model import Problem
 from controller.store import sqlite_queries as queries
-from controller.store.base import HitRecord, StoredToken, StoreUnavailable, TargetState
+from controller.store.base import StoredToken, StoreStatus, StoreUnavailable
 from controller.store.sqlite_schema import BUSY_TIMEOUT_MS, SCHEMA_VERSION
 
 
@@ -23,9 +23,7 @@ class Snapshot:
     """Everything ``status`` and ``trigger-url`` show, read in one read transaction."""
 
     tokens: list[StoredToken]
-    targets: list[TargetState]
-    last_hits: dict[str, HitRecord]
-    pending: dict[str, int]  # pending intents per target id (targets without any are absent)
+    status: StoreStatus  # targets, pending counts, hits and history, as the running service reads them
     problems: list[Problem]
     meta: dict[str, str]
 
@@ -44,9 +42,7 @@ def read_snapshot(path: Path) -> Snapshot:
             raise StoreUnavailable(f"{path} has schema version {version}, expected {SCHEMA_VERSION}")
         snapshot = Snapshot(
             tokens=queries.list_tokens(conn),
-            targets=queries.list_targets(conn),
-            last_hits=queries.last_hits(conn),
-            pending=queries.pending_counts(conn),
+            status=queries.read_status(conn),
             problems=queries.list_problems(conn),
             meta=queries.meta(conn),
         )
