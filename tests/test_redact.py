@@ -74,7 +74,7 @@ def test_the_cattle_label_masks_credentials_and_the_url_keeps_them() -> None:
 
 
 def test_status_masks_a_label_stored_by_an_older_version() -> None:
-    empty = StoreStatus(targets=[], pending={}, last_hits={}, recent_hits=[], history={})
+    empty = StoreStatus(targets=[], pending={}, last_hits={}, recent_hits=[], history={}, latest_intents={})
     snapshot = Snapshot(tokens=[], status=empty, problems=[], meta={"cattle": CATTLE})
     shown = format_snapshot(snapshot)
     assert shown.splitlines()[0] == f"Cattle: {MASKED}"

@@ -198,6 +198,9 @@ class StoreStatus:
     last_hits: dict[str, HitRecord]  # the latest hit of every receiver, keyed "namespace/name"
     recent_hits: list[HitRecord]  # newest first, at most RECENT_HITS, each with its target_id
     history: dict[str, list[TargetPoint]]  # per target id, oldest first
+    # the newest accepted intent of each target (its JSON), so a view can say what a target that is
+    # not a scale is doing (serviceUpgrade: the image being rolled out)
+    latest_intents: dict[str, dict[str, Any]]
 
 
 RECENT_HITS = 200  # hits ``read_status`` returns at most

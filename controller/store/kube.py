@@ -272,6 +272,7 @@ class KubeStore:
             last_hits=hits,
             recent_hits=[],
             history={},
+            latest_intents={},
         )
 
     # -- the compare-and-swap loop: the one place that retries ledger writes

@@ -326,4 +326,5 @@ def read_status(conn: sqlite3.Connection) -> StoreStatus:
         last_hits=last_hits(conn),
         recent_hits=[],
         history={},
+        latest_intents={},
     )
