@@ -45,8 +45,8 @@ EXPECTED_OBJECTS = [
     ("Namespace", "webhook-service"),
     ("NetworkPolicy", "webhook-service"),
     ("PodDisruptionBudget", "webhook-service"),
-    ("Role", "webhook-service-leader"),
-    ("RoleBinding", "webhook-service-leader"),
+    ("Role", "webhook-service-own"),
+    ("RoleBinding", "webhook-service-own"),
     ("Service", "webhook-service"),
     ("ServiceAccount", "webhook-service"),
 ]
@@ -56,10 +56,6 @@ EXPECTED_PERMISSIONS = {
     *(("webhook-service.dev", "receivers", v) for v in ("get", "list", "watch", "patch", "create", "delete")),
     ("", "namespaces", "list"),
     *(("webhook-service.dev", "receivers/status", v) for v in ("get", "patch")),
-    *(
-        ("webhook-service.dev", "intentledgers", v)
-        for v in ("get", "list", "watch", "create", "update", "delete")
-    ),
     *(("", "secrets", v) for v in ("get", "create", "update")),
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
@@ -341,14 +337,19 @@ def test_rbac_grants_exactly_the_expected_permissions() -> None:
     assert sorted(granted) == sorted(EXPECTED_PERMISSIONS)
 
 
-def test_leader_election_may_use_leases_in_the_operators_namespace_only(built: list[Document]) -> None:
-    role = the(built, "Role", "webhook-service-leader")
+def test_ledgers_and_leases_are_granted_in_the_operators_namespace_only(built: list[Document]) -> None:
+    role = the(built, "Role", "webhook-service-own")
     assert role["metadata"]["namespace"] == NAMESPACE
     assert role["rules"] == [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+        {
+            "apiGroups": ["webhook-service.dev"],
+            "resources": ["intentledgers"],
+            "verbs": ["get", "list", "watch", "create", "update", "delete"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
     ]
-    binding = the(built, "RoleBinding", "webhook-service-leader")
-    assert binding["roleRef"]["name"] == "webhook-service-leader"
+    binding = the(built, "RoleBinding", "webhook-service-own")
+    assert binding["roleRef"]["name"] == "webhook-service-own"
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "webhook-service", "namespace": NAMESPACE}
     ]

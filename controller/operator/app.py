@@ -54,6 +54,7 @@ from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.operator.leader import LeaderElector
 from controller.operator.peering import PeeringCheck
+from controller.operator.status_mirror import StatusMirror
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
@@ -197,7 +198,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
         peering = PeeringCheck(
             client, settings.peering_name, identity=identity, priority=kopf_config.peering.priority
         )
-        leadership = Leadership(wiring.reconciler, client, settings.namespace)
+        leadership = Leadership(wiring.reconciler, client, settings.namespace, receiver_handlers.mirror)
         elector = LeaderElector(
             client,
             settings.namespace,
@@ -235,17 +236,23 @@ def informing(informer: ReceiverInformer) -> CleanupCtx:
 
 
 class Leadership:
-    """What only the leader runs: the reconciler's loop, and a watch on the ledgers that wakes it.
-
-    The watch is the leader's own because the ledgers' kopf handler runs in kopf's active replica,
-    which need not be the leader: without it, a hit accepted by the leader's peers would wait for the
-    next resync.
+    """What only the leader runs: the reconciler's loop, and a watch on the ledgers (in the operator's
+    namespace) that wakes it for a hit any replica recorded and mirrors each ledger into its receivers'
+    status. The leader is the one replica that writes ledgers' folds, so it is also the one whose view
+    of them is freshest; and a namespaced watch needs no cluster-wide permission on ledgers.
     """
 
     def __init__(
-        self, reconciler: Reconciler, client: KubeClient, namespace: str, *, retry_delay: float = 1.0
+        self,
+        reconciler: Reconciler,
+        client: KubeClient,
+        namespace: str,
+        mirror: StatusMirror | None = None,
+        *,
+        retry_delay: float = 1.0,
     ) -> None:
         self._reconciler = reconciler
+        self._mirror = mirror
         self._client = client
         self._namespace = namespace
         self._retry_delay = retry_delay
@@ -271,11 +278,18 @@ class Leadership:
                 async for event in self._client.watch(LEDGERS.within(self._namespace)):
                     obj = event.get("object") or {}
                     target = str((obj.get("spec") or {}).get("target") or "")
-                    live = event.get("type") in ("ADDED", "MODIFIED") and target
-                    if live and ledgers.has_work(ledgers.from_json(obj.get("ledger"), target)):
+                    if not (event.get("type") in ("ADDED", "MODIFIED") and target):
+                        continue
+                    led = ledgers.from_json(obj.get("ledger"), target)
+                    if ledgers.has_work(led):
                         self._reconciler.wake(target)
+                    if self._mirror is not None:
+                        self._mirror.ledger_changed(led)
             except KubeError as e:
                 logger.warning("watching ledgers failed, retrying in %.0fs: %s", self._retry_delay, e)
+            except Exception:
+                # Anything else (a malformed object, say) must not end the leader's only wake-up source.
+                logger.exception("watching ledgers failed, retrying in %.0fs", self._retry_delay)
             await asyncio.sleep(self._retry_delay)  # the server ended the watch, or it broke
 
     def electing(self, elector: LeaderElector) -> CleanupCtx:

@@ -16,9 +16,10 @@ lead is ignored. Every replica's listener still accepts hits (see ``controller.o
   refusal came or went (``ReceiverGrants.recheck``). kopf's peering does not pause a task of ours, so
   each pass first asks whether this replica is the active one (``controller.operator.peering``). A
   Receiver that fails is logged and does not stop the pass.
-- ledger events: an accepted hit recorded by any replica shows up as a change of its target's
-  IntentLedger; the active replica wakes that target and mirrors the last hit and scale to status
-  (``StatusMirror``).
+- ledger events: none here. The leader follows the IntentLedgers itself (``controller.operator.app``,
+  ``Leadership``), wakes the targets and mirrors the last hit and scale to status (``StatusMirror``,
+  built here and shared): a kopf handler would watch the ledgers in every namespace, which would need
+  cluster-wide permissions for objects that live in the operator's namespace only.
 
 Failures from the API are raised as ``kopf.TemporaryError`` here, and only here: kopf retries them.
 """
@@ -43,7 +44,6 @@ from controller.operator.trigger_secrets import KeyHolder, SecretAppeared, Trigg
 from controller.receiver_set import ReceiverSet
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
-from controller.store import ledger as ledgers
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ def register(registry: kopf.OperatorRegistry, deps: OperatorDeps) -> ReceiverHan
     kopf.on.resume(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
     kopf.on.create(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
     kopf.on.update(GROUP, VERSION, "receivers", id="receiver", registry=registry)(handlers.changed)
-    kopf.on.event(
-        GROUP,
-        VERSION,
-        "intentledgers",
-        id="ledger",
-        when=lambda namespace, **_: bool(namespace == deps.namespace),
-        registry=registry,
-    )(handlers.ledger_changed)
     return handlers
 
 
@@ -131,12 +123,3 @@ class ReceiverHandlers:
                     await self.resync()
             except KubeError as e:
                 logger.warning("resync: could not list the receivers or read the peering: %s", e)
-
-    async def ledger_changed(self, body: kopf.Body, **_: Any) -> None:
-        target = str((body.get("spec") or {}).get("target") or "")
-        if not target:
-            return
-        led = ledgers.from_json(body.get("ledger"), target)
-        if ledgers.has_work(led):
-            self.deps.reconciler.wake(target)
-        self.mirror.ledger_changed(led)
