@@ -242,6 +242,17 @@ class Settings:
             metavar="NAME",
         ),
     )
+    leader_lease: float = field(  # the Lease's duration; the renew deadline and retry period scale with it
+        default=15.0,
+        metadata=option(
+            "--leader-lease",
+            "WEBHOOK_LEADER_LEASE",
+            flags.positive_seconds,
+            "seconds a leader's Lease lasts unrenewed: how long folding waits after a hard kill",
+            commands=frozenset({"operator"}),
+            metavar="S",
+        ),
+    )
     key_refresh_interval: float = 30.0  # seconds between re-reads of the signing keys Secret
     # listener connection limits (why these values: controller/listener/server.py)
     keepalive_timeout: float = field(  # seconds a connection may wait for its next request's first byte

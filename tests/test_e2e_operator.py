@@ -36,7 +36,7 @@ APP_NS = "shop"
 
 
 class Replica(Process):
-    def __init__(self, tmp: Path, kubeconfig: Path, cattle_url: str, name: str) -> None:
+    def __init__(self, tmp: Path, kubeconfig: Path, cattle_url: str, name: str, *flags: str) -> None:
         self.port = free_port()
         super().__init__(
             name,
@@ -55,6 +55,7 @@ class Replica(Process):
                 "2",
                 "--identity",
                 name,
+                *flags,
             ],
             tmp / f"{name}.log",
             env={"KUBECONFIG": str(kubeconfig)},

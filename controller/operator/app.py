@@ -52,7 +52,7 @@ from controller.operator import handlers
 from controller.operator.api_receivers import KubeApiReceivers
 from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
-from controller.operator.leader import LeaderElector
+from controller.operator.leader import LeaderElector, LeaseTimings
 from controller.operator.peering import PeeringCheck
 from controller.operator.status_mirror import StatusMirror
 from controller.rancher.keys import load_public_key
@@ -203,6 +203,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             client,
             settings.namespace,
             identity,
+            timings=LeaseTimings.lasting(settings.leader_lease),
             on_started=leadership.started,
             on_stopped=leadership.stopped,
         )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,12 @@ class LeaseTimings:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
+
+    @classmethod
+    def lasting(cls, lease_duration: float) -> LeaseTimings:
+        """client-go's proportions for another duration (2/3 of it to renew, a retry every 2/15), so
+        the deadline stays inside the lease and several retries fit in the deadline whatever it is."""
+        return cls(lease_duration, lease_duration * 2 / 3, lease_duration * 2 / 15)
 
 
 class LeaseSpec(TypedDict, total=False):
@@ -146,7 +153,7 @@ class LeaderElector:
         stamp = _micro_time(self._wall_clock())
         spec: LeaseSpec = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": int(self._timings.lease_duration),
+            "leaseDurationSeconds": math.ceil(self._timings.lease_duration),  # whole seconds: never shorter
             "acquireTime": stamp,
             "renewTime": stamp,
             "leaseTransitions": 0,
