@@ -200,6 +200,22 @@ def test_every_receiver_example_targets_something_in_make_runs_world() -> None:
             pytest.fail(f"{where}: no check for the driver {driver}")
 
 
+def test_the_driver_examples_are_make_runs_receivers() -> None:
+    examples = {}
+    for path in (REPO / "examples" / "receivers").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            examples[doc["metadata"]["name"]] = doc["spec"]
+    shown = [(b, d) for b, d in receivers() if b.file == "docs/receivers.md"]
+    assert {d["spec"]["driver"] for _, d in shown} >= {
+        "scaleService",
+        "scaleHost",
+        "forwardPost",
+        "serviceUpgrade",
+    }
+    for block, doc in shown:
+        assert doc["spec"] == examples.get(doc["metadata"]["name"]), f"{block.file}:{block.line}"
+
+
 def makefile_targets() -> set[str]:
     text = (REPO / "Makefile").read_text()
     return set(re.findall(r"^([a-z][a-z-]*):", text, re.MULTILINE))
