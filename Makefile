@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# `make run PORT=9000` picks the listener's port. WEBHOOK_LISTEN, when set, is the listener's address
+# as for any `run`; only a PORT given explicitly (command line or environment) replaces it.
+PORT ?= 8085
+LISTEN_FLAG := $(if $(and $(WEBHOOK_LISTEN),$(filter file,$(origin PORT))),,--listen 127.0.0.1:$(PORT))
 
 .PHONY: run test lint typecheck unit clean crd
 
@@ -16,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/webhook-service run \
 		--receivers examples/receivers \
 		--state .webhook-state \
-		--listen 127.0.0.1:8085 \
+		$(LISTEN_FLAG) \
 		--cattle-url sandbox \
 		--sandbox-seed examples/sandbox-seed.yaml \
 		--print-urls

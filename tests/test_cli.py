@@ -35,7 +35,7 @@ WITHOUT_FLAG = {
     "token_cache_size",
     "key_refresh_interval",
 }
-NO_FLAG = "\u2013"  # README's "none" in the flag and default columns
+NO_FLAG = "\u2013"  # docs/operations.md's "none" in the flag and default columns
 COMMANDS = ("run", "operator", "trigger-url", "status", "keys rotate", "keys list")
 
 
@@ -357,9 +357,9 @@ def test_the_help_shows_the_dataclass_defaults(
         assert f"(env {opt.env}; default {opt.describe_default(value)})" in help_text, opt.flag
 
 
-def test_the_readme_documents_each_run_flag_as_declared() -> None:
-    """README's `run` flags table: the same flags, variables and defaults as the declarations."""
-    readme = (REPO / "README.md").read_text()
+def test_the_docs_document_each_run_flag_as_declared() -> None:
+    """docs/operations.md's `run` flags table: the same flags, variables and defaults as the declarations."""
+    readme = (REPO / "docs" / "operations.md").read_text()
     table = readme.split("`run` flags:", 1)[1].split("\n\n", 2)[1]
     documented = {}
     for row in table.splitlines()[2:]:

@@ -1,11 +1,11 @@
 """The whole chain with Debian's real Prometheus and Alertmanager.
 
-The test serves a gauge; Prometheus scrapes it and evaluates the README's alerting rule; when the
-gauge passes 70 the alert fires and Alertmanager notifies two receivers on the same service, in the
-README's two forms: one by its trigger URL (``?key=``), one by the bare endpoint with the token in a
-``credentials_file`` (``Authorization: Bearer``). The sandbox service scales up by the sum of their
-``amount`` s. When the gauge drops, Alertmanager sends the resolved notifications, which the
-receivers (``fireOn: [firing]``) answer "ignored": the scale stays.
+The test serves a gauge; Prometheus scrapes it and evaluates docs/alertmanager.md's alerting rule;
+when the gauge passes 70 the alert fires and Alertmanager notifies two receivers on the same service,
+in docs/alertmanager.md's two forms: one by its trigger URL (``?key=``), one by the bare endpoint with
+the token in a ``credentials_file`` (``Authorization: Bearer``). The sandbox service scales up by the
+sum of their ``amount`` s. When the gauge drops, Alertmanager sends the resolved notifications, which
+the receivers (``fireOn: [firing]``) answer "ignored": the scale stays.
 """
 
 from __future__ import annotations

@@ -487,7 +487,7 @@ def test_kubernetes_examples_load_without_problems(tmp_path: Path, drivers: Driv
 
 def test_standalone_examples_load_without_problems(drivers: DriverSet) -> None:
     receivers, problems = load_paths([ROOT / "examples" / "receivers"], drivers)
-    assert (len(receivers), problems) == (2, [])
+    assert (len(receivers), problems) == (5, [])
 
 
 def test_new_good_test_manifests_load(drivers: DriverSet) -> None:

@@ -94,7 +94,13 @@ def test_defaults_fill_a_copy_and_leave_the_input_alone(schema: ReceiverSchema) 
 def test_examples_load_without_problems(drivers: DriverSet) -> None:
     receivers, problems = load_paths([ROOT / "examples" / "receivers"], drivers)
     assert problems == []
-    assert sorted(r.key for r in receivers) == ["default/web-down", "default/web-up"]
+    assert sorted(r.key for r in receivers) == [
+        "default/ci-relay",
+        "default/web-deploy",
+        "default/web-down",
+        "default/web-up",
+        "default/workers-down",
+    ]
 
 
 def test_multi_document_file_skips_empty_documents(drivers: DriverSet, schema: ReceiverSchema) -> None:

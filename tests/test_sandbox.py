@@ -394,8 +394,13 @@ def test_example_seed_loads() -> None:
 
     (project,) = seed.projects
     assert (project.id, project.name) == ("1a5", "Default")
-    assert [(s.id, s.name, s.scale) for s in project.services] == [("1s7", "web", 1), ("1s8", "worker", 2)]
+    assert [(s.id, s.name, s.scale) for s in project.services] == [
+        ("1s7", "web", 1),
+        ("1s8", "worker", 2),
+        ("1s9", "builder", 1),
+    ]
     assert project.services[0].image == "docker:nginx:1.13"
+    assert project.services[0].labels == {"app": "web"}
 
 
 def test_no_seed_starts_the_example_world(clock: FakeClock) -> None:

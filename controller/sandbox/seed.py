@@ -365,8 +365,16 @@ DEFAULT_SEED = SandboxSeed(
             id="1a5",
             name="Default",
             services=(
-                SeedService(id="1s7", name="web", stack_id="1st1", scale=1, image="docker:nginx:1.13"),
+                SeedService(
+                    id="1s7",
+                    name="web",
+                    stack_id="1st1",
+                    scale=1,
+                    image="docker:nginx:1.13",
+                    labels={"app": "web"},
+                ),
                 SeedService(id="1s8", name="worker", stack_id="1st1", scale=2),
+                SeedService(id="1s9", name="builder", stack_id="1st1", scale=1),
             ),
             hosts=(
                 *(
