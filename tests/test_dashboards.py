@@ -7,8 +7,10 @@ interval variables are replaced by a duration first, as Grafana does before it s
 Which metrics a query reads is not something promtool 2.x prints, so ``metric_names`` takes them from
 the expression once strings, label matchers, ranges and grouping clauses are cut out: what is left
 that is neither a function, a keyword nor a number is a metric name. Those names are compared with
-what a real ``Metrics()`` registers, each family with the suffixes its type exposes, so a renamed or
-dropped metric fails here rather than as an empty panel.
+what a real ``Metrics()`` registers, each family with the suffixes its type exposes, and the label
+names a query matches or groups by with the labels of its metrics (plus ``le`` on buckets, ``job`` and
+``instance`` from the scrape), so a renamed or dropped metric or label fails here rather than as an
+empty panel.
 
 The autoscaling example is checked end to end on paper: promtool checks the rules, amtool checks the
 Alertmanager config and routes each alert by its own labels; the receiver it reaches names an example
@@ -28,6 +30,7 @@ from typing import Any, NotRequired, TypedDict
 
 import pytest
 import yaml
+from prometheus_client.metrics import MetricWrapperBase
 
 from controller.drivers import load_drivers
 from controller.drivers.contract import config_of
@@ -57,6 +60,9 @@ SUFFIXES = {
     "histogram": ("_bucket", "_count", "_sum", "_created"),
     "summary": ("", "_count", "_sum", "_created"),
 }
+# The label a suffix adds, and the labels Prometheus attaches to every scraped series.
+SUFFIX_LABELS = {"_bucket": frozenset({"le"})}
+TARGET_LABELS = ("job", "instance")
 
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _MATCHERS = re.compile(r"\{[^}]*\}")
@@ -64,6 +70,8 @@ _RANGES = re.compile(r"\[[^\]]*\]")
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _NAMES = re.compile(r"(?<![\w.:])[A-Za-z_:][\w:]*(?![\w:])(?!\s*\()")
 _KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
+_MATCHED_LABEL = re.compile(r"([A-Za-z_]\w*)\s*(?:=~|!~|!=|=)")
+_LABEL = re.compile(r"[A-Za-z_]\w*")
 
 
 class Query(TypedDict):
@@ -91,13 +99,39 @@ def metric_names(expr: str) -> set[str]:
     return {name for name in _NAMES.findall(text) if name.lower() not in _KEYWORDS}
 
 
-def exported_names() -> set[str]:
-    """Every series name the service's registry can expose."""
+def label_names(expr: str) -> set[str]:
+    """The label names a PromQL expression matches on or groups by."""
+    text = _STRINGS.sub('""', expr)
+    matched = {name for body in _MATCHERS.findall(text) for name in _MATCHED_LABEL.findall(body)}
+    grouped = {name for clause in _GROUPING.findall(text) for name in _LABEL.findall(clause.split("(", 1)[1])}
+    return matched | grouped
+
+
+def exported_series() -> dict[str, frozenset[str]]:
+    """Every series name the service's registry can expose, with the label names it carries."""
+    metrics = Metrics()
+    # prometheus_client has no public accessor for a metric's label names; families of a fresh
+    # registry carry no samples to read them from.
+    labels = {
+        next(iter(wrapper.describe())).name: frozenset(wrapper._labelnames)
+        for wrapper in vars(metrics).values()
+        if isinstance(wrapper, MetricWrapperBase)
+    }
     return {
-        family.name + suffix
-        for family in Metrics().registry.collect()
+        family.name + suffix: labels.get(family.name, frozenset()) | SUFFIX_LABELS.get(suffix, frozenset())
+        for family in metrics.registry.collect()
         for suffix in SUFFIXES.get(family.type, ("",))
     }
+
+
+def exported_names() -> set[str]:
+    return set(exported_series())
+
+
+def unknown_labels(expr: str, series: dict[str, frozenset[str]]) -> set[str]:
+    """Label names ``expr`` uses that none of its metrics carries, nor Prometheus adds at the scrape."""
+    carried = set(TARGET_LABELS).union(*(series.get(name, frozenset()) for name in metric_names(expr)))
+    return label_names(expr) - carried
 
 
 def dashboard() -> dict[str, Any]:
@@ -171,6 +205,11 @@ def test_metric_names_are_the_selectors_not_functions_labels_keywords_or_numbers
     assert metric_names(expr) == {"a_bucket", "b_total", "c:rate5m"}
 
 
+def test_label_names_are_those_matched_and_grouped_by_not_values_or_functions() -> None:
+    expr = 'sum by (receiver) (rate(a_total{outcome="by (x)", code!~"2.."}[5m])) / on (job) b'
+    assert label_names(expr) == {"receiver", "outcome", "code", "job"}
+
+
 def test_exported_names_carry_each_type_s_suffixes() -> None:
     names = exported_names()
     assert {"webhook_hits_total", "webhook_receivers", "webhook_hit_duration_seconds_bucket"} <= names
@@ -205,11 +244,19 @@ def test_dashboard_queries_use_no_variable_but_grafana_s_intervals() -> None:
 def test_the_dashboard_names_only_metrics_the_service_exports() -> None:
     exported = exported_names()
     unknown = {
-        panel["title"]: sorted(metric_names(target["expr"]) - exported)
+        f"{panel['title']} {target['refId']}": sorted(metric_names(target["expr"]) - exported)
         for panel, target in queries()
-        if metric_names(target["expr"]) - exported
     }
-    assert unknown == {}
+    assert {query: names for query, names in unknown.items() if names} == {}
+
+
+def test_the_dashboard_matches_and_groups_only_by_labels_its_metrics_carry() -> None:
+    series = exported_series()
+    unknown = {
+        f"{panel['title']} {target['refId']}": sorted(unknown_labels(target["expr"], series))
+        for panel, target in queries()
+    }
+    assert {query: labels for query, labels in unknown.items() if labels} == {}
 
 
 def test_every_dashboard_panel_queries_at_least_one_metric() -> None:
@@ -249,12 +296,14 @@ def test_dashboard_panels_fit_the_grid_without_overlapping() -> None:
 
 def test_the_service_alerts_name_only_metrics_the_service_exports() -> None:
     exported = exported_names()
-    unknown = {
-        rule["alert"]: sorted(metric_names(rule["expr"]) - exported)
-        for rule in alerts(SERVICE_RULES)
-        if metric_names(rule["expr"]) - exported
-    }
-    assert unknown == {}
+    unknown = {rule["alert"]: sorted(metric_names(rule["expr"]) - exported) for rule in alerts(SERVICE_RULES)}
+    assert {alert: names for alert, names in unknown.items() if names} == {}
+
+
+def test_the_service_alerts_match_and_group_only_by_labels_their_metrics_carry() -> None:
+    series = exported_series()
+    unknown = {rule["alert"]: sorted(unknown_labels(rule["expr"], series)) for rule in alerts(SERVICE_RULES)}
+    assert {alert: labels for alert, labels in unknown.items() if labels} == {}
 
 
 # -- the autoscaling example
