@@ -550,7 +550,7 @@ def test_the_monitoring_kustomization_scrapes_the_metrics_port_and_its_rules_pas
     built: list[Document], tmp_path: Path
 ) -> None:
     objects = kustomize(MONITORING)
-    assert sorted(o["kind"] for o in objects) == ["PrometheusRule", "ServiceMonitor"]
+    assert sorted(o["kind"] for o in objects) == ["ConfigMap", "PrometheusRule", "ServiceMonitor"]
     monitor = the(objects, "ServiceMonitor")
     service = the(built, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
@@ -563,3 +563,10 @@ def test_the_monitoring_kustomization_scrapes_the_metrics_port_and_its_rules_pas
         [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_monitoring_kustomization_carries_the_grafana_dashboard_for_the_sidecar() -> None:
+    dashboard = the(kustomize(MONITORING), "ConfigMap", "webhook-service-grafana-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = (MONITORING / "grafana-dashboard.json").read_text()
+    assert dashboard["data"] == {"grafana-dashboard.json": committed}
