@@ -89,7 +89,9 @@ async def test_a_failed_upgrade_is_rolled_back_and_its_hit_fails_with_the_reason
     await loop.idle()
 
     service = await cattle.get_service("1a5", "1s9")
-    assert service["state"] == "rolling-back"
+    # The rollback was started; the sandbox finishes it transition_ms later, which a busy machine can
+    # outlast before this read, so "active" after it is as good (the restored image is what tells).
+    assert service["state"] in ("rolling-back", "active")
     assert service["launchConfig"]["imageUuid"] == "docker:acme/web:v1.4.1"  # the previous one, restored
     last = (await store.last_hits())["default/web-deploy"]
     assert (last.hit_id, last.intent_state) == (result.hit_id, "failed")
