@@ -12,10 +12,12 @@ from pytest_aiohttp import AiohttpClient
 
 from controller.sandbox.seed import SandboxSeed
 from controller.store.sqlite import SqliteStore
-from tests.kubeemu import KubeEmulator
+from tests.kubeemu import SYSTEM_NAMESPACES, KubeEmulator
 from tests.processes import Sandbox, write_seed
 from tests.sandbox_harness import START, MakeClient, client_factory
 from tests.toolbox import FakeClock
+
+CRDS = Path(__file__).parent.parent / "crds"
 
 
 @pytest.fixture
@@ -43,18 +45,25 @@ def make_client(aiohttp_client: AiohttpClient, seed: SandboxSeed, clock: FakeClo
 async def kube() -> AsyncIterator[KubeEmulator]:
     """An in-process Kubernetes API (tests/kubeemu.py) on 127.0.0.1 with the resources the product uses.
 
+    The product's CRDs (crds/) are applied, so Receivers and IntentLedgers are pruned, defaulted and
+    validated by their schemas (tests/kubeschema.py); the cluster's own namespaces exist, and a test
+    creates any other it puts objects in (``kube.add_namespaces(...)``).
+
     Talk to it at ``kube.url`` (``KubeClient(session, str(kube.url), {})``, or the ``kubeconfig``
     fixture); seed objects through the API or with ``kube.objects['apps/v1/deployments', 'ns', 'web']
     = {...}``; assert on ``kube.objects[...]`` (and on the requests: ``list(kube)``).
     """
     async with KubeEmulator() as emulator, kmock.Server(emulator):
-        emulator.declare(
-            "webhook-service.dev/v1/receivers", "Receiver", namespaced=True, subresources={"status"}
-        )
-        emulator.declare("webhook-service.dev/v1/intentledgers", "IntentLedger", namespaced=True)
+        for crd in sorted(CRDS.glob("*.yaml")):
+            document = yaml.safe_load(crd.read_text())
+            if document.get("kind") == "CustomResourceDefinition":
+                emulator.apply_crd(document)
         emulator.declare("v1/secrets", "Secret", namespaced=True)
         emulator.declare("v1/events", "Event", namespaced=True)
         emulator.declare("v1/namespaces", "Namespace", namespaced=False)
+        emulator.declare(
+            "apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", namespaced=False
+        )
         for workload in ("apps/v1/deployments", "apps/v1/statefulsets"):
             kind = "Deployment" if workload.endswith("deployments") else "StatefulSet"
             emulator.declare(workload, kind, namespaced=True, subresources={"status", "scale"})
@@ -65,6 +74,7 @@ async def kube() -> AsyncIterator[KubeEmulator]:
         emulator.declare("kopf.dev/v1/kopfpeerings", "KopfPeering", namespaced=True)
         emulator.declare("coordination.k8s.io/v1/leases", "Lease", namespaced=True)
         emulator.objects["kopf.dev/v1/clusterkopfpeerings", None, "webhook-service"] = {}
+        emulator.add_namespaces(*SYSTEM_NAMESPACES)
         yield emulator
 
 

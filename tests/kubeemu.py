@@ -17,6 +17,13 @@ operator (kopf) and our store are built on the API server's real contract, so ``
   of ``spec.replicas``. A PUT of a custom resource must name the ``metadata.resourceVersion`` it
   replaces (else 422 ``Invalid``, as the API server answers); built-in ones such as Secrets may be
   replaced unconditionally.
+- Namespaces: once the Namespace resource is declared, a create in a namespace that does not exist is
+  404 ``namespaces "X" not found``, as on a real API server; :meth:`add_namespaces` seeds them (the
+  ``kube`` fixture seeds the system ones). Deleting a Namespace does not delete its contents.
+- Custom resources from CRDs: :meth:`apply_crd` (or a POST of the CRD) serves its versions and checks
+  every write (create, replace, patch, ``/status``) against the version's ``openAPIV3Schema`` with
+  tests/kubeschema.py: pruned, defaulted, then validated (422 ``Invalid`` with ``details.causes``).
+  Objects seeded directly are pruned and defaulted too, as the API server does when it reads them.
 - Deletion: finalizers hold an object with a ``deletionTimestamp`` until they are patched away (as in
   kmock); a real deletion garbage-collects the objects whose ``ownerReferences`` all point to gone
   owners, cascading (children created with ``kopf.adopt`` go away with their Receiver).
@@ -61,6 +68,8 @@ import kmock
 from kmock import KubernetesError
 from kmock._internal import rendering  # for Response (201 Created): kmock does not export it
 
+from tests import kubeschema
+
 JsonDict = dict[str, Any]
 Key = tuple[kmock.resource, str | None, str]
 Selector = Callable[[JsonDict], bool]
@@ -71,6 +80,10 @@ CONFLICT_MESSAGE = (
 )
 MERGE_PATCHES = {"application/merge-patch+json", "application/strategic-merge-patch+json"}
 JSON_PATCH = "application/json-patch+json"
+NAMESPACES = "v1/namespaces"
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
+# The namespaces every cluster starts with.
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public")
 _SERVER_FIELDS = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "generation")
 _META_FIELDS = (*_SERVER_FIELDS, "resourceVersion")
 # The API groups Kubernetes serves itself; any other is a custom resource's (its CRD's group).
@@ -157,6 +170,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _revision: int = attrs.field(default=0, init=False)
     _journal: list[tuple[int, kmock.resource, JsonDict]] = attrs.field(factory=list, init=False)
     _compacted: int = attrs.field(default=0, init=False)
+    _schemas: dict[kmock.resource, kubeschema.Schema] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -169,6 +183,25 @@ class KubeEmulator(kmock.KubernetesEmulator):
         info = kmock.ResourceInfo(namespaced=namespaced, kind=kind, singular=kind.lower(), verbs=VERBS)
         info.subresources.update(subresources)
         self.resources[resource] = info
+
+    def apply_crd(self, crd: JsonDict) -> None:
+        """Serve a CustomResourceDefinition's versions, every write checked by its schema (kubeschema)."""
+        spec, names = crd["spec"], crd["spec"]["names"]
+        for version in spec["versions"]:
+            schema = version["schema"]["openAPIV3Schema"]
+            kubeschema.check(schema)
+            resource = f"{spec['group']}/{version['name']}/{names['plural']}"
+            subresources = set(version.get("subresources") or {})
+            self.declare(
+                resource, names["kind"], namespaced=spec["scope"] == "Namespaced", subresources=subresources
+            )
+            self._schemas[kmock.resource(resource)] = schema
+
+    def add_namespaces(self, *names: str) -> None:
+        """Seed these Namespaces (if missing), as a test's cluster has them before anything goes in them."""
+        for name in names:
+            if not self._namespace_exists(name):
+                self.objects[NAMESPACES, None, name] = {}
 
     @property
     def revision(self) -> str:
@@ -266,6 +299,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             return None
         return self.resources[resource]
 
+    def _namespace_exists(self, name: str) -> bool:
+        """Whether objects may be created in this namespace (any, when Namespaces are not served)."""
+        key: Key = (kmock.resource(NAMESPACES), None, name)
+        return self._info(key[0]) is None or (key in self._objects and not self._objects[key].deleted)
+
     def _subresources(self, resource: kmock.resource) -> set[str]:
         info = self._info(resource)
         return set(info.subresources) if info is not None else set()
@@ -290,6 +328,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     **meta,
                     "resourceVersion": self._next_revision(),
                 }
+                if resource in self._schemas:  # as read back from storage: pruned and defaulted
+                    admitted, _ = kubeschema.admit(self._schemas[resource], obj.raw)
+                    for key in set(obj) - set(admitted):
+                        del obj[key]
+                    obj.update(admitted)
 
     def _live(self, request: kmock.Request) -> tuple[Key, JsonDict]:
         assert request.resource is not None and request.name is not None  # routed so; for type-checkers
@@ -367,9 +410,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
         meta.update({"namespace": namespace} if namespace is not None else {})
         async with self._lock:
             key: Key = (resource, namespace, name)
+            if namespace is not None and not self._namespace_exists(namespace):
+                raise _error(404, "NotFound", f'namespaces "{namespace}" not found', namespace)
             if key in self._objects and not self._objects[key].deleted:
                 raise _error(409, "AlreadyExists", f'{resource.plural} "{name}" already exists', name)
-            obj = await self._store(key, obj, "ADDED")
+            if resource == kmock.resource(CRDS):
+                try:
+                    self.apply_crd(obj)
+                except kubeschema.NotStructural as e:
+                    raise _error(422, "Invalid", f'{resource.plural} "{name}" is invalid: {e}', name) from e
+            obj = await self._store(key, self._admit(resource, obj), "ADDED")
         return rendering.Response(status=201, payload=obj)
 
     async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
@@ -412,6 +462,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     key[2],
                 )
             new = self._merge_back(key[0], request.subresource, old, new_view)
+            new = self._admit(key[0], new)
             for field in _META_FIELDS:
                 new["metadata"].pop(field, None)
                 new["metadata"].update({field: old["metadata"][field]} if field in old["metadata"] else {})
@@ -422,6 +473,21 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
                     await self._purge(key, copy.deepcopy(new))
         return self._scale(new) if scale else new
+
+    def _admit(self, resource: kmock.resource, obj: JsonDict) -> JsonDict:
+        """The object as its CRD's schema admits it: pruned and defaulted, or a 422 naming each field."""
+        schema = self._schemas.get(resource)
+        if schema is None:
+            return obj
+        admitted, causes = kubeschema.admit(schema, obj)
+        if causes:
+            kind, name = obj.get("kind"), obj["metadata"]["name"]
+            lines = [f"{cause['field']}: {cause['message']}" for cause in causes]
+            listed = lines[0] if len(lines) == 1 else f"[{', '.join(lines)}]"
+            message = f'{kind}.{resource.group} "{name}" is invalid: {listed}'
+            details = {"name": name, "group": resource.group, "kind": kind, "causes": causes}
+            raise KubernetesError(status=422, reason="Invalid", message=message, details=details)
+        return admitted
 
     def _check_versioned(self, body: Any, name: str) -> None:
         """A custom resource's update must say which version it replaces."""

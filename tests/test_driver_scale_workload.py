@@ -27,6 +27,7 @@ NS = "shop"
 
 @pytest.fixture
 async def api(kube: KubeEmulator) -> AsyncIterator[KubeClient]:
+    kube.add_namespaces(NS)
     async with aiohttp.ClientSession() as session:
         yield KubeClient(session, str(kube.url), {})
 

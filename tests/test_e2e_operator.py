@@ -33,6 +33,7 @@ from tests.processes import WEBHOOK_SERVICE, Process, free_port
 pytestmark = pytest.mark.e2e
 
 APP_NS = "shop"
+NS = "webhook-service"
 
 
 class Replica(Process):
@@ -44,7 +45,7 @@ class Replica(Process):
                 WEBHOOK_SERVICE,
                 "operator",
                 "--namespace",
-                "webhook-service",
+                NS,
                 "--listen",
                 f"127.0.0.1:{self.port}",
                 "--public-url",
@@ -94,6 +95,12 @@ class Replica(Process):
 
 
 @pytest.fixture
+def namespaces(kube: KubeEmulator) -> None:
+    """The operator's namespace and the application's, as a cluster has them before the operator runs."""
+    kube.add_namespaces(NS, APP_NS)
+
+
+@pytest.fixture
 async def cattle() -> AsyncIterator[str]:
     runner: web.AppRunner = await run_sandbox("127.0.0.1", 0, None, SandboxOptions(transition_ms=10))
     try:
@@ -114,6 +121,7 @@ async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -
     )
 
 
+@pytest.mark.usefixtures("namespaces")
 async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
     kube: KubeEmulator, kubeconfig: Path, cattle: str, tmp_path: Path
 ) -> None:
@@ -224,6 +232,7 @@ async def run_cli(*args: str, kubeconfig: Path | None) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.usefixtures("namespaces")
 async def test_keys_rotate_kubernetes_adds_a_newest_key_to_the_secret(
     kube: KubeEmulator, kubeconfig: Path
 ) -> None:

@@ -29,7 +29,7 @@ from controller.kube.client import (
     Ref,
 )
 from controller.kube.errors import KubeConflict, KubeInvalid, KubeNotFound, KubeUnavailable
-from tests.kubeemu import KubeEmulator
+from tests.kubeemu import SYSTEM_NAMESPACES, KubeEmulator
 
 NS = "default"
 PEERINGS = Ref("kopf.dev", "v1", "clusterkopfpeerings")
@@ -41,12 +41,14 @@ async def client(kube: KubeEmulator) -> AsyncIterator[KubeClient]:
         yield KubeClient(session, str(kube.url), {})
 
 
-def ledger(name: str = "web", **spec: Any) -> KubeObject:
+def ledger(name: str = "web", **state: Any) -> KubeObject:
+    """An IntentLedger; ``state`` goes in its free-form ``ledger`` field, which the schema keeps whole."""
     return {
         "apiVersion": "webhook-service.dev/v1",
         "kind": "IntentLedger",
         "metadata": {"name": name, "namespace": NS},
-        "spec": {"target": "scaleService:1a5/1s7", **spec},
+        "spec": {"target": "scaleService:1a5/1s7"},
+        "ledger": state,
     }
 
 
@@ -96,7 +98,7 @@ def names(objs: list[KubeObject]) -> list[str]:
 async def ready(client: KubeClient, name: str) -> KubeObject:
     for _ in range(100):
         obj = await client.get(RECEIVERS.named(name, NS))
-        if obj.get("status", {}).get("ready"):
+        if obj.get("status", {}).get("target"):
             break
         await asyncio.sleep(0.05)
     return obj
@@ -135,8 +137,11 @@ async def test_patch_with_stale_resource_version_is_409_conflict_and_changes_not
     client: KubeClient,
 ) -> None:
     created = await client.create(LEDGERS.within(NS), ledger(desired=1))
-    current = await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
-    stale = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"desired": 3}}
+    current = await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 2}})
+    stale = {
+        "metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+        "ledger": {"desired": 3},
+    }
     with pytest.raises(KubeConflict) as info:
         await client.patch(LEDGERS.named("web", NS), stale)
     assert info.value.reason == "Conflict" and not info.value.already_exists
@@ -146,9 +151,12 @@ async def test_patch_with_stale_resource_version_is_409_conflict_and_changes_not
 
 async def test_patch_with_current_resource_version_succeeds(client: KubeClient) -> None:
     created = await client.create(LEDGERS.within(NS), ledger(desired=1))
-    fresh = {"metadata": {"resourceVersion": created["metadata"]["resourceVersion"]}, "spec": {"desired": 3}}
+    fresh = {
+        "metadata": {"resourceVersion": created["metadata"]["resourceVersion"]},
+        "ledger": {"desired": 3},
+    }
     patched = await client.patch(LEDGERS.named("web", NS), fresh)
-    assert patched["spec"]["desired"] == 3
+    assert patched["ledger"]["desired"] == 3
 
 
 async def test_json_patch_with_failing_test_op_is_422_and_changes_nothing(client: KubeClient) -> None:
@@ -175,7 +183,7 @@ async def test_put_replaces_the_whole_object_and_bumps_resource_version(client: 
     body = ledger(desired=5)
     body["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
     replaced = await client.replace(LEDGERS.named("web", NS), body)
-    assert replaced["spec"] == {"target": "scaleService:1a5/1s7", "desired": 5}
+    assert replaced["ledger"] == {"desired": 5}
     assert replaced["metadata"]["uid"] == created["metadata"]["uid"]
     assert replaced["metadata"]["creationTimestamp"] == created["metadata"]["creationTimestamp"]
     assert int(replaced["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
@@ -183,12 +191,12 @@ async def test_put_replaces_the_whole_object_and_bumps_resource_version(client: 
 
 async def test_put_with_stale_resource_version_is_409_conflict(client: KubeClient) -> None:
     created = await client.create(LEDGERS.within(NS), ledger(desired=1))
-    await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
+    await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 2}})
     body = ledger(desired=9)
     body["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
     with pytest.raises(KubeConflict):
         await client.replace(LEDGERS.named("web", NS), body)
-    assert (await client.get(LEDGERS.named("web", NS)))["spec"]["desired"] == 2
+    assert (await client.get(LEDGERS.named("web", NS)))["ledger"]["desired"] == 2
 
 
 async def test_put_of_a_built_in_resource_without_resource_version_is_unconditional(
@@ -216,26 +224,26 @@ async def test_put_of_a_missing_object_is_404(client: KubeClient) -> None:
 
 
 async def test_status_subresource_write_changes_only_status(client: KubeClient) -> None:
-    await client.create(RECEIVERS.within(NS), receiver())
-    patch = {"spec": {"driver": "other"}, "metadata": {"labels": {"a": "b"}}, "status": {"ready": True}}
+    created = await client.create(RECEIVERS.within(NS), receiver())
+    patch = {"spec": {"driver": "scaleHost"}, "metadata": {"labels": {"a": "b"}}, "status": {"target": "t"}}
     patched = await client.patch(RECEIVERS.named("web-up", NS, subresource="status"), patch)
-    assert patched["status"] == {"ready": True}
-    assert patched["spec"] == {"driver": "scaleService"}
+    assert patched["status"] == {"target": "t"}
+    assert patched["spec"] == created["spec"]
     assert "labels" not in patched["metadata"]
 
 
 async def test_main_resource_write_ignores_status(client: KubeClient) -> None:
     await client.create(RECEIVERS.within(NS), receiver())
-    await client.patch(RECEIVERS.named("web-up", NS, subresource="status"), {"status": {"ready": True}})
+    await client.patch(RECEIVERS.named("web-up", NS, subresource="status"), {"status": {"target": "t"}})
     patched = await client.patch(
-        RECEIVERS.named("web-up", NS), {"spec": {"x": 1}, "status": {"ready": False}}
+        RECEIVERS.named("web-up", NS), {"spec": {"suspend": True}, "status": {"target": "other"}}
     )
-    assert patched["spec"]["x"] == 1
-    assert patched["status"] == {"ready": True}
+    assert patched["spec"]["suspend"] is True
+    assert patched["status"] == {"target": "t"}
 
 
 async def test_create_drops_status_of_resources_with_status_subresource(client: KubeClient) -> None:
-    created = await client.create(RECEIVERS.within(NS), receiver(status={"ready": True}))
+    created = await client.create(RECEIVERS.within(NS), receiver(status={"target": "t"}))
     assert "status" not in created
 
 
@@ -310,14 +318,16 @@ async def test_finalizers_hold_deletion_until_they_are_removed(client: KubeClien
 async def test_generation_bumps_on_spec_change_only(client: KubeClient) -> None:
     await client.create(RECEIVERS.within(NS), receiver())
     labelled = await client.patch(RECEIVERS.named("web-up", NS), {"metadata": {"labels": {"a": "b"}}})
-    statused = await client.patch(RECEIVERS.named("web-up", NS, subresource="status"), {"status": {"x": 1}})
-    respecced = await client.patch(RECEIVERS.named("web-up", NS), {"spec": {"driver": "other"}})
+    statused = await client.patch(
+        RECEIVERS.named("web-up", NS, subresource="status"), {"status": {"target": "t"}}
+    )
+    respecced = await client.patch(RECEIVERS.named("web-up", NS), {"spec": {"driver": "scaleHost"}})
     assert [o["metadata"]["generation"] for o in (labelled, statused, respecced)] == [1, 1, 2]
 
 
 async def test_write_that_changes_nothing_keeps_resource_version(client: KubeClient) -> None:
     created = await client.create(LEDGERS.within(NS), ledger(desired=1))
-    patched = await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 1}})
+    patched = await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 1}})
     assert patched["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
 
 
@@ -366,7 +376,7 @@ async def test_watch_events_carry_the_new_resource_version(client: KubeClient) -
     async with watching(client) as stream:
         await take(stream, 1)  # the seed's ADDED: the watch is live now
         created = await client.create(LEDGERS.within(NS), ledger())
-        patched = await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 4}})
+        patched = await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 4}})
         await client.delete(LEDGERS.named("web", NS))
         events = await take(stream, 3)
     assert [e["type"] for e in events] == ["ADDED", "MODIFIED", "DELETED"]
@@ -469,7 +479,24 @@ async def test_objects_seeded_directly_get_server_metadata(kube: KubeEmulator, c
 async def test_namespaces_are_cluster_scoped_objects(client: KubeClient) -> None:
     await client.create(NAMESPACES, {"metadata": {"name": "team-a"}})
     assert (await client.get(NAMESPACES.named("team-a")))["kind"] == "Namespace"
-    assert names(await client.list(NAMESPACES)) == ["team-a"]
+    assert names(await client.list(NAMESPACES)) == sorted(["team-a", *SYSTEM_NAMESPACES])
+
+
+async def test_a_create_in_a_missing_namespace_is_404_naming_the_namespace(client: KubeClient) -> None:
+    with pytest.raises(KubeNotFound, match='namespaces "nowhere" not found'):
+        await client.create(LEDGERS.within("nowhere"), {**ledger(), "metadata": {"name": "web"}})
+
+
+async def test_a_created_namespace_takes_objects(client: KubeClient) -> None:
+    await client.create(NAMESPACES, {"metadata": {"name": "team-a"}})
+    created = await client.create(LEDGERS.within("team-a"), {**ledger(), "metadata": {"name": "web"}})
+    assert created["metadata"]["namespace"] == "team-a"
+
+
+async def test_the_system_namespaces_exist_from_the_start(client: KubeClient) -> None:
+    for namespace in SYSTEM_NAMESPACES:
+        await client.create(SECRETS.within(namespace), {"metadata": {"name": "s"}, "data": {}})
+    assert len(await client.list(SECRETS)) == len(SYSTEM_NAMESPACES)
 
 
 async def test_reaction_that_answers_a_write_leaves_the_state_untouched(
@@ -478,8 +505,8 @@ async def test_reaction_that_answers_a_write_leaves_the_state_untouched(
     await client.create(LEDGERS.within(NS), ledger(desired=1))
     kube["patch", kube.resource("webhook-service.dev/v1/intentledgers")] << 503
     with pytest.raises(KubeUnavailable):
-        await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
-    assert kube.objects["webhook-service.dev/v1/intentledgers", NS, "web"]["spec"]["desired"] == 1
+        await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 2}})
+    assert kube.objects["webhook-service.dev/v1/intentledgers", NS, "web"]["ledger"]["desired"] == 1
 
 
 async def test_sliced_reaction_answers_only_its_slice_of_requests(
@@ -488,9 +515,9 @@ async def test_sliced_reaction_answers_only_its_slice_of_requests(
     await client.create(LEDGERS.within(NS), ledger(desired=1))
     kube["patch"][:1] << 503
     with pytest.raises(KubeUnavailable):
-        await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 2}})
-    patched = await client.patch(LEDGERS.named("web", NS), {"spec": {"desired": 3}})
-    assert patched["spec"]["desired"] == 3
+        await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 2}})
+    patched = await client.patch(LEDGERS.named("web", NS), {"ledger": {"desired": 3}})
+    assert patched["ledger"]["desired"] == 3
 
 
 async def test_kubeconfig_logs_kopf_in_to_the_emulator(
@@ -519,7 +546,7 @@ async def test_kopf_operator_handles_a_receiver_against_the_emulator(
 
     @kopf.on.create("webhook-service.dev", "v1", "receivers", registry=registry)
     def created(patch: kopf.Patch, **_: Any) -> None:
-        patch.status["ready"] = True
+        patch.status["target"] = "handled"
 
     # kopf.operator() waits 5 s on exit for every task started after it, such as the emulator's handler
     # of a keep-alive connection: let the test's client connect before the operator starts.
@@ -535,5 +562,5 @@ async def test_kopf_operator_handles_a_receiver_against_the_emulator(
     finally:
         stop.set()
         await asyncio.wait_for(operator, timeout=10)
-    assert listed["status"] == watched["status"] == {"ready": True}
+    assert listed["status"] == watched["status"] == {"target": "handled"}
     assert "kopf.zalando.org/last-handled-configuration" in watched["metadata"]["annotations"]

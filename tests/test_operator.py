@@ -155,6 +155,7 @@ def operator_settings(cattle: str) -> Settings:
 
 @pytest.fixture
 async def world(kube: Any, cattle: str) -> AsyncIterator[World]:
+    kube.add_namespaces(NS, APP_NS)
     info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
     settings = operator_settings(cattle)
     client = KubeClient.from_connection(info)
@@ -581,6 +582,7 @@ async def test_an_uninstall_that_stops_the_operator_first_leaves_nothing_hanging
     """``kubectl delete -k manifests/``: the operator's Deployment goes first; then the CRDs (which
     delete every Receiver and IntentLedger) and the namespaces, Receivers' included, with no operator
     left to remove a finalizer."""
+    kube.add_namespaces(NS, APP_NS)
     info = kopf.ConnectionInfo(server=str(kube.url).rstrip("/"))
     client = KubeClient.from_connection(info)
     try:

@@ -13,11 +13,17 @@ from controller.kube.client import SECRETS, KubeClient
 from controller.metrics import Metrics
 from controller.model import Target
 from controller.operator.cattle import SecretCattleClients
+from tests.kubeemu import KubeEmulator
 from tests.test_kubeemu import client as client  # a fixture
 
 NS = "shop"
 CLAIMS = {"projectId": "1a5", "serviceId": "1s7", CATTLE_SECRET_CLAIM: f"{NS}/rancher"}
 TARGET = Target(driver="scaleService", key="1a5/1s7@shop/rancher", project_id="1a5", claims=CLAIMS)
+
+
+@pytest.fixture(autouse=True)
+def namespace(kube: KubeEmulator) -> None:
+    kube.add_namespaces(NS)
 
 
 async def put_secret(client: KubeClient, data: dict[str, str]) -> None:

@@ -105,6 +105,7 @@ class Replica:
 
 @pytest.fixture
 async def client(kube: KubeEmulator) -> AsyncIterator[FlakyClient]:
+    kube.add_namespaces(APP_NS)
     kube.time_scale = 0.0001  # the client's timeoutSeconds=300 lasts 30 ms
     client = FlakyClient(str(kube.url).rstrip("/"))
     yield client
@@ -202,7 +203,8 @@ async def test_a_compacted_watch_version_makes_the_informer_list_again(replica: 
     await replica.issue("web-up")
     await until(lambda: replica.granted("web-up"), what="the receiver")
     # A write the informer does not watch moves the version on; compaction leaves its version behind.
-    await replica.client.create(LEDGERS.within("default"), {"metadata": {"name": "web"}, "spec": {}})
+    ledger = {"metadata": {"name": "web"}, "spec": {"target": "scaleService:1a5/1s7"}}
+    await replica.client.create(LEDGERS.within("default"), ledger)
     await replica.kube.compact()
     await until(lambda: replica.lists() == 2, what="a relist")
     await replica.client.delete(RECEIVERS.named("web-up", APP_NS))

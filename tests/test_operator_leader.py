@@ -107,6 +107,7 @@ async def first_of(*waits: Awaitable[object]) -> None:
 @pytest.fixture
 async def clients(kube: KubeEmulator) -> AsyncIterator[tuple[KubeClient, KubeClient]]:
     """Two clients with their own connection pools, as two replicas have."""
+    kube.add_namespaces(NS)
     url = str(kube.url).rstrip("/")
     async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
         yield KubeClient(one, url, {}), KubeClient(two, url, {})

@@ -56,8 +56,13 @@ def sandbox_seed() -> SandboxSeed:
 
 
 async def label(client: KubeClient, namespace: str, project_id: str = "1a5") -> None:
-    metadata = {"name": namespace, "labels": {PROJECT_LABEL: project_id}}
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
+    """Label the Namespace for the project, creating it when the cluster does not have it yet."""
+    labels = {PROJECT_LABEL: project_id}
+    try:
+        await client.patch(NAMESPACES.named(namespace), {"metadata": {"labels": labels}})
+    except KubeNotFound:
+        metadata = {"name": namespace, "labels": labels}
+        await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata})
 
 
 async def call(

@@ -53,6 +53,7 @@ def ledger(
 @pytest.fixture
 def receiver(kube: KubeEmulator) -> None:
     """The Receiver web-up, its status already naming the target (as after it was granted)."""
+    kube.add_namespaces(NS)
     kube.objects["webhook-service.dev/v1/receivers", NS, "web-up"] = {
         "apiVersion": "webhook-service.dev/v1",
         "kind": "Receiver",

@@ -69,6 +69,7 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[IntentStore]:
 
 @pytest.fixture
 async def kube_store(kube: KubeEmulator) -> AsyncIterator[IntentStore]:
+    kube.add_namespaces("webhook-service")
     async with aiohttp.ClientSession() as session:
         store = KubeStore(
             KubeClient(session, str(kube.url).rstrip("/"), {}), "webhook-service", clock=lambda: T0

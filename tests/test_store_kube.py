@@ -63,6 +63,7 @@ class CountingClient(KubeClient):
 @pytest.fixture
 async def replicas(kube: KubeEmulator) -> AsyncIterator[tuple[KubeStore, KubeStore]]:
     """Two stores, each with its own client and connection pool, as two listener replicas have."""
+    kube.add_namespaces(NS)
     CountingClient.conflicts = 0
     async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
         url = str(kube.url).rstrip("/")
@@ -186,6 +187,7 @@ def stored_ledger(kube: KubeEmulator) -> ledgers.Ledger:
 @pytest.fixture
 async def timed(kube: KubeEmulator) -> AsyncIterator[tuple[KubeStore, FakeClock]]:
     """One store whose clock (used for folds, resyncs and warnings) the test moves."""
+    kube.add_namespaces(NS)
     clock = FakeClock(HIT.received_at)
     async with aiohttp.ClientSession() as session:
         store = KubeStore(KubeClient(session, str(kube.url).rstrip("/"), {}), NS, clock=clock)

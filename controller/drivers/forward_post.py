@@ -71,11 +71,13 @@ CONFIG_SCHEMA: ConfigSchema = {
             "description": "The name of the Cattle service to forward to, like web.",
         },
         "port": {
+            # The API server's structural form: bare types in the anyOf, limits beside it (minimum and
+            # maximum apply to an integer, pattern to a string). Limits inside the anyOf are refused.
             "x-kubernetes-int-or-string": True,
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": 65535},
-                {"type": "string", "pattern": "^[0-9]{1,5}$"},
-            ],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "minimum": 1,
+            "maximum": 65535,
+            "pattern": "^[0-9]{1,5}$",
             "description": (
                 "The service's port that receives the forwarded hit: 1..65535, as an integer or as a string "
                 'of digits ("60080", as the Rancher Pipeline sends it).'

@@ -44,6 +44,9 @@ TYPE_NAMES = {
     "null": "null",
 }
 BRANCH_LIMITS = (("minimum", "at least"), ("maximum", "at most"), ("pattern", "matching"))
+# The API server's one structural form of an int-or-string field: the types in this anyOf, and the
+# limits (minimum, maximum, pattern) beside it, each applying to the type it is about.
+INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 
 
 def to_json_schema(node: Any) -> Any:
@@ -115,6 +118,9 @@ def describe_error(error: ValidationError) -> Problem:
     parts = [p if isinstance(p, int) else str(p) for p in error.absolute_path]
     value: Any = error.instance
     arg: Any = error.validator_value
+    node = error.schema if isinstance(error.schema, Mapping) else {}
+    if node.get("anyOf") == INT_OR_STRING and error.validator in ("anyOf", *dict(BRANCH_LIMITS)):
+        return Problem(format_path(parts), f"must be {_int_or_string(node)} (got {shown(value)})")
     match error.validator:
         case "required":
             # jsonschema reports a missing field at its parent, once per field, naming it only in the
@@ -138,16 +144,16 @@ def describe_error(error: ValidationError) -> Problem:
             return Problem(format_path(parts), f"must match {arg} (got {shown(value)})")
         case "minItems":
             return Problem(format_path(parts), f"must have at least {arg} item(s)")
-        case "anyOf":  # e.g. an int-or-string port: say what each branch takes
-            wanted = " or ".join(_branch(branch) for branch in arg)
-            return Problem(format_path(parts), f"must be {wanted} (got {shown(value)})")
     return Problem(format_path(parts), error.message)
 
 
-def _branch(schema: Mapping[str, Any]) -> str:
-    limits = [f"{word} {schema[key]}" for key, word in BRANCH_LIMITS if key in schema]
-    name = TYPE_NAMES.get(str(schema.get("type")), "a value")
-    return f"{name} ({', '.join(limits)})" if limits else name
+def _int_or_string(schema: Mapping[str, Any]) -> str:
+    """What an int-or-string field takes, e.g. "an integer (at least 1) or a string (matching ^[0-9]+$)"."""
+    wanted = []
+    for name, keys in (("an integer", ("minimum", "maximum")), ("a string", ("pattern",))):
+        limits = [f"{word} {schema[key]}" for key, word in BRANCH_LIMITS if key in keys and key in schema]
+        wanted.append(f"{name} ({', '.join(limits)})" if limits else name)
+    return " or ".join(wanted)
 
 
 @dataclass(frozen=True)
