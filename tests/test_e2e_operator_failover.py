@@ -18,11 +18,11 @@ import pytest
 from controller.kube.client import LEASES, RECEIVERS, SECRETS, KubeClient
 from controller.operator.leader import LEASE_NAME
 from tests.kubeemu import KubeEmulator
-from tests.test_e2e_operator import APP_NS, Replica, cattle, scale, until
+from tests.test_e2e_operator import APP_NS, Replica, cattle, namespaces, scale, until
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["cattle"]  # the fixture, imported for pytest
+__all__ = ["cattle", "namespaces"]  # the fixtures, imported for pytest
 
 LEASE = 3.0  # seconds: --leader-lease, so the failover fits in a test
 
@@ -32,6 +32,7 @@ async def holder(client: KubeClient) -> str:
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
+@pytest.mark.usefixtures("namespaces")
 async def test_after_the_leader_is_killed_the_other_replica_folds_every_accepted_hit_once(
     kube: KubeEmulator, kubeconfig: Path, cattle: str, tmp_path: Path
 ) -> None:
