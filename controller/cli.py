@@ -180,6 +180,11 @@ def build_parser() -> Parser:
 
     validate = leaf(sub, "validate", help="check receiver manifests; exit 1 with one line per problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
+    validate.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="check them as the operator would (signature.secretRef allowed) instead of as run does",
+    )
 
     trigger = leaf(sub, "trigger-url", help="print a receiver's current trigger URL")
     trigger.add_argument("name", metavar="[NS/]NAME")
@@ -307,7 +312,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from controller.drivers import load_drivers
     from controller.receivers.loader import load_paths
 
-    receivers, problems = load_paths(args.paths, load_drivers())
+    receivers, problems = load_paths(args.paths, load_drivers(), standalone=not args.kubernetes)
     for problem in problems:
         print(problem)
     if problems:

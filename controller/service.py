@@ -27,6 +27,7 @@ from controller.metrics import Metrics
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import ApiReceiverFolder
+from controller.receivers.loader import load_standalone
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.settings import Settings
@@ -87,6 +88,7 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         store=store,
         metrics=metrics,
         interval=settings.watch_interval,
+        loader=load_standalone,
     )
     wiring = wire(
         settings,
