@@ -303,7 +303,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     require_receivers_folder(settings)
-    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
     asyncio.run(run_service(settings, print_urls=args.print_urls))
     return 0
 

@@ -46,6 +46,7 @@ CATTLE_PROBLEM = "cattle_problem"  # the store's meta key: why Cattle can't be u
 
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
     lock = lock_state_dir(settings.state_dir)  # first: a second service must not write anything
+    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
     try:
         await serve_folder(settings, print_urls=print_urls)
     finally:
