@@ -1,6 +1,11 @@
 """``webhook-service run``: the receivers folder, a SQLite store and the key files, wired by
 ``controller.wiring``, running until SIGTERM/SIGINT.
 
+The state folder's lock (``controller.statelock``) is taken before anything else touches the folder,
+and the settings are logged only then, so a refused second ``run`` writes one line and nothing else.
+A configured Cattle is checked at start (``controller.cattle.endpoint.watching_cattle``); its current
+problem is kept in the store's meta under ``cattle_problem`` ("" when none) for ``status``.
+
 What is this mode's own: the store and key ring in the state folder, the folder watcher and the
 token sync it drives (``controller.receivers``), the folder the receivers API writes (watched with
 the receivers folder), and ``--print-urls``. Start-up and shutdown order is
