@@ -12,10 +12,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from controller.cattle.reachability import NOT_YET
 from controller.store.sqlite_schema import DB_NAME
 from controller.store.sqlite_snapshot import read_snapshot
 from tests.processes import REPO, WEBHOOK_SERVICE, Sandbox, Service, free_port, write_receiver, write_seed
-from tests.toolbox import folder_fingerprint
+from tests.toolbox import folder_fingerprint, until
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,6 +38,12 @@ def readyz(base: str) -> tuple[int, dict[str, Any]]:
             return answer.status, json.load(answer)
     except urllib.error.HTTPError as e:
         return e.code, json.load(e)
+
+
+def probed(base: str) -> tuple[int, dict[str, Any]] | None:
+    """``/readyz`` once the start-up probe has answered (before it, the reason is "not reached yet")."""
+    status, body = readyz(base)
+    return None if body["reasons"].get("cattle") == NOT_YET else (status, body)
 
 
 def test_a_second_run_on_a_live_state_folder_exits_2_naming_the_holder_and_writes_nothing(
@@ -110,7 +117,7 @@ def test_a_missing_receivers_folder_exits_2_with_one_line(tmp_path: Path) -> Non
     assert not (tmp_path / "state").exists()
 
 
-def test_an_unreachable_cattle_fails_readyz_until_it_answers(tmp_path: Path) -> None:
+async def test_an_unreachable_cattle_fails_readyz_until_it_answers(tmp_path: Path) -> None:
     receivers, state = tmp_path / "receivers", tmp_path / "state"
     receivers.mkdir()
     sandbox = Sandbox(
@@ -127,10 +134,15 @@ def test_an_unreachable_cattle_fails_readyz_until_it_answers(tmp_path: Path) -> 
     service.start()
     try:
         service.wait_http(f"{service.base}/readyz", expect=503)
-        status, body = readyz(service.base)
+        answer = await until(lambda: probed(service.base), what="the first probe's outcome")
+        assert answer is not None
+        status, body = answer
         assert (status, body["failing"]) == (503, ["cattle"])
         assert body["reasons"]["cattle"].startswith("unreachable: GET /v2-beta/projects")
-        assert read_snapshot(state / DB_NAME).meta["cattle_problem"].startswith("unreachable")
+        noted = await until(
+            lambda: read_snapshot(state / DB_NAME).meta.get("cattle_problem"), what="the note"
+        )
+        assert (noted or "").startswith("unreachable: GET /v2-beta/projects")
 
         sandbox.start()  # with keys it answers its own probe 401: the service's readiness is the wait
         service.wait_http(f"{service.base}/readyz", expect=200)
