@@ -28,10 +28,12 @@ from controller import flags
 from controller.errors import WebhookServiceError
 from controller.flags import OPTION, Option
 from controller.kube.errors import KubeError
+from controller.logformat import configure_logging
 from controller.rancher.keys import RancherKeyError
 from controller.sandbox.seed import SeedError
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
+from controller.statelock import StateFolderBusy
 from controller.store.base import StoreError
 
 if TYPE_CHECKING:
@@ -178,6 +180,11 @@ def build_parser() -> Parser:
 
     validate = leaf(sub, "validate", help="check receiver manifests; exit 1 with one line per problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
+    validate.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="check them as the operator would (signature.secretRef allowed) instead of as run does",
+    )
 
     trigger = leaf(sub, "trigger-url", help="print a receiver's current trigger URL")
     trigger.add_argument("name", metavar="[NS/]NAME")
@@ -249,7 +256,10 @@ def settings_for(
                 continue
             value = opt.command_defaults[command]
         values.update(zip(opt.into, value, strict=True) if opt.into else {field_.name: value})
-    return Settings(**values)
+    settings = Settings(**values)
+    if OPTIONS["cattle_url"].takes(command) and (problem := settings.cattle_problem()):
+        raise argparse.ArgumentTypeError(problem)
+    return settings
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -262,8 +272,24 @@ def operator_settings_from(args: argparse.Namespace) -> Settings:
 
 def log_level_of(args: argparse.Namespace) -> str:
     """The level before anything else is parsed (every command logs)."""
-    found, level = OPTIONS["log_level"].value(getattr(args, "log_level", None), os.environ)
-    return str(level) if found else str(DEFAULTS["log_level"])
+    return logging_setting(args, "log_level")
+
+
+def log_format_of(args: argparse.Namespace) -> str:
+    return logging_setting(args, "log_format")
+
+
+def logging_setting(args: argparse.Namespace, name: str) -> str:
+    found, value = OPTIONS[name].value(getattr(args, name, None), os.environ)
+    return str(value) if found else str(DEFAULTS[name])
+
+
+def require_receivers_folder(settings: Settings) -> None:
+    """``run`` serves the receivers of a folder: a missing one is a mistake in the command line (a
+    typo, the wrong working folder), not an empty set, unless it is the folder the service makes."""
+    folder = settings.receivers_dir
+    if not folder.is_dir() and folder != settings.api_receivers_path:
+        raise CommandError(f"--receivers: {folder} is not a folder (make it, or name the right one)")
 
 
 def sandbox_value(args: argparse.Namespace, dest: str) -> Any:
@@ -276,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.service import run_service
 
     settings = settings_from(args)
-    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
+    require_receivers_folder(settings)
     asyncio.run(run_service(settings, print_urls=args.print_urls))
     return 0
 
@@ -285,7 +311,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from controller.drivers import load_drivers
     from controller.receivers.loader import load_paths
 
-    receivers, problems = load_paths(args.paths, load_drivers())
+    receivers, problems = load_paths(args.paths, load_drivers(), standalone=not args.kubernetes)
     for problem in problems:
         print(problem)
     if problems:
@@ -470,11 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 0
     where = f"{PROG} {args.command_key}"
     try:
-        logging.basicConfig(
-            level=log_level_of(args),
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
+        configure_logging(log_level_of(args), log_format_of(args))
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
         return code
@@ -493,6 +515,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         StoreError,
         KubeError,
         RancherKeyError,
+        StateFolderBusy,
         OSError,
     ) as e:
         # A person's mistake (a bad flag, seed file or state folder): one line, no traceback.

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 OPTION: Final = "option"  # the key of a dataclass field's metadata that holds its Option
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS: Final = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -176,3 +177,10 @@ def log_level(value: str) -> str:
     if level not in LOG_LEVELS:
         raise ArgumentTypeError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
     return level
+
+
+def log_format(value: str) -> str:
+    name = value.lower()
+    if name not in LOG_FORMATS:
+        raise ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return name

@@ -1,6 +1,11 @@
 """``webhook-service run``: the receivers folder, a SQLite store and the key files, wired by
 ``controller.wiring``, running until SIGTERM/SIGINT.
 
+The state folder's lock (``controller.statelock``) is taken before anything else touches the folder,
+and the settings are logged only then, so a refused second ``run`` writes one line and nothing else.
+A configured Cattle is checked at start (``controller.cattle.endpoint.watching_cattle``); its current
+problem is kept in the store's meta under ``cattle_problem`` ("" when none) for ``status``.
+
 What is this mode's own: the store and key ring in the state folder, the folder watcher and the
 token sync it drives (``controller.receivers``), the folder the receivers API writes (watched with
 the receivers folder), and ``--print-urls``. Start-up and shutdown order is
@@ -14,19 +19,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
+from controller.cattle.endpoint import watching_cattle
 from controller.drivers import load_drivers
 from controller.metrics import Metrics
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
 from controller.receivers.api_store import ApiReceiverFolder
+from controller.receivers.loader import load_standalone
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import ReceiverWatcher
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
+from controller.statelock import lock_state_dir
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite_schema import DB_NAME
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
@@ -35,9 +46,19 @@ from controller.wiring import WIRING, CleanupCtx, Wiring, running, stop_on_signa
 logger = logging.getLogger(__name__)
 
 NO_CATTLE = "none (no --cattle-url)"  # the stored label when no default Cattle is configured
+CATTLE_PROBLEM = "cattle_problem"  # the store's meta key: why Cattle can't be used, "" when it can
 
 
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
+    lock = lock_state_dir(settings.state_dir)  # first: a second service must not write anything
+    logger.info("settings: %s", ", ".join(f"{k}={v}" for k, v in settings.describe().items()))
+    try:
+        await serve_folder(settings, print_urls=print_urls)
+    finally:
+        lock.release()
+
+
+async def serve_folder(settings: Settings, *, print_urls: bool) -> None:
     secure_state_dir(settings.state_dir)  # 0700, its files 0600, whatever an older run left
     stop = stop_on_signals()
     receiver_set = ReceiverSet()
@@ -73,6 +94,7 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         store=store,
         metrics=metrics,
         interval=settings.watch_interval,
+        loader=load_standalone,
     )
     wiring = wire(
         settings,
@@ -94,6 +116,15 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         ),
     )
     wiring.health.add_note("manifests", watcher.problems_note)
+    checking = watching_cattle(
+        wiring.driver_ctx.cattle,
+        wiring.cattle,
+        wiring.health,
+        interval=settings.resync_interval,
+        note=lambda problem: store.set_meta(CATTLE_PROBLEM, problem),
+    )
+    if checking is not None:
+        wiring.app.cleanup_ctx.append(checking)
     return wiring
 
 
@@ -105,6 +136,7 @@ def noting_start(store: SqliteStore, settings: Settings) -> CleanupCtx:
         await store.set_meta("public_url", settings.base_url)
         logger.info("store durability: %s", await store.pragmas())
         await store.set_meta("cattle", cattle_label(app[WIRING]))
+        await store.set_meta(CATTLE_PROBLEM, "")  # not an earlier run's: this run's check writes its own
         yield
 
     return entry
@@ -138,4 +170,21 @@ def print_trigger_urls(settings: Settings, receiver_set: ReceiverSet, cattle: st
         url = trigger_url(settings.base_url, active.token, active.receiver.target.project_id)
         print(f"  {active.key}  ({active.receiver.driver} {active.receiver.target.key})", flush=True)
         print(f"    curl -X POST '{url}'", flush=True)
-    print(f"Then: webhook-service status --state {settings.state_dir}", flush=True)
+    print(f"Then: {command_as_typed()} status --state {settings.state_dir}", flush=True)
+
+
+def command_as_typed(argv0: str | None = None, cwd: Path | None = None) -> str:
+    """How to run this program again from the current folder: the script's path relative to it when
+    the script lies under it (``make run`` starts ``.venv/bin/webhook-service`` from the repository
+    root, where that folder is not on PATH), its bare name when PATH finds that same script, else its
+    absolute path."""
+    script = Path(sys.argv[0] if argv0 is None else argv0)
+    here = Path.cwd() if cwd is None else cwd
+    absolute = script if script.is_absolute() else here / script
+    if absolute.is_relative_to(here):
+        relative = absolute.relative_to(here)
+        return str(relative) if len(relative.parts) > 1 else f"./{relative}"
+    found = shutil.which(absolute.name)
+    if found is not None and Path(found) == absolute:
+        return absolute.name
+    return str(absolute)

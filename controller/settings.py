@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Final
+from urllib.parse import urlsplit
 
 from controller import flags
 from controller.flags import option
@@ -208,6 +209,17 @@ class Settings:
             metavar="|".join(flags.LOG_LEVELS),
         ),
     )
+    log_format: str = field(
+        default="text",
+        metadata=option(
+            "--log-format",
+            "WEBHOOK_LOG_FORMAT",
+            flags.log_format,
+            "log lines as text, or one JSON object per line for log shippers; before or after the command",
+            commands=None,
+            metavar="|".join(flags.LOG_FORMATS),
+        ),
+    )
     # operator mode
     namespace: str = field(  # the operator's own: its IntentLedgers and signing keys Secret
         default="webhook-service",
@@ -310,6 +322,34 @@ class Settings:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.listen_host in ("0.0.0.0", "::", "") else self.listen_host
         return f"http://{host}:{self.listen_port}"
+
+    def cattle_problem(self) -> str | None:
+        """Why the Cattle settings cannot be right, as one line; None when they may be.
+
+        Checked before anything starts, since each of these would otherwise pass silently: a URL
+        without a scheme (``rancher.example:8080``) parses as a scheme and a path, and half a key pair
+        makes every request unauthenticated. Whether Cattle answers is for the running service to find.
+        """
+        if self.uses_sandbox or not self.cattle_url:
+            return None
+        url = mask_url(self.cattle_url)
+        try:
+            parts = urlsplit(self.cattle_url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            parts, port_ok = None, False
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            return f"--cattle-url: expected an http:// or https:// URL with a host, got {url!r}"
+        if parts.username is not None and parts.password is None:
+            return f"--cattle-url: the URL names an access key without its secret key ({url})"
+        if (self.cattle_access_key is None) != (self.cattle_secret_key is None):
+            given, missing = (
+                ("CATTLE_ACCESS_KEY", "CATTLE_SECRET_KEY")
+                if self.cattle_secret_key is None
+                else ("CATTLE_SECRET_KEY", "CATTLE_ACCESS_KEY")
+            )
+            return f"{given} is set but {missing} is not: give both Cattle API keys, or neither"
+        return None
 
     def describe(self) -> dict[str, str]:
         """Every setting as text, secrets masked (also credentials inside a URL): logged once at start."""

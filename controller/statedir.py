@@ -2,11 +2,12 @@
 service's user may read it.
 
 ``secure_state_dir`` is called by every command that may create the folder (``run``, ``keys
-rotate``), before anything is written to it. It makes the folder if needed and then *forces* the
-modes, whatever was there before: a folder made by an older version (or by hand, or restored from a
-backup) keeps the umask's 0755/0644 otherwise, and creating files 0600 from now on would not help
-the ones already there. What it had to fix is logged as a WARNING, since it means the tokens were
-readable by other users until now.
+rotate``), before anything is written to it (``run`` first takes the folder's lock, whose file is
+created 0600 in a folder made 0700: ``controller.statelock``). It makes the folder if needed and
+then *forces* the modes, whatever was there before: a folder made by an older version (or by hand,
+or restored from a backup) keeps the umask's 0755/0644 otherwise, and creating files 0600 from now
+on would not help the ones already there. What it had to fix is logged as a WARNING, since it means
+the tokens were readable by other users until now.
 
 SQLite creates ``-wal`` and ``-shm`` with the database file's mode, so once ``webhook.db`` is 0600
 they are too (the store creates a new database 0600 for the same reason).

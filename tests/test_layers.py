@@ -48,6 +48,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.metrics",
             "controller.backoff",
             "controller.statedir",
+            "controller.statelock",
         ),
     ),
     (
@@ -59,6 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.settings",
             "controller.flags",
             "controller.redact",
+            "controller.logformat",
             "controller.errors",
             "controller.http_headers",
         ),

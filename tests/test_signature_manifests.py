@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.cli import main
 from controller.drivers import load_drivers
 from controller.drivers.contract import DriverSet
-from controller.receivers.loader import FileLoad, check_object, load_documents
+from controller.receivers.loader import FileLoad, check_object, load_documents, load_standalone
 from controller.receivers.schema import ReceiverSchema
 
 CONFIG = {"projectId": "1a5", "serviceId": "1s7", "action": "up", "amount": 1, "min": 1, "max": 10}
@@ -43,9 +44,40 @@ def test_a_signature_with_a_secret_file_reaches_the_receiver(tmp_path: Path, dri
     assert result.receivers[0].signature == signature
 
 
-def test_a_secret_ref_is_valid_for_the_standalone_loader_too(tmp_path: Path, drivers: DriverSet) -> None:
+def test_a_secret_ref_is_a_valid_manifest(tmp_path: Path, drivers: DriverSet) -> None:
     result = load(tmp_path, drivers, {"scheme": "github", "secretRef": {"name": "gh-hook"}})
     assert result.problems == []
+
+
+def test_a_secret_ref_is_a_load_time_problem_in_standalone_mode(tmp_path: Path, drivers: DriverSet) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text(yaml.safe_dump(manifest({"scheme": "github", "secretRef": {"name": "gh-hook"}})))
+    result = load_standalone(path, drivers, ReceiverSchema.load())
+    assert result.receivers == []
+    assert [(p.path, p.message) for p in result.problems] == [
+        (
+            "spec.signature.secretRef",
+            "names a Kubernetes Secret, which only the operator (webhook-service operator) can read;"
+            " in standalone mode use secretFile",
+        )
+    ]
+
+
+def test_a_secret_file_loads_in_standalone_mode(tmp_path: Path, drivers: DriverSet) -> None:
+    path = tmp_path / "receiver.yaml"
+    path.write_text(yaml.safe_dump(manifest({"scheme": "github", "secretFile": "/etc/secret"})))
+    assert load_standalone(path, drivers, ReceiverSchema.load()).problems == []
+
+
+def test_validate_reports_a_secret_ref_unless_checking_for_kubernetes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "receiver.yaml").write_text(
+        yaml.safe_dump(manifest({"scheme": "github", "secretRef": {"name": "gh-hook"}}))
+    )
+    assert main(["validate", str(tmp_path)]) == 1
+    assert "spec.signature.secretRef" in capsys.readouterr().out
+    assert main(["validate", "--kubernetes", str(tmp_path)]) == 0
 
 
 def test_a_receiver_without_signature_has_none(tmp_path: Path, drivers: DriverSet) -> None:

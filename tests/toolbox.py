@@ -8,8 +8,10 @@ Waiting is for real processes and real servers only; code that takes a clock get
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -54,4 +56,14 @@ class FakeClock:
         return self.now
 
 
-__all__ = ["FakeClock", "until"]
+__all__ = ["FakeClock", "folder_fingerprint", "until"]
+
+
+def folder_fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``folder`` (and the folder itself) by relative path: its content's SHA-256 and
+    its mode, to show that something left a folder byte-for-byte as it was."""
+    found = {".": ("", folder.stat().st_mode)}
+    for path in sorted(folder.rglob("*")):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        found[str(path.relative_to(folder))] = (digest, path.stat().st_mode)
+    return found

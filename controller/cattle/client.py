@@ -48,6 +48,7 @@ from controller.cattle.errors import (
     CattleUnauthorized,
     CattleUnavailable,
 )
+from controller.cattle.reachability import CattleReachability
 from controller.cattle.shapes import CattleCollection, CattleErrorBody, CattleHost, CattleService
 from controller.metrics import Metrics
 
@@ -78,6 +79,7 @@ class CattleClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._metrics = metrics
         self._clock = clock
+        self.reachability = CattleReachability()  # what every request's outcome says about Cattle
 
     @property
     def base_url(self) -> str:
@@ -133,6 +135,11 @@ class CattleClient:
         """All hosts of the project matching ``filters``, across every page (removed ones are hidden)."""
         items = await self._list_all(f"{self._project_url(project_id)}/hosts", filters)
         return [host(item) for item in items]
+
+    async def check_access(self) -> None:
+        """One cheap authenticated read (a page of one project): raises the ``CattleError`` that says why
+        Cattle can't be used with this client's URL and key."""
+        collection(await self._request("GET", str(URL(f"{self._base}/projects").with_query(limit="1"))))
 
     async def list_projects(self) -> list[dict[str, Any]]:
         """Every project the key sees, across every page."""
@@ -259,6 +266,15 @@ class CattleClient:
 
     async def _request(self, method: str, url: str, *, body: Mapping[str, Any] | None = None) -> Any:
         """Send one request; return the decoded JSON of a 2xx answer or raise a ``CattleError``."""
+        try:
+            data = await self._exchange(method, url, body)
+        except CattleError as e:
+            self.reachability.failed(e)
+            raise
+        self.reachability.succeeded()
+        return data
+
+    async def _exchange(self, method: str, url: str, body: Mapping[str, Any] | None) -> Any:
         where = f"{method} {URL(url).path}"
         status = 0
         try:

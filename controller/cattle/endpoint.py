@@ -8,14 +8,23 @@ The embedded sandbox reserves its port when it is made (``EmbeddedSandbox.reserv
 ``serving`` on: its URL is thus known while the Cattle client, the driver context and the reconciler
 are built, before anything runs, and its lifetime can be an entry of the service's ``cleanup_ctx``
 like every other resource (``controller.wiring``).
+
+A configured Cattle is checked once at start (``watching_cattle``): one cheap authenticated read, whose
+failure — no answer, credentials refused — is an ERROR line and a failing ``/readyz`` check named
+``cattle``. From then on the state is whatever the client's own requests last said (the reconciler's
+passes, the drivers' reads: ``CattleReachability``), so a recovery seen by a pass clears the check at
+once. While the state is bad the probe is repeated every resync interval: an idle service sends
+Cattle nothing else, and its check would otherwise stay failing until the next hit. While the state
+is good nothing is sent. The sandbox is never checked: it is part of the process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +32,8 @@ import aiohttp
 from aiohttp import web
 
 from controller.cattle.client import CattleClient
+from controller.cattle.errors import CattleError
+from controller.health import Health
 from controller.metrics import Metrics
 from controller.redact import mask_url
 from controller.sandbox.app import SandboxOptions, make_sandbox_app
@@ -30,6 +41,9 @@ from controller.sandbox.seed import SandboxSeed, load_seed
 from controller.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+Note = Callable[[str], Awaitable[None]]  # keeps the current problem ("" when none) where status reads it
+Sleep = Callable[[float], Awaitable[None]]
 
 LOOPBACK = "127.0.0.1"
 
@@ -40,6 +54,7 @@ class CattleEndpoint:
     access_key: str | None
     secret_key: str | None
     label: str  # what ``status`` and ``make run`` show: the URL, or that it is the SANDBOX
+    embedded: bool = False  # the sandbox in this process: nothing to check
 
 
 def configured_endpoint(settings: Settings) -> CattleEndpoint | None:
@@ -59,7 +74,7 @@ class EmbeddedSandbox:
         self._socket = sock
         url = f"http://{LOOPBACK}:{sock.getsockname()[1]}/v2-beta"
         self.endpoint = CattleEndpoint(
-            url, None, None, label=f"SANDBOX (emulated in-process at {url}, not Rancher)"
+            url, None, None, label=f"SANDBOX (emulated in-process at {url}, not Rancher)", embedded=True
         )
 
     @classmethod
@@ -95,3 +110,58 @@ def cattle_client(
         timeout=settings.cattle_timeout,
         metrics=metrics,
     )
+
+
+def watching_cattle(
+    client: CattleClient | None,
+    endpoint: CattleEndpoint | None,
+    health: Health,
+    *,
+    interval: float,
+    note: Note | None = None,
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]] | None:
+    """Register the ``cattle`` readiness check and return the ``cleanup_ctx`` entry that probes Cattle
+    at start (and again while it fails); None when there is no configured Cattle to check."""
+    if client is None or endpoint is None or endpoint.embedded:
+        return None
+    health.add("cattle", client.reachability.check)
+
+    @contextlib.asynccontextmanager
+    async def entry(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(watch_cattle(client, endpoint.label, interval=interval, note=note))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return entry
+
+
+async def watch_cattle(
+    client: CattleClient,
+    label: str,
+    *,
+    interval: float,
+    note: Note | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """Probe while Cattle can't be used; log each change of state and hand it to ``note``. Runs until
+    cancelled."""
+    reachability = client.reachability
+    noted: str | None = None
+    first = True
+    while True:
+        if reachability.problem is not None:
+            with contextlib.suppress(CattleError):  # the reason is in ``reachability``
+                await client.check_access()
+        problem = reachability.problem
+        if first or problem != noted:
+            if problem is not None:
+                logger.error("Cattle at %s cannot be used: %s", label, problem)
+            elif not first:
+                logger.info("Cattle at %s is reachable again", label)
+            if note is not None:
+                await note(problem or "")
+            first, noted = False, problem
+        await sleep(interval)

@@ -44,6 +44,7 @@ import kopf
 from aiohttp import web
 
 from controller.backoff import Backoff
+from controller.cattle.endpoint import watching_cattle
 from controller.drivers import load_drivers
 from controller.kube.client import LEDGERS, KubeClient
 from controller.kube.errors import KubeError
@@ -166,6 +167,11 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             api_receivers=KubeApiReceivers(client, receiver_set),
         )
         wiring.health.add("informer", informer.unready_reason)
+        cattle = watching_cattle(
+            wiring.driver_ctx.cattle, wiring.cattle, wiring.health, interval=settings.resync_interval
+        )
+        if cattle is not None:
+            wiring.app.cleanup_ctx.append(cattle)
         if wiring.cattle is not None:
             logger.info("default Cattle: %s", wiring.cattle.label)
         else:

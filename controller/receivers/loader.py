@@ -5,6 +5,11 @@ does it match the CRD's schema, does the driver accept its settings — and ever
 reported with its file, document index and field path, so ``validate`` can list them all in one go.
 Once a document fails a stage, later stages are skipped: their messages would only be noise.
 
+Standalone mode (``run``, and ``validate`` unless told the manifests are for Kubernetes) also refuses
+what only the operator can carry out: a ``signature.secretRef`` names a Kubernetes Secret, which a
+service without a Kubernetes API can never read, so such a receiver is reported where it is
+declared rather than loaded to fail every hit later.
+
 A file yields ``FileLoad``: the valid receivers, the problems, and the names of *all* documents whose
 metadata could be read. The watcher needs those names for its last-good rule: a receiver whose
 document is now invalid keeps its last good version, while one whose document is gone is removed.
@@ -61,19 +66,36 @@ class FileLoad:
 
 
 def load_documents(
-    path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema | None = None
+    path: Path,
+    drivers: Mapping[str, Driver],
+    schema: ReceiverSchema | None = None,
+    *,
+    standalone: bool = False,
 ) -> FileLoad:
     """Load and check every document of one YAML file. Never raises: whatever goes wrong with the
-    file is the file's problem, so one file can never stop the others from loading."""
+    file is the file's problem, so one file can never stop the others from loading. ``standalone``:
+    also refuse what only the operator can carry out (see the module docstring)."""
     schema = schema or ReceiverSchema.load(drivers.values())
     try:
         data = read_bounded(path)
     except ManifestError as e:
         return _unreadable(path, str(e))
-    return load_bytes(path, data, drivers, schema)
+    return load_bytes(path, data, drivers, schema, standalone=standalone)
 
 
-def load_bytes(path: Path, data: bytes, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
+def load_standalone(path: Path, drivers: Mapping[str, Driver], schema: ReceiverSchema) -> FileLoad:
+    """``load_documents`` as ``run`` loads its folders."""
+    return load_documents(path, drivers, schema, standalone=True)
+
+
+def load_bytes(
+    path: Path,
+    data: bytes,
+    drivers: Mapping[str, Driver],
+    schema: ReceiverSchema,
+    *,
+    standalone: bool = False,
+) -> FileLoad:
     """Check the documents of a file's bytes (already read, within the size bound)."""
     digest = hashlib.sha256(data).hexdigest()
     try:
@@ -87,7 +109,7 @@ def load_bytes(path: Path, data: bytes, drivers: Mapping[str, Driver], schema: R
         if document is None:
             continue  # an empty document, e.g. a trailing "---"
         try:
-            problems = _load_document(document, path, index, drivers, schema, result)
+            problems = _load_document(document, path, index, drivers, schema, result, standalone=standalone)
         except Exception as e:  # a bug of ours must not be a crash of the folder; it is this document's
             problems = [Problem("", f"cannot be checked ({type(e).__name__})")]
         result.problems += [Problem(p.path, p.message, file=str(path), document=index) for p in problems]
@@ -99,7 +121,11 @@ def _unreadable(path: Path, message: str, digest: str = "") -> FileLoad:
 
 
 def load_paths(
-    paths: Sequence[Path], drivers: Mapping[str, Driver], schema: ReceiverSchema | None = None
+    paths: Sequence[Path],
+    drivers: Mapping[str, Driver],
+    schema: ReceiverSchema | None = None,
+    *,
+    standalone: bool = False,
 ) -> tuple[list[Receiver], list[Problem]]:
     """Load files and folders (``*.yaml`` / ``*.yml``, recursively, sorted); a name declared twice is a
     problem at its later declaration, which is dropped."""
@@ -111,7 +137,7 @@ def load_paths(
             problems.append(Problem("", "no such file or folder", file=str(path)))
             continue
         for file in manifest_files(path) if path.is_dir() else [path]:
-            load = load_documents(file, drivers, schema)
+            load = load_documents(file, drivers, schema, standalone=standalone)
             found += [(r, load.documents.get(r.key)) for r in load.receivers]
             problems += load.problems
     receivers, duplicates = drop_duplicates(found)
@@ -182,6 +208,8 @@ def _load_document(
     drivers: Mapping[str, Driver],
     schema: ReceiverSchema,
     result: FileLoad,
+    *,
+    standalone: bool = False,
 ) -> list[Problem]:
     """Check one document; on success append its Receiver to ``result``. Returns its problems."""
     if not isinstance(document, dict):
@@ -210,6 +238,8 @@ def _load_document(
     if driver.config_field not in spec:
         return [Problem(f"spec.{driver.config_field}", f"required when driver is {driver.name}")]
     problems = driver.check(spec) + _check_signature(spec)
+    if standalone and not problems:
+        problems = _check_standalone(spec)
     if problems:
         return problems
     receiver = _receiver(metadata, spec, driver, path)
@@ -269,6 +299,18 @@ def _check_signature(spec: ReceiverSpec) -> list[Problem]:
     if signature is None or ("secretRef" in signature) != ("secretFile" in signature):
         return []
     return [Problem("spec.signature", "set exactly one of secretRef and secretFile")]
+
+
+def _check_standalone(spec: ReceiverSpec) -> list[Problem]:
+    if "secretRef" in (spec.get("signature") or {}):
+        return [
+            Problem(
+                "spec.signature.secretRef",
+                "names a Kubernetes Secret, which only the operator (webhook-service operator) can read;"
+                " in standalone mode use secretFile",
+            )
+        ]
+    return []
 
 
 def _receiver(metadata: Mapping[str, Any], spec: ReceiverSpec, driver: Driver, path: Path) -> Receiver:
