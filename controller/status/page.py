@@ -167,7 +167,8 @@ def chart(target: TargetView, now: str) -> str:
 def bands(points: Sequence[PointView], now: str, x: XFn) -> str:
     """A band over each period the target was not converged: from its point to the next one (or now)."""
     out = []
-    for p, until in zip(points, [*(q["at"] for q in points[1:]), now], strict=True):
+    ends = [q["at"] for q in points[1:]] + [now] if points else []
+    for p, until in zip(points, ends, strict=True):
         if p["converged"]:
             continue
         css = "band error" if p["error"] else "band"

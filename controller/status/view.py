@@ -183,9 +183,8 @@ def target_view(
     )
     if kind == "scale":
         desired, observed = target.desired, target.observed
-        does = (
-            f"scale {dash(observed)} -> {dash(desired)}" if desired != observed else f"scale {dash(desired)}"
-        )
+        moving = desired is not None and desired != observed
+        does = f"scale {dash(observed)} -> {desired}" if moving else f"scale {dash(observed)}"
     else:
         desired, observed = None, None
         intent = status.latest_intents.get(target.target_id)
