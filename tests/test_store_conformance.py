@@ -310,7 +310,7 @@ async def test_fail_intents_fails_the_pending_intents_and_records_the_error(stor
     assert await store.pending_intents(TARGET) == []
     state = await store.get_target(TARGET)
     assert state is not None
-    assert (state.converged, state.last_error, state.desired) == (True, "service is global", None)
+    assert (state.converged, state.last_error, state.desired) == (False, "service is global", None)
     assert len(await store.pending_intents("scaleService:1a5/1s8")) == 1
 
 
