@@ -38,8 +38,8 @@ def test_a_target_whose_receivers_are_gone_stays_while_an_intent_is_pending() ->
     assert (target(GONE_PENDING)["pending"], target(GONE_PENDING)["converged"]) == (1, False)
 
 
-def test_a_target_nothing_was_asked_of_is_idle_not_converged() -> None:
-    assert (target(IDLE)["state"], target(IDLE)["converged"]) == ("idle", False)
+def test_a_target_nothing_was_asked_of_is_new_not_converged() -> None:
+    assert (target(IDLE)["state"], target(IDLE)["converged"]) == ("new", False)
 
 
 def test_a_confirmed_desired_value_is_converged() -> None:

@@ -24,10 +24,9 @@ from typing import Literal, TypedDict
 
 from controller.drivers.contract import DriverSet
 from controller.redact import mask_url
-from controller.store.base import HitRecord, StoreStatus, TargetPoint, TargetState
+from controller.store.base import HitRecord, StoreStatus, TargetPhase, TargetPoint, TargetState
 
 TargetKind = Literal["scale", "apply", "other"]
-TargetStateWord = Literal["converged", "pending", "error", "idle"]
 
 
 class HitView(TypedDict):
@@ -66,7 +65,7 @@ class TargetView(TypedDict):
     desired: int | None  # null for a target that is not a scale
     observed: int | None
     pending: int
-    state: TargetStateWord
+    state: TargetPhase  # new (nothing applied yet), pending, converged, error
     converged: bool  # state == "converged"
     last_error: str | None
     last_change: str | None
@@ -207,14 +206,10 @@ def target_view(
     }
 
 
-def state_of(target: TargetState, pending: int) -> TargetStateWord:
-    if target.last_error:
-        return "error"
-    if pending or (target.desired is not None and not target.converged):
-        return "pending"
-    if target.desired is None:
-        return "idle"  # nothing was ever asked of it: not converged on anything
-    return "converged"
+def state_of(target: TargetState, pending: int) -> TargetPhase:
+    """The store's word for the target, except that pending intents make a target at rest pending."""
+    state = target.state
+    return "pending" if pending and state in ("new", "converged") else state
 
 
 def point_view(point: TargetPoint, kind: TargetKind) -> PointView:
