@@ -6,6 +6,8 @@ escaped where it is written (receiver names come from files anyone with write ac
 controls). The chart's marks carry their values as ``data-*`` attributes, so what the page says can
 be checked from its DOM without reading pixels:
 
+- ``section.target`` — a target (``data-target``, ``data-kind``, ``data-desired``, ``data-observed``,
+  ``data-converged``, ``data-state``), holding its facts and its chart;
 - ``circle.point`` — a change of the target (``data-at``, ``data-desired``, ``data-observed``,
   ``data-converged``, ``data-error``), on step lines of desired (solid) and observed (dashed);
 - ``rect.band`` — a period the target was not converged (class ``error`` too when it was in error),
@@ -113,7 +115,7 @@ def target_section(target: TargetView, now: str) -> str:
     return (
         f'<section class="target" data-target="{e(target["id"])}" data-kind="{e(target["kind"])}" '
         f'data-desired="{e(target["desired"])}" data-observed="{e(target["observed"])}" '
-        f'data-converged="{str(target["converged"]).lower()}">'
+        f'data-converged="{str(target["converged"]).lower()}" data-state="{e(target["state"])}">'
         f"<h3>{e(target['id'])}</h3><table>{facts}{state}{error}</table>{chart(target, now)}</section>"
     )
 
@@ -121,7 +123,8 @@ def target_section(target: TargetView, now: str) -> str:
 def chart(target: TargetView, now: str) -> str:
     points, hits = target["history"], [h for h in target["hits"] if h["outcome"] == "accepted"]
     end = epoch(now)
-    start = min([epoch(p["at"]) for p in points] + [epoch(h["at"]) for h in hits] + [end - 60])
+    times = [epoch(p["at"]) for p in points] + [epoch(h["at"]) for h in hits]
+    start = min(times) if times else end - 60  # the chart spans what happened, up to now
     span = max(end - start, 1.0)
     scale = target["kind"] == "scale"
     top = max([v for p in points for v in (p["desired"], p["observed"]) if v is not None] + [1])
