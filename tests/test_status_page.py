@@ -12,8 +12,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from controller.drivers import load_drivers
+from controller.listener.app import LISTENER_DEPS
 from controller.metrics import Metrics
-from controller.model import ActiveReceiver, Receiver
+from controller.model import ActiveReceiver, Problem, Receiver
 from controller.receiver_set import ReceiverSet
 from controller.settings import Settings
 from controller.status.page import render_page
@@ -118,6 +119,7 @@ def live(tmp_path: Path, **settings: object) -> tuple[Wiring, str]:
     token, kid = mint_token(keyring, receiver=receiver, uid="uid-1", jti="jti-1", now=T0)
     receiver_set = ReceiverSet()
     receiver_set.put(ActiveReceiver(receiver=receiver, uid="uid-1", jti="jti-1", token=token, kid=kid))
+    receiver_set.loaded = True
     wiring = wire(
         Settings(state_dir=tmp_path, cattle_url="http://ak:s3cret@rancher:8080/v2-beta", **settings),  # type: ignore[arg-type]
         store=SqliteStore(tmp_path / "state.db"),
@@ -161,3 +163,20 @@ async def test_with_a_metrics_port_the_page_is_served_there_only(tmp_path: Path)
             assert answer.status == 404  # not on the port senders reach
         async with session.get(f"http://127.0.0.1:{port}/") as answer:
             assert answer.status == 200 and "default/web-up" in await answer.text()
+
+
+async def test_the_page_shows_why_cattle_and_other_parts_are_degraded(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    wiring, _ = live(tmp_path)
+    wiring.health.add("cattle", lambda: "Cattle answers 401: check the API keys")
+    wiring.health.add_note("manifests", lambda: "1 receiver manifest problem(s)")
+    client = await aiohttp_client(wiring.app)
+    store = wiring.app[LISTENER_DEPS].store
+    assert isinstance(store, SqliteStore)
+    await store.set_problems([Problem("spec.driver", "unknown driver", file="bad.yaml")])
+    dom = Dom(await (await client.get("/")).text())
+    assert [e.text for e in dom.find("span", "bad")] == ["Cattle answers 401: check the API keys"]
+    problems = [e.text for e in dom.find("li")]
+    assert problems[0] == "manifests: 1 receiver manifest problem(s)"
+    assert len(problems) == 2 and "unknown driver" in problems[1] and "bad.yaml" in problems[1]

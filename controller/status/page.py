@@ -29,6 +29,25 @@ WIDTH, HEIGHT = 720, 180
 LEFT, RIGHT, TOP, BOTTOM = 40, 10, 10, 22
 REFRESH_SECONDS = 10
 
+
+def swatch(mark: str) -> str:
+    return f'<svg width="24" height="12" viewBox="0 0 24 12" xmlns="http://www.w3.org/2000/svg">{mark}</svg>'
+
+
+LEGEND = (
+    '<p class="legend">'
+    + swatch('<path class="desired" d="M0,6H24"></path>')
+    + " desired "
+    + swatch('<path class="observed" d="M0,6H24"></path>')
+    + " observed "
+    + swatch('<rect class="band" width="24" height="12"></rect>')
+    + " not converged "
+    + swatch('<rect class="band error" width="24" height="12"></rect>')
+    + " in error "
+    + swatch('<line class="hit" x1="12" x2="12" y1="0" y2="12"></line>')
+    + " accepted hit</p>"
+)
+
 STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse;margin:.5em 0 1.5em}
@@ -64,7 +83,7 @@ def render_page(view: StatusView) -> str:
         items = "".join(f"<li>{e(p)}</li>" for p in view["problems"])
         parts.append(f'<h2>Problems</h2><ul class="problems bad">{items}</ul>')
     parts += ["<h2>Receivers</h2>", receivers_table(view)]
-    parts.append("<h2>Targets</h2>")
+    parts += ["<h2>Targets</h2>", LEGEND]
     parts += [target_section(t, view["generated_at"]) for t in view["targets"]] or ["<p>(none)</p>"]
     parts += ["<h2>Recent hits</h2>", hits_table(view["recent_hits"])]
     parts.append("</body></html>")
