@@ -46,18 +46,22 @@ def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_ur
 
 
 Output = Literal["text", "json", "yaml"]
+CATTLE_PROBLEM = (
+    "cattle_problem"  # the meta key where ``run`` keeps why Cattle can't be used ("" when it can)
+)
 
 
 def snapshot_view(snapshot: Snapshot, drivers: DriverSet, now: float) -> StatusView:
     """The status view of a store read from outside the service: its receivers are the stored tokens
-    (the service keeps one per live receiver) and its problems the manifest problems it recorded."""
+    (the service keeps one per live receiver), its problems the manifest problems it recorded, and
+    Cattle's problem the one it last noted."""
     return build_view(
         receivers=[ReceiverRef(t.receiver, t.driver, t.target_id) for t in snapshot.tokens],
         status=snapshot.status,
         drivers=drivers,
         problems=[str(p) for p in snapshot.problems],
         cattle_label=snapshot.meta.get("cattle", "unknown (the service has not started yet)"),
-        cattle_problem=None,
+        cattle_problem=snapshot.meta.get(CATTLE_PROBLEM) or None,
         now=now,
     )
 

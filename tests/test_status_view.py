@@ -9,9 +9,11 @@ import json
 import pytest
 import yaml
 
+from controller.drivers import load_drivers
 from controller.status.text import render_text
 from controller.status.view import TargetView, epoch, iso
-from controller.status_report import render, watch
+from controller.status_report import CATTLE_PROBLEM, render, snapshot_view, watch
+from controller.store.sqlite_snapshot import Snapshot
 from tests.status_samples import (
     ERROR,
     GONE,
@@ -95,6 +97,18 @@ def test_receivers_show_their_last_hit_and_outcome() -> None:
 def test_the_cattle_label_is_masked() -> None:
     view = sample_view(cattle_label="http://ak:s3cret@rancher:8080/v2-beta")
     assert view["cattle"]["label"] == "http://****:****@rancher:8080/v2-beta"
+
+
+def test_status_shows_the_cattle_problem_the_service_noted() -> None:
+    snapshot = Snapshot(
+        tokens=[], status=store_status(), problems=[], meta={CATTLE_PROBLEM: "Cattle answers 401"}
+    )
+    view = snapshot_view(snapshot, load_drivers(), NOW)
+    assert view["cattle"]["problem"] == "Cattle answers 401"
+    assert (
+        render_text(view).splitlines()[0]
+        == "Cattle: unknown (the service has not started yet) (Cattle answers 401)"
+    )
 
 
 def test_times_are_iso_to_the_millisecond_and_read_back() -> None:
