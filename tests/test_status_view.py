@@ -99,6 +99,14 @@ def test_the_cattle_label_is_masked() -> None:
     assert view["cattle"]["label"] == "http://****:****@rancher:8080/v2-beta"
 
 
+def test_credentials_in_an_error_are_masked() -> None:
+    status = store_status()
+    status.targets[0] = dataclasses.replace(
+        status.targets[0], last_error="GET http://ak:s3cret@rancher/v2-beta failed"
+    )
+    assert "s3cret" not in json.dumps(sample_view(status))
+
+
 def test_status_shows_the_cattle_problem_the_service_noted() -> None:
     snapshot = Snapshot(
         tokens=[], status=store_status(), problems=[], meta={CATTLE_PROBLEM: "Cattle answers 401"}

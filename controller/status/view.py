@@ -12,7 +12,8 @@ The rules of what is shown live here, once:
   (``IntentDescriber``) and never a scale.
 
 Nothing here reads a token, a trigger URL or a credential: the inputs carry none, and the Cattle
-label is masked again (a store written by an older version kept the URL with its credentials).
+label and every error are masked again (``controller.redact``: a store written by an older version
+kept the URL with its credentials, and an error may quote a URL).
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ def build_view(
     cattle_problem: str | None,
     now: float,
 ) -> StatusView:
+    """The view of ``status`` (what the store knows) for ``receivers`` (the live ones), at ``now``."""
     refs = sorted(receivers, key=lambda r: r.name)
     targeted = {r.target_id for r in refs}
     hits_of: dict[str, list[HitView]] = {}
@@ -127,7 +129,7 @@ def build_view(
     ]
     return {
         "generated_at": iso(now),
-        "cattle": {"label": mask_url(cattle_label), "problem": cattle_problem},
+        "cattle": {"label": mask_url(cattle_label), "problem": masked(cattle_problem)},
         "receivers": [receiver_view(r, status.last_hits.get(r.name)) for r in refs],
         "targets": targets,
         "recent_hits": [hit_view(h) for h in status.recent_hits],
@@ -199,7 +201,7 @@ def target_view(
         "pending": pending,
         "state": state,
         "converged": state == "converged",
-        "last_error": target.last_error,
+        "last_error": masked(target.last_error),
         "last_change": iso(target.updated_at) if target.updated_at else None,
         "history": [point_view(p, kind) for p in status.history.get(target.target_id, [])],
         "hits": hits,
@@ -219,8 +221,13 @@ def point_view(point: TargetPoint, kind: TargetKind) -> PointView:
         "desired": point.desired if scale else None,
         "observed": point.observed if scale else None,
         "converged": point.converged and point.error is None and (point.desired is not None or not scale),
-        "error": point.error,
+        "error": masked(point.error),
     }
+
+
+def masked(text: str | None) -> str | None:
+    """An error as shown: it may quote a URL, whose credentials are masked like the Cattle label."""
+    return None if text is None else mask_url(text)
 
 
 def dash(value: int | None) -> str:
