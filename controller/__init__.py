@@ -14,7 +14,7 @@ Modes
 - ``operator/``       ``operator``: thin kopf handlers, granting Receivers, trigger Secrets, the ledger ->
                       status mirror, Receiver status and Events, API-made Receivers, the informer, keys
                       Secret, on ``wiring``
-- ``status_report``   the ``status`` command's read of a state folder
+- ``status_report``   the ``status`` command's read of a state folder: tables, JSON, YAML, ``--watch``
 
 Parts
 - ``listener/``       the aiohttp trigger endpoint: its dependencies, views, error answers, signatures,
@@ -26,6 +26,8 @@ Parts
                       watcher, token sync, the one re-mint rule, and the folder of API-made receivers
 - ``health``          what ``/readyz`` reports: each part's check, failing or only noted
 - ``memory``          heap trimming
+- ``status/``         the status view (one shape and its rules), the page at ``/`` with inline SVG charts,
+                      the tables, and the running service's live view
 - ``sandbox/``        an in-process emulation of the part of Cattle's API the drivers use
 - ``cattle/endpoint`` the Cattle the service talks to: configured, or the embedded sandbox
 - ``rancher/``        ``import-rancher``: Rancher 1.6's stored receivers converted into manifests

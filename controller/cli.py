@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import Field, fields
 from pathlib import Path
@@ -220,7 +221,20 @@ def build_parser() -> Parser:
     )
     imports.add_argument("--force", action="store_true", help="replace receiver files that differ")
 
-    leaf(sub, "status", help="show receivers and targets")
+    status = leaf(sub, "status", help="show receivers and targets")
+    status.add_argument(
+        "-o", "--output", choices=("text", "json", "yaml"), default="text", help="tables (default) or data"
+    )
+    status.add_argument(
+        "--watch", action="store_true", help="print it again each time it changes, until Ctrl-C"
+    )
+    status.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=2.0,
+        metavar="S",
+        help="--watch reads every S seconds (default 2)",
+    )
     leaf(sub, "crd", help="print the Receiver CRD for the installed drivers (crds/receivers.yaml)")
 
     keys = sub.add_parser("keys", help="manage signing keys")
@@ -387,10 +401,30 @@ def cmd_import_rancher(args: argparse.Namespace) -> int:
     return 1 if outcome.problems else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from controller.status_report import render_status
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {text!r}")
+    return value
 
-    print(render_status(settings_for("status", args).state_dir))
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from controller.drivers import load_drivers
+    from controller.status_report import read_view, render_status, watch
+
+    state_dir = settings_for("status", args).state_dir
+    if not args.watch:
+        print(render_status(state_dir, args.output))
+        return 0
+    drivers = load_drivers()
+
+    def write(text: str) -> None:
+        print(text + ("\n" if args.output == "text" else ""), flush=True)
+
+    watch(lambda: read_view(state_dir, drivers, time.time()), args.output, write, interval=args.interval)
     return 0
 
 

@@ -25,6 +25,10 @@ Why it is shaped this way:
   ``controller.drivers.contract``) take one generic hook: the pending intents are handed to the
   driver, which carries them out and observes the target itself, and they are marked done only once
   it returns (``_apply_intents``).
+- **Converged means confirmed.** A target is converged only once a desired value was applied and
+  read back; a new target is not, nor one whose attempt failed (the error is recorded with it). A
+  refusal (``_fail``) withdraws the desired value in the store, so a resync finds nothing to retry
+  on the target until a new hit gives it one.
 """
 
 from __future__ import annotations
@@ -196,7 +200,9 @@ class Reconciler:
         """
         target_id = target.id
         state = await self._store.get_target(target_id)
-        if state is not None and not state.converged:  # a crash between commit_fold and set_observed
+        # Confirm what a crash left unconfirmed (between commit_fold and set_observed); a target never
+        # folded, or whose intents were refused, has no desired value to confirm.
+        if state is not None and state.desired is not None and not state.converged:
             # Confirmed before the next fold, which the store refuses on an unconfirmed value.
             await self._store.set_observed(target_id, state.desired, converged=True, error=None)
         pending = await self._store.pending_intents(target_id)
@@ -245,7 +251,7 @@ class Reconciler:
         try:
             state = await self._store.get_target(target_id)
             observed = state.observed if state is not None else None
-            converged = state.converged if state is not None else True
+            converged = state.converged if state is not None else False  # nothing was ever applied
             await self._store.set_observed(target_id, observed, converged=converged, error=message)
         except StoreError:
             logger.warning("[%s] could not record the error in the store", target_id)

@@ -1,17 +1,24 @@
 """``status`` and ``trigger-url``: read a (possibly running) service's state folder, never write it.
 
 They read the SQLite store read-only from another process, so they work while the service runs and
-can't disturb it.
+can't disturb it. ``status`` shows the same view as the service's status page (``controller.status``),
+as tables, JSON or YAML, once or each time it changes (``--watch``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
+
+import yaml
 
 from controller.drivers import load_drivers
-from controller.redact import mask_url
+from controller.drivers.contract import DriverSet
+from controller.status.text import render_text
+from controller.status.view import ReceiverRef, StatusView, build_view
 from controller.store.base import StoreUnavailable
 from controller.store.sqlite_schema import DB_NAME
 from controller.store.sqlite_snapshot import Snapshot, read_snapshot
@@ -38,67 +45,63 @@ def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_ur
     return None
 
 
-def render_status(state_dir: Path) -> str:
-    return format_snapshot(read_snapshot(state_dir / DB_NAME))
+Output = Literal["text", "json", "yaml"]
+CATTLE_PROBLEM = (
+    "cattle_problem"  # the meta key where ``run`` keeps why Cattle can't be used ("" when it can)
+)
 
 
-def format_snapshot(snapshot: Snapshot) -> str:
-    receiver_rows = []
-    for token in sorted(snapshot.tokens, key=lambda t: t.receiver):
-        hit = snapshot.status.last_hits.get(token.receiver)
-        if hit is None:
-            last, outcome = "-", "-"
-        else:
-            last = when(hit.received_at)
-            outcome = hit.outcome
-            if hit.intent_state is not None:
-                outcome += f" ({hit.intent_state}"
-                if hit.before is not None and hit.after is not None:
-                    outcome += f" {hit.before}->{hit.after}" + (" clamped" if hit.clamped else "")
-                outcome += ")"
-            if hit.reason:
-                outcome += f": {hit.reason}"
-        receiver_rows.append([token.receiver, token.driver, token.target_id.partition(":")[2], last, outcome])
-    target_rows = []
-    for target in sorted(snapshot.status.targets, key=lambda t: t.target_id):
-        target_rows.append(
-            [
-                target.target_id,
-                dash(target.desired),
-                dash(target.observed),
-                str(snapshot.status.pending.get(target.target_id, 0)),
-                "yes" if target.converged else "no",
-                target.last_error or "-",
-            ]
-        )
-    parts = [
-        # Masked again: a store written by an older version kept the URL with its credentials.
-        f"Cattle: {mask_url(snapshot.meta.get('cattle', 'unknown (the service has not started yet)'))}",
-        "",
-        "RECEIVERS",
-        table(["RECEIVER", "DRIVER", "TARGET", "LAST HIT", "OUTCOME"], receiver_rows),
-        "",
-        "TARGETS",
-        table(["TARGET", "DESIRED", "OBSERVED", "PENDING", "CONVERGED", "LAST ERROR"], target_rows),
-    ]
-    if snapshot.problems:
-        parts += ["", "MANIFEST PROBLEMS", *(f"  {p}" for p in snapshot.problems)]
-    return "\n".join(parts)
-
-
-def dash(value: int | None) -> str:
-    return "-" if value is None else str(value)
-
-
-def when(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    if not rows:
-        return "  (none)"
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
+def snapshot_view(snapshot: Snapshot, drivers: DriverSet, now: float) -> StatusView:
+    """The status view of a store read from outside the service: its receivers are the stored tokens
+    (the service keeps one per live receiver), its problems the manifest problems it recorded, and
+    Cattle's problem the one it last noted."""
+    return build_view(
+        receivers=[ReceiverRef(t.receiver, t.driver, t.target_id) for t in snapshot.tokens],
+        status=snapshot.status,
+        drivers=drivers,
+        problems=[str(p) for p in snapshot.problems],
+        cattle_label=snapshot.meta.get("cattle", "unknown (the service has not started yet)"),
+        cattle_problem=snapshot.meta.get(CATTLE_PROBLEM) or None,
+        now=now,
     )
+
+
+def read_view(state_dir: Path, drivers: DriverSet, now: float) -> StatusView:
+    return snapshot_view(read_snapshot(state_dir / DB_NAME), drivers, now)
+
+
+def render(view: StatusView, output: Output, *, one_line: bool = False) -> str:
+    """``view`` as ``output``; ``one_line`` JSON is one document per line (what ``--watch`` prints)."""
+    if output == "json":
+        return json.dumps(view, separators=(",", ":")) if one_line else json.dumps(view, indent=2)
+    if output == "yaml":
+        return "---\n" + yaml.safe_dump(view, sort_keys=False).rstrip("\n")
+    return render_text(view)
+
+
+def render_status(state_dir: Path, output: Output = "text", *, now: float | None = None) -> str:
+    return render(read_view(state_dir, load_drivers(), time.time() if now is None else now), output)
+
+
+def format_snapshot(snapshot: Snapshot, now: float = 0.0) -> str:
+    return render_text(snapshot_view(snapshot, load_drivers(), now))
+
+
+def watch(
+    view: Callable[[], StatusView],
+    output: Output,
+    write: Callable[[str], None],
+    *,
+    interval: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Render ``view()`` every ``interval`` seconds, writing it each time it changed (the time it was
+    read aside), until interrupted (Ctrl-C raises ``KeyboardInterrupt`` out of here)."""
+    shown: dict[str, object] | None = None
+    while True:
+        current = view()
+        compared = {k: v for k, v in current.items() if k != "generated_at"}
+        if compared != shown:
+            write(render(current, output, one_line=True))
+            shown = compared
+        sleep(interval)

@@ -21,8 +21,8 @@ in flight are answered. The order, declared here once:
    intents an earlier run left pending and resyncing; otherwise (``operator``) its passes are started
    by whoever drives it. Either way its passes are cancelled on the way out: what they recorded
    stays recorded, and the next start finishes it;
-6. heap trimming (``controller.memory``), and ``/metrics`` on its own port when ``--metrics-listen`` is
-   given;
+6. heap trimming (``controller.memory``), and ``/metrics`` and the status page on their own port when
+   ``--metrics-listen`` is given;
 7. what the mode appends to ``app.cleanup_ctx`` after ``wire`` returns: started last, stopped first
    (kopf, whose handlers wake the reconciler, stops before the reconciler does).
 
@@ -51,7 +51,7 @@ from controller.drivers.base import DriverContext
 from controller.drivers.contract import DriverSet
 from controller.health import Health
 from controller.kube.client import KubeClient
-from controller.listener.app import build_app, metrics_app
+from controller.listener.app import View, build_app, metrics_app
 from controller.listener.deps import ListenerDeps, readiness
 from controller.listener.receivers_api import ReceiversApiDeps, add_receivers_api
 from controller.listener.server import start_listener
@@ -64,9 +64,11 @@ from controller.receivers.api_store import ApiReceiverStore
 from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
+from controller.status.live import LiveStatus, status_page
 from controller.store.base import IntentStore
 from controller.tokens import TokenVerifier
 
+NO_CATTLE = "none (no --cattle-url)"  # the Cattle label when no default Cattle is configured
 CleanupCtx = Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -156,6 +158,18 @@ def wire(
         health=health,
     )
     app = build_app(deps)
+    page = status_page(
+        LiveStatus(
+            receiver_set=receiver_set,
+            store=store,
+            drivers=drivers,
+            health=health,
+            cattle_label=NO_CATTLE if cattle is None else cattle.label,
+            clock=clock,
+        )
+    )
+    if not settings.metrics_host:  # else next to /metrics on its own port (``serving_metrics``)
+        app.router.add_get("/", page)
     if api_receivers is not None:
         api = ReceiversApiDeps(
             settings=settings,
@@ -178,16 +192,17 @@ def wire(
     app.cleanup_ctx.append(reconciling(reconciler, resync=wake is None))
     app.cleanup_ctx.append(background("heap-trim", trim_heap_periodically))
     if settings.metrics_host:
-        app.cleanup_ctx.append(serving_metrics(settings, metrics))
+        app.cleanup_ctx.append(serving_metrics(settings, metrics, page))
     return wiring
 
 
-def serving_metrics(settings: Settings, metrics: Metrics) -> CleanupCtx:
-    """``/metrics`` on ``--metrics-listen``, from start-up to shutdown of the listener's app."""
+def serving_metrics(settings: Settings, metrics: Metrics, page: View) -> CleanupCtx:
+    """``/metrics`` and the status page on ``--metrics-listen``, from start-up to shutdown of the
+    listener's app."""
 
     @contextlib.asynccontextmanager
     async def entry(_app: web.Application) -> AsyncIterator[None]:
-        runner = web.AppRunner(metrics_app(metrics), access_log=None)
+        runner = web.AppRunner(metrics_app(metrics, page), access_log=None)
         await runner.setup()
         try:
             await web.TCPSite(runner, settings.metrics_host, settings.metrics_port).start()

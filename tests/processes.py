@@ -52,14 +52,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([WEBHOOK_SERVICE, *args], capture_output=True, text=True, cwd=REPO, timeout=60)
 
 
-def write_seed(path: Path, scale: int = 1) -> Path:
+def write_seed(path: Path, scale: int = 1, worker: int = 2) -> Path:
     path.write_text(
         "projects:\n"
         "  - id: 1a5\n"
         "    name: Default\n"
         "    services:\n"
         f"      - {{id: 1s7, name: web, stackId: 1st1, scale: {scale}}}\n"
-        "      - {id: 1s8, name: worker, stackId: 1st1, scale: 2}\n"
+        f"      - {{id: 1s8, name: worker, stackId: 1st1, scale: {worker}}}\n"
     )
     return path
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import stat
@@ -12,6 +13,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 import controller.operator.app
 import controller.service
@@ -279,6 +281,26 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     finally:
         os.close(write)
     assert (answer.returncode, answer.stderr) == (141, "")
+
+
+def test_status_o_json_prints_the_status_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(empty_store(tmp_path / DB_NAME))
+    assert main(["status", "--state", str(tmp_path), "-o", "json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert (view["receivers"], view["targets"], view["problems"]) == ([], [], [])
+
+
+def test_status_o_yaml_prints_the_status_view(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(empty_store(tmp_path / DB_NAME))
+    assert main(["status", "--state", str(tmp_path), "--output", "yaml"]) == 0
+    assert set(yaml.safe_load(capsys.readouterr().out)) == {
+        "generated_at", "cattle", "receivers", "targets", "recent_hits", "problems",
+    }  # fmt: skip
+
+
+def test_status_watch_refuses_an_interval_that_is_not_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--watch", "--interval", "0"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 @pytest.fixture

@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "controller.memory",
             "controller.sandbox",
             "controller.rancher",
+            "controller.status",
         ),
     ),
     ("drivers", ("controller.drivers", "controller.push_events")),

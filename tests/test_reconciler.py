@@ -230,6 +230,26 @@ async def test_rejected_credentials_are_reported_and_retried(tmp_path: Path) -> 
         assert world.scale() == 3
 
 
+async def test_a_target_whose_first_attempt_failed_is_not_converged_and_shows_the_error(
+    tmp_path: Path,
+) -> None:
+    async for world in make_world(tmp_path, 3, keys=("ak", "sk"), client_keys=("ak", "wrong")):
+        await accept(world.store, WIDE)
+        world.reconciler.wake(TARGET)
+        await world.sleeps.until(1)
+        state = await world.store.get_target(TARGET)
+        assert state is not None and (state.converged, state.state) == (False, "error")
+
+
+async def test_a_refused_target_is_left_in_error_at_its_scale(world: World) -> None:
+    await accept(world.store, WIDE, target="scaleService:1a5/1s8")
+    world.reconciler.wake("scaleService:1a5/1s8")
+    await world.reconciler.idle()
+    state = await world.store.get_target("scaleService:1a5/1s8")
+    assert state is not None and (state.desired, state.converged, state.state) == (None, False, "error")
+    assert await world.store.targets_with_work() == []
+
+
 async def test_backoff_delays_grow(world: World) -> None:
     world.sandbox.set_state("1a5", "1s7", "restarting")
     world.sleeps.on_sleep = lambda n: world.sandbox.set_state("1a5", "1s7", "active") if n == 6 else None

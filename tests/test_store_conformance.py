@@ -18,7 +18,7 @@ import pytest
 
 from controller.kube.client import KubeClient
 from controller.model import Disposition, RateLimit
-from controller.store.base import FoldStep, HitRateLimited, HitRequest, IntentStore, StoreError
+from controller.store.base import FoldStep, HitRateLimited, HitRequest, IntentStore, StoreError, TargetPoint
 from controller.store.kube import KubeStore
 from controller.store.sqlite import SqliteStore
 from tests.kubeemu import KubeEmulator
@@ -311,7 +311,7 @@ async def test_fail_intents_fails_the_pending_intents_and_records_the_error(stor
     assert await store.pending_intents(TARGET) == []
     state = await store.get_target(TARGET)
     assert state is not None
-    assert (state.converged, state.last_error, state.desired) == (True, "service is global", None)
+    assert (state.converged, state.last_error, state.desired) == (False, "service is global", None)
     assert len(await store.pending_intents("scaleService:1a5/1s8")) == 1
 
 
@@ -356,3 +356,102 @@ async def test_set_observed_keeps_desired_and_replaces_the_rest(store: IntentSto
 async def test_an_unknown_target_has_no_state(store: IntentStore) -> None:
     assert await store.get_target("t:unknown") is None
     assert await store.pending_intents("t:unknown") == []
+
+
+# -- truthful state
+
+
+async def test_a_folded_target_is_pending_until_its_desired_value_is_confirmed(store: IntentStore) -> None:
+    await store.commit_fold(TARGET, 3, [])
+    state = await store.get_target(TARGET)
+    assert state is not None and (state.converged, state.state) == (False, "pending")
+    await store.set_observed(TARGET, 3, converged=True, error=None)
+    state = await store.get_target(TARGET)
+    assert state is not None and (state.converged, state.state) == (True, "converged")
+
+
+async def test_an_error_on_a_target_never_applied_leaves_it_unconverged_in_error(
+    store: IntentStore,
+) -> None:
+    await store.record_hit(hit())
+    await store.set_observed(TARGET, None, converged=False, error="Cattle answered 503")
+    state = await store.get_target(TARGET)
+    assert state is not None
+    assert (state.desired, state.converged, state.state) == (None, False, "error")
+    assert await store.targets_with_work() == [TARGET]  # its pending intent
+
+
+async def test_a_target_whose_intents_were_refused_is_in_error_with_nothing_to_retry(
+    store: IntentStore,
+) -> None:
+    await store.commit_fold(TARGET, 3, [])
+    await store.set_observed(TARGET, 3, converged=True, error=None)
+    await store.record_hit(hit())
+    await store.fail_intents(TARGET, "service is global")
+    state = await store.get_target(TARGET)
+    assert state is not None
+    assert (state.desired, state.observed, state.converged, state.state) == (None, 3, False, "error")
+    assert await store.targets_with_work() == []
+
+
+# -- the status views' history
+
+
+def point(
+    desired: int | None, observed: int | None, converged: bool, error: str | None = None
+) -> TargetPoint:
+    return TargetPoint(at=T0, desired=desired, observed=observed, converged=converged, error=error)
+
+
+async def test_history_has_a_point_per_visible_change_and_none_for_a_confirmation_repeated(
+    store: IntentStore,
+) -> None:
+    await store.commit_fold(TARGET, 3, [])
+    await store.set_observed(TARGET, 3, converged=True, error=None)
+    await store.set_observed(TARGET, 3, converged=True, error=None)  # a resync confirming it again
+    await store.commit_fold(TARGET, 4, [])
+    await store.set_observed(TARGET, 3, converged=False, error="busy")
+    await store.set_observed(TARGET, 3, converged=False, error="busy")  # the retry failing alike
+    await store.fail_intents(TARGET, "refused")
+    assert (await store.read_status()).history == {
+        TARGET: [
+            point(3, None, False),
+            point(3, 3, True),
+            point(4, 3, False),
+            point(4, 3, False, "busy"),
+            point(None, 3, False, "refused"),
+        ]
+    }
+
+
+async def test_recording_hits_adds_no_history(store: IntentStore) -> None:
+    await store.record_hit(hit())
+    await store.record_hit(hit(at=T0 + 1, disposition="ignored", reason="resolved"))
+    assert (await store.read_status()).history == {}
+
+
+async def test_recent_hits_are_newest_first_with_their_target_and_fold(store: IntentStore) -> None:
+    a = await store.record_hit(hit())
+    b = await store.record_hit(hit(at=T0 + 1, receiver="default/down", target="t:other"))
+    c = await store.record_hit(hit(at=T0 + 2, disposition="ignored", reason="resolved"))
+    [pa] = await store.pending_intents(TARGET)
+    await store.commit_fold(TARGET, 4, [FoldStep(pa.seq, a.hit_id, before=3, after=4, clamped=False)])
+    await store.fail_intents("t:other", "gone")
+    recent = (await store.read_status()).recent_hits
+    assert [(r.hit_id, r.target_id, r.outcome, r.intent_state) for r in recent] == [
+        (c.hit_id, TARGET, "ignored", None),
+        (b.hit_id, "t:other", "accepted", "failed"),
+        (a.hit_id, TARGET, "accepted", "folded"),
+    ]
+    assert (recent[2].before, recent[2].after, recent[1].reason) == (3, 4, "gone")
+
+
+async def test_latest_intents_are_each_targets_newest_accepted_intent(store: IntentStore) -> None:
+    down = {"action": "down", "amount": 2, "min": 1, "max": 10}
+    await store.record_hit(hit())
+    await store.record_hit(replace(hit(at=T0 + 1, receiver="default/down"), intent=down))
+    await store.record_hit(hit(at=T0 + 2, disposition="ignored", reason="resolved"))
+    await store.record_hit(hit(at=T0 + 3, target="t:other"))
+    steps = [FoldStep(p.seq, p.hit_id, 1, 1, False) for p in await store.pending_intents(TARGET)]
+    await store.commit_fold(TARGET, 1, steps)  # a folded intent is still the newest
+    assert (await store.read_status()).latest_intents == {TARGET: down, "t:other": UP}

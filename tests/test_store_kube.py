@@ -23,6 +23,7 @@ from controller.model import RateLimit
 from controller.reconciler import Reconciler
 from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, run_sandbox
 from controller.sandbox.seed import SandboxSeed, SeedProject, SeedService
+from controller.store import kube as kube_store
 from controller.store import ledger as ledgers
 from controller.store.base import FoldStep, HitRateLimited, HitRequest, LedgerFull, StoreUnavailable
 from controller.store.kube import KubeStore, ledger_name
@@ -353,3 +354,36 @@ async def test_a_ledger_filled_while_cattle_is_down_drains_once_it_is_back(
     hits = await store.last_hits()
     assert hits[HIT.receiver].hit_id == accepted[-1] and hits[HIT.receiver].intent_state == "folded"
     assert ledgers.encoded_size(stored_ledger(kube)) < full
+
+
+async def test_status_merges_every_ledgers_recent_hits_newest_first_up_to_its_cap(
+    timed: tuple[KubeStore, FakeClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _ = timed
+    monkeypatch.setattr(kube_store, "RECENT_HITS", 3)
+    other = "scaleService:1a5/1s8"
+    results = [
+        await store.record_hit(replace(HIT, received_at=1000.0 + i, target_id=TARGET if i % 2 else other))
+        for i in range(4)
+    ]
+    recent = (await store.read_status()).recent_hits
+    assert [(r.hit_id, r.target_id) for r in recent] == [
+        (results[3].hit_id, TARGET),
+        (results[2].hit_id, other),
+        (results[1].hit_id, TARGET),
+    ]
+
+
+async def test_a_ledger_written_before_the_history_still_reads(
+    kube: KubeEmulator, timed: tuple[KubeStore, FakeClock]
+) -> None:
+    store, _ = timed
+    await store.record_hit(HIT)
+    stored = stored_ledger(kube)
+    for key in ("history", "recentHits", "latestIntent"):
+        del stored[key]  # type: ignore[misc]
+    status = await store.read_status()
+    assert (status.history, status.recent_hits, status.latest_intents) == ({}, [], {})
+    assert [t.state for t in status.targets] == ["new"]
+    await store.commit_fold(TARGET, 2, [])
+    assert [(p.desired, p.converged) for p in (await store.read_status()).history[TARGET]] == [(2, False)]

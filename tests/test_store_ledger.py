@@ -179,3 +179,67 @@ def test_recording_a_hit_leaves_the_ledger_it_was_given_unchanged() -> None:
     ledger.fail_intents(led, "gone", 1002.0)
     ledger.set_observed(led, 3, True, None, 1003.0)
     assert led == before
+
+
+# -- truthful state and the status views' history
+
+
+def test_a_new_ledger_is_not_converged_and_has_nothing_to_confirm() -> None:
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(disposition="ignored", intent=None), "h1")
+    state = ledger.target_state(led)
+    assert (state.converged, state.state, ledger.has_work(led)) == (False, "new", False)
+
+
+def test_an_object_written_before_the_history_reads_with_defaults_and_unconverged_if_never_folded() -> None:
+    old = {
+        k: v
+        for k, v in ledger.new_ledger(TARGET).items()
+        if k not in ("history", "recentHits", "latestIntent")
+    }
+    read = ledger.from_json({**old, "converged": True}, TARGET)
+    assert (read["history"], read["recentHits"], read["latestIntent"], read["converged"]) == (
+        [],
+        [],
+        None,
+        False,
+    )
+    assert ledger.from_json({**old, "desired": 2, "converged": True}, TARGET)["converged"] is True
+
+
+def test_history_is_bounded_to_the_newest_points() -> None:
+    led = ledger.new_ledger(TARGET)
+    for i in range(ledger.MAX_HISTORY + 5):
+        led = ledger.set_observed(led, i, True, None, 1000.0 + i)
+    assert len(led["history"]) == ledger.MAX_HISTORY
+    assert led["history"][-1]["o"] == ledger.MAX_HISTORY + 4
+
+
+def test_a_confirmation_repeated_adds_no_history_point() -> None:
+    led = ledger.set_observed(ledger.new_ledger(TARGET), 2, True, None, 1000.0)
+    assert ledger.set_observed(led, 2, True, None, 1030.0)["history"] == led["history"]
+
+
+def test_recent_hits_are_bounded_to_the_newest_and_follow_their_intent() -> None:
+    led = ledger.new_ledger(TARGET)
+    for i in range(ledger.MAX_RECENT_HITS + 5):
+        led, _ = ledger.record_hit(led, hit(1000.0 + i), f"h{i:03}")
+    assert len(led["recentHits"]) == ledger.MAX_RECENT_HITS
+    failed, _ = ledger.fail_intents(led, "gone", 2000.0)
+    [newest, *_] = ledger.recent_hits(failed)
+    assert (newest.hit_id, newest.target_id, newest.intent_state, newest.reason) == (
+        f"h{ledger.MAX_RECENT_HITS + 4:03}",
+        TARGET,
+        "failed",
+        "gone",
+    )
+
+
+def test_history_and_recent_hits_at_their_caps_take_a_small_part_of_the_size_cap() -> None:
+    led = ledger.new_ledger(TARGET)
+    for i in range(ledger.MAX_RECENT_HITS):
+        led, _ = ledger.record_hit(
+            led, hit(1000.0 + i, disposition="ignored", intent=None, reason="resolved"), f"h{i}"
+        )
+    for i in range(ledger.MAX_HISTORY):
+        led = ledger.set_observed(led, i, False, "Cattle answered 503: service unavailable", 2000.0 + i)
+    assert ledger.encoded_size(led) < ledger.MAX_LEDGER_BYTES / 20

@@ -21,6 +21,8 @@ import pytest
 
 from controller.cli import build_parser, settings_from
 from controller.model import Problem, RateLimit
+from controller.settings import MIN_RETENTION
+from controller.store import sqlite_queries as queries
 from controller.store.base import (
     FoldStep,
     HitRateLimited,
@@ -31,8 +33,10 @@ from controller.store.base import (
 )
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite_prune import PRUNE_LIMIT, PRUNE_SWEEP
+from controller.store.sqlite_schema import MIGRATIONS
 from controller.store.sqlite_snapshot import read_snapshot
 from tests.test_store_conformance import DAY, T0, TARGET, hit, pending_hit_ids
+from tests.toolbox import FakeClock
 
 ONE_PER_MINUTE = RateLimit(requests=1, per_seconds=60.0)
 
@@ -150,6 +154,60 @@ async def test_a_pending_intent_keeps_its_old_hit(store: SqliteStore, db_path: P
     await store.record_hit(hit(at=T0 + 8 * DAY, receiver="default/third", disposition="ignored"))
     assert pending.hit_id in hit_ids(db_path)
     assert len(await store.pending_intents(TARGET)) == 2
+
+
+async def test_history_older_than_the_retention_is_pruned_but_each_targets_newest_point_stays(
+    db_path: Path,
+) -> None:
+    clock = FakeClock(T0)
+    store = SqliteStore(db_path, clock=clock, retention=MIN_RETENTION)
+    await store.open()
+    await store.commit_fold(TARGET, 3, [])
+    await store.set_observed(TARGET, 3, converged=True, error=None)
+    await store.commit_fold("t:quiet", 1, [])
+    clock.advance(2 * MIN_RETENTION)
+    await store.commit_fold(TARGET, 4, [])
+    await store.record_hit(hit(at=clock.now, disposition="ignored"))  # a hit's batch prunes a slice
+    history = (await store.read_status()).history
+    await store.close()
+    assert {target: [(p.at, p.desired) for p in points] for target, points in history.items()} == {
+        TARGET: [(clock.now, 4)],
+        "t:quiet": [(T0, 1)],
+    }
+
+
+async def test_status_reads_each_targets_newest_history_points_only(
+    store: SqliteStore, db_path: Path
+) -> None:
+    for desired in range(1, 6):
+        await store.commit_fold(TARGET, desired, [])
+    await store.commit_fold("t:other", 9, [])
+    conn = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)
+    history = queries.history(conn, points=2)
+    conn.close()
+    assert {target: [p.desired for p in points] for target, points in history.items()} == {
+        TARGET: [4, 5],
+        "t:other": [9],
+    }
+
+
+async def test_a_target_never_folded_is_no_longer_converged_once_migrated(db_path: Path) -> None:
+    """Files written before version 4 said a target that failed before its first fold was converged."""
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for script in MIGRATIONS[:3]:
+        for statement in script.split(";"):
+            conn.execute(statement)
+    conn.execute(
+        "INSERT INTO targets VALUES ('t:refused', NULL, NULL, 1, 'gone', 0), ('t:done', 2, 2, 1, NULL, 0)"
+    )
+    conn.execute("PRAGMA user_version = 3")
+    conn.close()
+    store = SqliteStore(db_path)
+    await store.open()
+    targets = {t.target_id: t.converged for t in await store.list_targets()}
+    await store.close()
+    assert targets == {"t:refused": False, "t:done": True}
 
 
 async def test_hit_ids_sort_by_arrival(store: SqliteStore) -> None:
@@ -437,6 +495,7 @@ async def test_read_snapshot_sees_committed_state_while_the_store_is_open(
     assert snapshot.tokens == [token()]
     assert snapshot.status.last_hits["default/up"].hit_id == result.hit_id
     assert snapshot.status.pending == {TARGET: 1}
+    assert [r.hit_id for r in snapshot.status.recent_hits] == [result.hit_id]
     assert (snapshot.problems, snapshot.meta) == ([Problem("spec", "bad")], {"pid": "42"})
 
 

@@ -19,7 +19,9 @@ and may have these besides:
 - ``BodyReader`` — the hit's body decides whether it acts and what it asks for (``decide``),
   instead of the listener's Alertmanager parsing and ``Scaler.intent``;
 - ``TargetGate`` — a target may be refused for a reason someone must fix (e.g. an HPA already scales
-  the workload): the operator shows it in the Receiver's Ready condition before any hit arrives.
+  the workload): the operator shows it in the Receiver's Ready condition before any hit arrives;
+- ``IntentDescriber`` — an intent that is not a scale step says what it asks for in words (e.g. the
+  image a serviceUpgrade rolls out), so the status views never describe it in scale words.
 
 ``DriverSet`` sorts the drivers by capability once, when they are loaded, and refuses a driver that
 does not keep the contract (no way to act, or two). The listener, the reconciler and the operator
@@ -214,6 +216,13 @@ class TargetGate(Protocol):
         ...
 
 
+@runtime_checkable
+class IntentDescriber(Protocol):
+    def describe_intent(self, intent: Mapping[str, Any]) -> str:
+        """What an accepted intent asks for, in a few words ("roll out nginx:1.2"), for the status views."""
+        ...
+
+
 class DriverContractError(WebhookServiceError):
     """A driver module does not keep the contract: a programming error, found when drivers load."""
 
@@ -228,6 +237,7 @@ class DriverSet(Mapping[str, Driver]):
         self.forwarders: dict[str, Forwarder] = {}
         self.readers: dict[str, BodyReader] = {}
         self.gates: dict[str, TargetGate] = {}
+        self.describers: dict[str, IntentDescriber] = {}
         for driver in sorted(drivers, key=lambda d: str(getattr(d, "name", ""))):
             self._add(driver)
 
@@ -264,6 +274,8 @@ class DriverSet(Mapping[str, Driver]):
             self.readers[name] = driver
         if isinstance(driver, TargetGate):
             self.gates[name] = driver
+        if isinstance(driver, IntentDescriber):
+            self.describers[name] = driver
 
     def replacing(self, *drivers: Driver) -> DriverSet:
         """A set with ``drivers`` in place of the ones of the same names (tests tune a driver)."""

@@ -254,6 +254,9 @@ class ServiceUpgradeDriver:
     def action(self, spec: ReceiverSpec) -> str:
         return "act on what each hit's body says (e.g. upgrade to the pushed image)"
 
+    def describe_intent(self, intent: Mapping[str, Any]) -> str:
+        return f"roll out {intent.get('image', '?')}"
+
     # -- the hit (BodyReader)
 
     def decide(self, spec: ReceiverSpec, body: bytes, content_type: str) -> Decision:

@@ -25,6 +25,8 @@ from controller.metrics import Metrics
 TRIGGER_PATH = "/v1-webhooks/endpoint"
 
 
+View = Callable[[web.Request], Awaitable[web.Response]]
+
 LISTENER_DEPS: web.AppKey[ListenerDeps] = web.AppKey("listener_deps", ListenerDeps)
 RATE_LIMITER: web.AppKey[RateLimiter] = web.AppKey("rate_limiter", RateLimiter)
 
@@ -43,7 +45,7 @@ def build_app(deps: ListenerDeps) -> web.Application:
     return app
 
 
-def metrics_view(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+def metrics_view(metrics: Metrics) -> View:
     async def view(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -51,9 +53,12 @@ def metrics_view(metrics: Metrics) -> Callable[[web.Request], Awaitable[web.Resp
     return view
 
 
-def metrics_app(metrics: Metrics) -> web.Application:
-    """``/metrics`` alone, for ``--metrics-listen``: a port a NetworkPolicy can open to Prometheus only,
-    apart from the trigger endpoint that senders on the internet reach."""
+def metrics_app(metrics: Metrics, page: View | None = None) -> web.Application:
+    """``/metrics`` (and the status ``page`` at ``/``) alone, for ``--metrics-listen``: a port a
+    NetworkPolicy can open to Prometheus and operators only, apart from the trigger endpoint that
+    senders on the internet reach."""
     app = web.Application()
     app.router.add_get("/metrics", metrics_view(metrics))
+    if page is not None:
+        app.router.add_get("/", page)
     return app

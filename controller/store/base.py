@@ -117,14 +117,37 @@ class FoldStep:
     clamped: bool
 
 
+TargetPhase = Literal["new", "pending", "converged", "error"]
+
+
 @dataclass(frozen=True)
 class TargetState:
+    """A target as the store knows it.
+
+    ``converged`` is true only once a desired value was applied and confirmed on the target: a new
+    target is not converged, and neither is one whose last attempt failed (``last_error``). When the
+    target refused its intents for good (``fail_intents``) the desired value is withdrawn
+    (``desired`` None), so there is nothing left to confirm and the reconciler does not retry it;
+    the target stays at ``observed`` with the error until the next accepted hit.
+    """
+
     target_id: str
-    desired: int | None  # last folded absolute value; None before the first fold
+    desired: int | None  # last folded absolute value; None before the first fold or after a refusal
     observed: int | None  # last value read from the target
     converged: bool  # the target was confirmed at ``desired``
     last_error: str | None
     updated_at: float
+
+    @property
+    def state(self) -> TargetPhase:
+        """What a view says of the target: "error" (the last attempt failed: ``last_error``), "new"
+        (no desired value was ever applied), "pending" (a desired value not yet confirmed) or
+        "converged" (confirmed at ``desired``)."""
+        if self.last_error is not None:
+            return "error"
+        if self.desired is None:
+            return "new"
+        return "converged" if self.converged else "pending"
 
 
 @dataclass(frozen=True)
@@ -236,7 +259,8 @@ class IntentStore(Protocol):
         ...
 
     async def fail_intents(self, target_id: str, reason: str) -> int:
-        """Mark every pending intent of the target failed; mark the target converged with the error."""
+        """Mark every pending intent of the target failed; the target keeps its observed value, with the
+        error, not converged, and its desired value withdrawn (it will never be applied)."""
         ...
 
     async def get_target(self, target_id: str) -> TargetState | None: ...

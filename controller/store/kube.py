@@ -48,6 +48,7 @@ from controller.kube.client import LEDGERS, KubeClient, KubeObject
 from controller.kube.errors import KubeConflict, KubeError, KubeNotFound
 from controller.store import ledger as ledgers
 from controller.store.base import (
+    RECENT_HITS,
     FoldConflict,
     FoldStep,
     HitRecord,
@@ -266,13 +267,17 @@ class KubeStore:
             for key, record in ledgers.last_hits(led).items():
                 if key not in hits or record.received_at > hits[key].received_at:
                     hits[key] = record
+        recent = [record for led in listed for record in ledgers.recent_hits(led)]
+        recent.sort(key=lambda r: (r.received_at, r.hit_id), reverse=True)
         return StoreStatus(
             targets=[ledgers.target_state(led) for led in listed],
             pending={led["target"]: len(led["pending"]) for led in listed if led["pending"]},
             last_hits=hits,
-            recent_hits=[],
-            history={},
-            latest_intents={},
+            recent_hits=recent[:RECENT_HITS],
+            history={led["target"]: ledgers.history(led) for led in listed if led["history"]},
+            latest_intents={
+                led["target"]: led["latestIntent"] for led in listed if led["latestIntent"] is not None
+            },
         )
 
     # -- the compare-and-swap loop: the one place that retries ledger writes

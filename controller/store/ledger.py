@@ -22,6 +22,11 @@ SQLite the object has a size limit (etcd's is about 1.5 MiB), so everything it h
   ``requests`` are in it, so a receiver keeps at most ``requests`` times (about 18 bytes each). That
   keeps the sliding window both stores decide by exact; the price is that a limit of tens of
   thousands of requests per window can fill the ledger up to its size cap;
+- the target's ``history`` (its chart on the status page) as the last ``MAX_HISTORY`` points, one
+  per visible change of desired, observed, converged or error (compact keys, about 60 bytes each),
+  and its ``recentHits`` as the last ``MAX_RECENT_HITS`` hits of any outcome (about 200 bytes each):
+  together under 20 KiB, counted in ``MAX_LEDGER_BYTES`` like everything else; the newest accepted
+  intent (``latestIntent``) is kept for the status views too;
 - a receiver's entry until ``keepUntil``, the end of the longest window it was last recorded with
   (idempotency, retry, cooldown, rate limit): after that it decides nothing, so entries of receivers
   deleted, renamed or moved to another target are dropped by the next hit of the target, and a
@@ -52,6 +57,7 @@ from controller.store.base import (
     LedgerFull,
     PendingIntent,
     StoreError,
+    TargetPoint,
     TargetState,
 )
 from controller.store.ids import IDEMPOTENCY_WINDOW
@@ -60,6 +66,8 @@ from controller.store.outcome import Duplicate, RateLimited, decide
 MAX_KEYS = 1000  # idempotency keys remembered per receiver (bounds the object's size)
 MAX_PENDING = 2000  # pending intents per target; about 200 bytes each
 MAX_LEDGER_BYTES = 512 * 1024  # the encoded ledger, well under etcd's 1.5 MiB request limit
+MAX_HISTORY = 100  # history points kept per target (the newest)
+MAX_RECENT_HITS = 50  # hits kept per target for the status views (the newest)
 
 
 class LastHit(TypedDict):
@@ -71,6 +79,20 @@ class LastHit(TypedDict):
     before: int | None
     after: int | None
     clamped: bool | None
+
+
+class RecentHit(LastHit):
+    receiver: str
+
+
+class HistoryPoint(TypedDict):
+    """One visible change of the target, keys kept short: there are up to ``MAX_HISTORY`` of them."""
+
+    t: float  # when
+    d: int | None  # desired
+    o: int | None  # observed
+    c: bool  # converged
+    e: str | None  # error
 
 
 class ReceiverEntry(TypedDict):
@@ -101,19 +123,26 @@ class Ledger(TypedDict):
     updatedAt: float
     pending: list[LedgerIntent]
     receivers: dict[str, ReceiverEntry]
+    history: list[HistoryPoint]  # oldest first, at most MAX_HISTORY
+    recentHits: list[RecentHit]  # oldest first, at most MAX_RECENT_HITS
+    latestIntent: dict[str, Any] | None  # the newest accepted intent
 
 
 def new_ledger(target_id: str) -> Ledger:
+    """A target nothing was applied to yet: not converged, without a desired value to confirm."""
     return {
         "target": target_id,
         "nextSeq": 1,
         "desired": None,
         "observed": None,
-        "converged": True,
+        "converged": False,
         "lastError": None,
         "updatedAt": 0.0,
         "pending": [],
         "receivers": {},
+        "history": [],
+        "recentHits": [],
+        "latestIntent": None,
     }
 
 
@@ -190,9 +219,10 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
             *ledger["pending"],
             {"seq": seq, "hit": hit_id, "receiver": req.receiver, "intent": req.intent, "at": at},
         ]
+        new["latestIntent"] = req.intent
     if req.idempotency_key is not None:
         entry["idempotency"][key_digest(req.idempotency_key)] = [hit_id, at]
-    entry["lastHit"] = {
+    last: LastHit = {
         "hit": hit_id,
         "outcome": decision.outcome,
         "at": at,
@@ -202,6 +232,8 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
         "after": None,
         "clamped": None,
     }
+    entry["lastHit"] = last
+    new["recentHits"] = [*ledger["recentHits"][-(MAX_RECENT_HITS - 1) :], {**last, "receiver": req.receiver}]
     entry["keepUntil"] = max(entry.get("keepUntil", at), at + _longest_window(req))
     new["receivers"][req.receiver] = entry
     new["updatedAt"] = max(new["updatedAt"], at)
@@ -252,33 +284,68 @@ def commit_fold(ledger: Ledger, desired: int, steps: Sequence[FoldStep], now: fl
     remaining = [p for p in new["pending"] if (p["seq"], p["hit"]) not in folded]
     if len(new["pending"]) - len(remaining) != len(steps):
         raise StoreError(f"some of {len(steps)} steps of {ledger['target']} are no longer pending")
+    by_hit = {s.hit_id: s for s in steps}
     for p in new["pending"]:
         step = folded.get((p["seq"], p["hit"]))
         entry = new["receivers"].get(p["receiver"])
         last = entry.get("lastHit") if entry is not None else None
         if step is not None and last is not None and last["hit"] == p["hit"]:
-            last["state"], last["before"], last["after"] = "folded", step.before, step.after
-            last["clamped"] = step.clamped
+            _mark_folded(last, step)
+    for recent in new["recentHits"]:
+        if recent["state"] == "pending" and (step := by_hit.get(recent["hit"])) is not None:
+            _mark_folded(recent, step)
     new["pending"], new["desired"], new["converged"], new["updatedAt"] = remaining, desired, False, now
-    return new
+    return _noted(new)
+
+
+def _mark_folded(hit: LastHit, step: FoldStep) -> None:
+    hit["state"], hit["before"], hit["after"], hit["clamped"] = (
+        "folded",
+        step.before,
+        step.after,
+        step.clamped,
+    )
+
+
+def _noted(ledger: Ledger) -> Ledger:
+    """The ledger with a history point for its state, unless its newest point already shows it."""
+    point: HistoryPoint = {
+        "t": ledger["updatedAt"],
+        "d": ledger["desired"],
+        "o": ledger["observed"],
+        "c": ledger["converged"],
+        "e": ledger["lastError"],
+    }
+    history = ledger["history"]
+    if history and {**history[-1], "t": point["t"]} == point:
+        return ledger
+    return {**ledger, "history": [*history[-(MAX_HISTORY - 1) :], point]}
 
 
 def fail_intents(ledger: Ledger, reason: str, now: float) -> tuple[Ledger, int]:
+    """Fail the pending intents. The target refused them: the desired value is withdrawn (nothing is
+    left to confirm, so no pass retries it) and the target stays unconverged with the error."""
     failed = {p["hit"] for p in ledger["pending"]}
     receivers = dict(ledger["receivers"])
     for key, entry in receivers.items():
         last = entry.get("lastHit")
         if last is not None and last["hit"] in failed:
             receivers[key] = {**entry, "lastHit": {**last, "state": "failed", "reason": reason}}
-    new: Ledger = {**ledger, "receivers": receivers, "pending": [], "converged": True, "lastError": reason}
-    new["updatedAt"] = now
-    return new, len(failed)
+    recent: list[RecentHit] = [
+        {**r, "state": "failed", "reason": reason} if r["state"] == "pending" and r["hit"] in failed else r
+        for r in ledger["recentHits"]
+    ]
+    new: Ledger = {**ledger, "receivers": receivers, "pending": [], "recentHits": recent}
+    new["desired"], new["converged"], new["lastError"], new["updatedAt"] = None, False, reason, now
+    return _noted(new), len(failed)
 
 
 def set_observed(
     ledger: Ledger, observed: int | None, converged: bool, error: str | None, now: float
 ) -> Ledger:
-    return {**ledger, "observed": observed, "converged": converged, "lastError": error, "updatedAt": now}
+    return _noted(
+        {**ledger, "observed": observed, "converged": converged, "lastError": error, "updatedAt": now}
+    )
 
 
 def target_state(ledger: Ledger) -> TargetState:
@@ -315,9 +382,40 @@ def last_hits(ledger: Ledger) -> dict[str, HitRecord]:
     return hits
 
 
+def history(ledger: Ledger) -> list[TargetPoint]:
+    return [
+        TargetPoint(at=p["t"], desired=p["d"], observed=p["o"], converged=p["c"], error=p["e"])
+        for p in ledger["history"]
+    ]
+
+
+def recent_hits(ledger: Ledger) -> list[HitRecord]:
+    """The target's recent hits, newest first."""
+    return [
+        HitRecord(
+            hit_id=r["hit"],
+            receiver=r["receiver"],
+            outcome=r["outcome"],
+            received_at=r["at"],
+            reason=r["reason"],
+            intent_state=r["state"],
+            before=r["before"],
+            after=r["after"],
+            clamped=r["clamped"],
+            target_id=ledger["target"],
+        )
+        for r in reversed(ledger["recentHits"])
+    ]
+
+
 def from_json(data: Any, target_id: str) -> Ledger:
-    """The ledger stored in an object, completed with defaults (older or hand-made objects)."""
+    """The ledger stored in an object, completed with defaults (older or hand-made objects).
+
+    Objects written before a target had to be confirmed to be converged said a target never folded
+    was converged; it is read as it is: not converged."""
     ledger = new_ledger(target_id)
     if isinstance(data, dict):
         ledger.update(cast(Ledger, {k: v for k, v in data.items() if k in ledger}))
+    if ledger["desired"] is None:
+        ledger["converged"] = False
     return ledger

@@ -2,7 +2,8 @@
 
 Every ``PRUNE_INTERVAL`` seconds of ``received_at`` a hit prunes one slice: it examines at most
 ``PRUNE_LIMIT`` of the oldest expired hits (deleting those that may go) and deletes at most
-``PRUNE_LIMIT`` expired idempotency keys, about ten milliseconds of work. A slice that used its
+``PRUNE_LIMIT`` expired idempotency keys and as many expired target history rows, about ten
+milliseconds of work. A slice that used its
 whole limit means more is due, so the next batch prunes again: the deletion rate follows the ingest
 rate instead of a fixed number per minute. A cursor keeps the slices from re-reading hits that must
 stay (a pending intent, a receiver's latest hit); the scan starts again from the oldest hit every
@@ -42,9 +43,11 @@ class Pruner:
         return batch != self.batch and (self.behind or at - self.pruned_at >= PRUNE_INTERVAL)
 
     def prune(self, conn: sqlite3.Connection, at: float, batch: int) -> None:
-        """Forget expired idempotency keys, and hits older than ``retention`` — except a hit whose
-        intent is still pending, and each receiver's latest hit (``status`` shows it). Hit ids start
-        with their time, so the age test runs on the primary key.
+        """Forget expired idempotency keys, hits older than ``retention`` — except a hit whose
+        intent is still pending, and each receiver's latest hit (``status`` shows it) — and target
+        history rows older than ``retention`` except each target's newest (its current state, which
+        the next change is compared with). Hit ids start with their time, so the age test runs on
+        the primary key.
 
         If the batch rolls back, the slice's deletions are undone but the cursor stays: those hits
         wait for the next sweep."""
@@ -69,4 +72,9 @@ class Pruner:
             (self.cursor, last),
         )
         self.cursor = last
-        self.behind = row is not None or keys >= self.limit
+        points = conn.execute(
+            "DELETE FROM target_history WHERE id IN (SELECT h.id FROM target_history h WHERE h.at <= ?"
+            " AND h.id < (SELECT MAX(l.id) FROM target_history l WHERE l.target_id = h.target_id) LIMIT ?)",
+            (at - self.retention, self.limit),
+        ).rowcount
+        self.behind = row is not None or keys >= self.limit or points >= self.limit

@@ -9,6 +9,11 @@ tables inside the transaction that then records the hit.
 The indexes behind the hot queries (``controller.store.sqlite_schema``): ``idempotency``'s primary
 key, ``hits_dedupe`` and ``hits_accepted`` for the rule; ``hits_latest`` so ``last_hits`` never
 scans the hits; ``intents_pending`` for the reconciler.
+
+Each change of a target (a fold, a confirmation, an error, a refusal) also writes a
+``target_history`` row in the same transaction, but only when something a chart shows changed:
+the reconciler's periodic resync confirming the same value writes nothing. Hits write none; they
+are the chart's markers themselves. Retention prunes both (``controller.store.sqlite_prune``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any, Final, cast
 
 from controller.model import Outcome, Problem
 from controller.store.base import (
+    RECENT_HITS,
     FoldStep,
     HitRecord,
     HitRequest,
@@ -27,9 +33,12 @@ from controller.store.base import (
     StoredToken,
     StoreError,
     StoreStatus,
+    TargetPoint,
     TargetState,
 )
 from controller.store.rate_windows import RateWindows
+
+HISTORY_POINTS: Final = 500  # history rows ``read_status`` returns per target at most (the newest)
 
 
 class SqliteHistory:
@@ -108,7 +117,7 @@ def insert_hit(
 def targets_with_work(conn: sqlite3.Connection) -> list[str]:
     rows = conn.execute(
         "SELECT target_id FROM intents WHERE state = 'pending'"
-        " UNION SELECT target_id FROM targets WHERE converged = 0 ORDER BY target_id"
+        " UNION SELECT target_id FROM targets WHERE converged = 0 AND desired IS NOT NULL ORDER BY target_id"
     ).fetchall()
     return [str(r[0]) for r in rows]
 
@@ -139,6 +148,7 @@ def commit_fold(
         " desired = excluded.desired, converged = 0, updated_at = excluded.updated_at",
         (target_id, desired, now),
     )
+    _note_history(conn, target_id)
 
 
 def fail_intents(conn: sqlite3.Connection, target_id: str, reason: str, now: float) -> int:
@@ -147,12 +157,15 @@ def fail_intents(conn: sqlite3.Connection, target_id: str, reason: str, now: flo
         " WHERE target_id = ? AND state = 'pending'",
         (reason, now, target_id),
     ).rowcount
+    # The target refused: its desired value will never be applied, so it is withdrawn (nothing left
+    # for the reconciler to confirm) and the target stays unconverged at its observed value.
     conn.execute(
         "INSERT INTO targets (target_id, desired, observed, converged, last_error, updated_at)"
-        " VALUES (?, NULL, NULL, 1, ?, ?) ON CONFLICT (target_id) DO UPDATE SET"
-        " converged = 1, last_error = excluded.last_error, updated_at = excluded.updated_at",
+        " VALUES (?, NULL, NULL, 0, ?, ?) ON CONFLICT (target_id) DO UPDATE SET desired = NULL,"
+        " converged = 0, last_error = excluded.last_error, updated_at = excluded.updated_at",
         (target_id, reason, now),
     )
+    _note_history(conn, target_id)
     return int(count)
 
 
@@ -169,6 +182,22 @@ def set_observed(
         " VALUES (?, NULL, ?, ?, ?, ?) ON CONFLICT (target_id) DO UPDATE SET observed = excluded.observed,"
         " converged = excluded.converged, last_error = excluded.last_error, updated_at = excluded.updated_at",
         (target_id, observed, int(converged), error, now),
+    )
+    _note_history(conn, target_id)
+
+
+def _note_history(conn: sqlite3.Connection, target_id: str) -> None:
+    """A history row with the target's state, unless its newest row already shows it: a resync that
+    confirms the same value writes nothing."""
+    conn.execute(
+        "INSERT INTO target_history (target_id, at, desired, observed, converged, error)"
+        " SELECT t.target_id, t.updated_at, t.desired, t.observed, t.converged, t.last_error"
+        " FROM targets t WHERE t.target_id = ? AND NOT EXISTS (SELECT 1 FROM"
+        " (SELECT desired, observed, converged, error FROM target_history"
+        "  WHERE target_id = t.target_id ORDER BY id DESC LIMIT 1) h"
+        " WHERE h.desired IS t.desired AND h.observed IS t.observed AND h.converged = t.converged"
+        " AND h.error IS t.last_error)",
+        (target_id,),
     )
 
 
@@ -195,29 +224,70 @@ def list_targets(conn: sqlite3.Connection) -> list[TargetState]:
     return [_target(r) for r in conn.execute(f"SELECT {_TARGET_COLUMNS} FROM targets ORDER BY target_id")]
 
 
+# A hit as status shows it: the hit, its intent's state and fold (the reason of a failed intent).
+_HIT_COLUMNS: Final = (
+    "h.id, h.receiver, h.outcome, h.received_at,"
+    " CASE WHEN i.state = 'failed' THEN i.reason ELSE h.reason END,"
+    " i.state, i.before, i.after, i.clamped, h.target_id"
+)
+
+
+def _hit(row: Any) -> HitRecord:
+    return HitRecord(
+        hit_id=row[0],
+        receiver=row[1],
+        outcome=cast(Outcome, row[2]),
+        received_at=float(row[3]),
+        reason=row[4],
+        intent_state=cast(IntentState | None, row[5]),
+        before=row[6],
+        after=row[7],
+        clamped=None if row[8] is None else bool(row[8]),
+        target_id=row[9],
+    )
+
+
 def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
     rows = conn.execute(
-        "SELECT h.id, h.receiver, h.outcome, h.received_at,"
-        " CASE WHEN i.state = 'failed' THEN i.reason ELSE h.reason END,"
-        " i.state, i.before, i.after, i.clamped"
+        f"SELECT {_HIT_COLUMNS}"
         " FROM (SELECT receiver, MAX(id) AS id FROM hits GROUP BY receiver) l"
         " JOIN hits h ON h.id = l.id LEFT JOIN intents i ON i.hit_id = h.id"
         " ORDER BY h.receiver"
     ).fetchall()
-    return {
-        r[1]: HitRecord(
-            hit_id=r[0],
-            receiver=r[1],
-            outcome=cast(Outcome, r[2]),
-            received_at=float(r[3]),
-            reason=r[4],
-            intent_state=cast(IntentState | None, r[5]),
-            before=r[6],
-            after=r[7],
-            clamped=None if r[8] is None else bool(r[8]),
-        )
-        for r in rows
-    }
+    return {r[1]: _hit(r) for r in rows}
+
+
+def recent_hits(conn: sqlite3.Connection, limit: int = RECENT_HITS) -> list[HitRecord]:
+    """The newest hits of every receiver, newest first (hit ids grow with time)."""
+    rows = conn.execute(
+        f"SELECT {_HIT_COLUMNS} FROM hits h LEFT JOIN intents i ON i.hit_id = h.id"
+        " ORDER BY h.id DESC LIMIT ?",
+        (limit,),
+    )
+    return [_hit(r) for r in rows]
+
+
+def history(conn: sqlite3.Connection, points: int = HISTORY_POINTS) -> dict[str, list[TargetPoint]]:
+    """Each target's newest ``points`` history rows, oldest first."""
+    rows = conn.execute(
+        "SELECT target_id, at, desired, observed, converged, error FROM"
+        " (SELECT *, ROW_NUMBER() OVER (PARTITION BY target_id ORDER BY id DESC) AS newest"
+        "  FROM target_history) WHERE newest <= ? ORDER BY target_id, id",
+        (points,),
+    )
+    result: dict[str, list[TargetPoint]] = {}
+    for r in rows:
+        point = TargetPoint(at=float(r[1]), desired=r[2], observed=r[3], converged=bool(r[4]), error=r[5])
+        result.setdefault(str(r[0]), []).append(point)
+    return result
+
+
+def latest_intents(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """The newest accepted intent of each target, whatever became of it."""
+    rows = conn.execute(
+        "SELECT target_id, intent FROM intents WHERE seq IN (SELECT MAX(seq) FROM intents GROUP BY target_id)"
+    )
+    return {str(r[0]): json.loads(r[1]) for r in rows}
 
 
 def pending_counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -324,7 +394,7 @@ def read_status(conn: sqlite3.Connection) -> StoreStatus:
         targets=list_targets(conn),
         pending=pending_counts(conn),
         last_hits=last_hits(conn),
-        recent_hits=[],
-        history={},
-        latest_intents={},
+        recent_hits=recent_hits(conn),
+        history=history(conn),
+        latest_intents=latest_intents(conn),
     )

@@ -106,6 +106,22 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     CREATE INDEX idempotency_hit ON idempotency (hit_id)
     """,
+    # 4: each target's state over time (its chart on the status page): a row per visible change,
+    # written with the change and pruned with the hits. A target never confirmed is not converged.
+    """
+    CREATE TABLE target_history (
+        id INTEGER PRIMARY KEY,
+        target_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        desired INTEGER,
+        observed INTEGER,
+        converged INTEGER NOT NULL,
+        error TEXT
+    );
+    CREATE INDEX target_history_target ON target_history (target_id, id);
+    CREATE INDEX target_history_age ON target_history (at);
+    UPDATE targets SET converged = 0 WHERE desired IS NULL
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
