@@ -295,19 +295,15 @@ def commit_fold(ledger: Ledger, desired: int, steps: Sequence[FoldStep], now: fl
         if recent["state"] == "pending" and (step := by_hit.get(recent["hit"])) is not None:
             _mark_folded(recent, step)
     new["pending"], new["desired"], new["converged"], new["updatedAt"] = remaining, desired, False, now
-    return _noted(new)
+    return _with_history_point(new)
 
 
 def _mark_folded(hit: LastHit, step: FoldStep) -> None:
-    hit["state"], hit["before"], hit["after"], hit["clamped"] = (
-        "folded",
-        step.before,
-        step.after,
-        step.clamped,
-    )
+    hit["state"], hit["before"] = "folded", step.before
+    hit["after"], hit["clamped"] = step.after, step.clamped
 
 
-def _noted(ledger: Ledger) -> Ledger:
+def _with_history_point(ledger: Ledger) -> Ledger:
     """The ledger with a history point for its state, unless its newest point already shows it."""
     point: HistoryPoint = {
         "t": ledger["updatedAt"],
@@ -337,13 +333,13 @@ def fail_intents(ledger: Ledger, reason: str, now: float) -> tuple[Ledger, int]:
     ]
     new: Ledger = {**ledger, "receivers": receivers, "pending": [], "recentHits": recent}
     new["desired"], new["converged"], new["lastError"], new["updatedAt"] = None, False, reason, now
-    return _noted(new), len(failed)
+    return _with_history_point(new), len(failed)
 
 
 def set_observed(
     ledger: Ledger, observed: int | None, converged: bool, error: str | None, now: float
 ) -> Ledger:
-    return _noted(
+    return _with_history_point(
         {**ledger, "observed": observed, "converged": converged, "lastError": error, "updatedAt": now}
     )
 
@@ -363,22 +359,27 @@ def has_work(ledger: Ledger) -> bool:
     return bool(ledger["pending"]) or (ledger["desired"] is not None and not ledger["converged"])
 
 
+def _hit_record(ledger: Ledger, receiver: str, hit: LastHit) -> HitRecord:
+    return HitRecord(
+        hit_id=hit["hit"],
+        receiver=receiver,
+        outcome=hit["outcome"],
+        received_at=hit["at"],
+        reason=hit["reason"],
+        intent_state=hit["state"],
+        before=hit["before"],
+        after=hit["after"],
+        clamped=hit["clamped"],
+        target_id=ledger["target"],
+    )
+
+
 def last_hits(ledger: Ledger) -> dict[str, HitRecord]:
     hits = {}
     for receiver, entry in ledger["receivers"].items():
         last = entry.get("lastHit")
         if last is not None:
-            hits[receiver] = HitRecord(
-                hit_id=last["hit"],
-                receiver=receiver,
-                outcome=last["outcome"],
-                received_at=last["at"],
-                reason=last["reason"],
-                intent_state=last["state"],
-                before=last["before"],
-                after=last["after"],
-                clamped=last["clamped"],
-            )
+            hits[receiver] = _hit_record(ledger, receiver, last)
     return hits
 
 
@@ -391,21 +392,7 @@ def history(ledger: Ledger) -> list[TargetPoint]:
 
 def recent_hits(ledger: Ledger) -> list[HitRecord]:
     """The target's recent hits, newest first."""
-    return [
-        HitRecord(
-            hit_id=r["hit"],
-            receiver=r["receiver"],
-            outcome=r["outcome"],
-            received_at=r["at"],
-            reason=r["reason"],
-            intent_state=r["state"],
-            before=r["before"],
-            after=r["after"],
-            clamped=r["clamped"],
-            target_id=ledger["target"],
-        )
-        for r in reversed(ledger["recentHits"])
-    ]
+    return [_hit_record(ledger, r["receiver"], r) for r in reversed(ledger["recentHits"])]
 
 
 def from_json(data: Any, target_id: str) -> Ledger:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterable
 from typing import Any, Final, cast
 
 from controller.model import Outcome, Problem
@@ -268,26 +269,35 @@ def recent_hits(conn: sqlite3.Connection, limit: int = RECENT_HITS) -> list[HitR
 
 
 def history(conn: sqlite3.Connection, points: int = HISTORY_POINTS) -> dict[str, list[TargetPoint]]:
-    """Each target's newest ``points`` history rows, oldest first."""
-    rows = conn.execute(
-        "SELECT target_id, at, desired, observed, converged, error FROM"
-        " (SELECT *, ROW_NUMBER() OVER (PARTITION BY target_id ORDER BY id DESC) AS newest"
-        "  FROM target_history) WHERE newest <= ? ORDER BY target_id, id",
-        (points,),
-    )
+    """Each target's newest ``points`` history rows, oldest first: one indexed read per target, so a
+    busy target's long history costs its ``points`` rows, not a scan."""
     result: dict[str, list[TargetPoint]] = {}
-    for r in rows:
-        point = TargetPoint(at=float(r[1]), desired=r[2], observed=r[3], converged=bool(r[4]), error=r[5])
-        result.setdefault(str(r[0]), []).append(point)
+    for (target_id,) in conn.execute("SELECT target_id FROM targets ORDER BY target_id").fetchall():
+        rows = conn.execute(
+            "SELECT at, desired, observed, converged, error FROM target_history"
+            " WHERE target_id = ? ORDER BY id DESC LIMIT ?",
+            (target_id, points),
+        ).fetchall()
+        if rows:
+            result[str(target_id)] = [
+                TargetPoint(at=float(r[0]), desired=r[1], observed=r[2], converged=bool(r[3]), error=r[4])
+                for r in reversed(rows)
+            ]
     return result
 
 
-def latest_intents(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """The newest accepted intent of each target, whatever became of it."""
-    rows = conn.execute(
-        "SELECT target_id, intent FROM intents WHERE seq IN (SELECT MAX(seq) FROM intents GROUP BY target_id)"
-    )
-    return {str(r[0]): json.loads(r[1]) for r in rows}
+def latest_intents(conn: sqlite3.Connection, target_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The newest accepted intent of each target, whatever became of it. Read backwards from the
+    newest intent (seq is the rowid), so an active target costs one row; an index on the target would
+    cost every hit a write."""
+    result: dict[str, dict[str, Any]] = {}
+    for target_id in target_ids:
+        row = conn.execute(
+            "SELECT intent FROM intents WHERE target_id = ? ORDER BY seq DESC LIMIT 1", (target_id,)
+        ).fetchone()
+        if row is not None:
+            result[target_id] = json.loads(row[0])
+    return result
 
 
 def pending_counts(conn: sqlite3.Connection) -> dict[str, int]:
@@ -390,11 +400,12 @@ def pragmas(conn: sqlite3.Connection) -> dict[str, Any]:
 
 def read_status(conn: sqlite3.Connection) -> StoreStatus:
     """Everything the status views show, read by one connection (the caller holds one transaction)."""
+    targets, pending = list_targets(conn), pending_counts(conn)
     return StoreStatus(
-        targets=list_targets(conn),
-        pending=pending_counts(conn),
+        targets=targets,
+        pending=pending,
         last_hits=last_hits(conn),
         recent_hits=recent_hits(conn),
         history=history(conn),
-        latest_intents=latest_intents(conn),
+        latest_intents=latest_intents(conn, sorted({t.target_id for t in targets} | set(pending))),
     )
