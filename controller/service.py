@@ -38,15 +38,13 @@ from controller.receivers.watcher import ReceiverWatcher
 from controller.settings import Settings
 from controller.statedir import secure_state_dir
 from controller.statelock import lock_state_dir
+from controller.store.base import CATTLE_PROBLEM_META
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite_schema import DB_NAME
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
-from controller.wiring import WIRING, CleanupCtx, Wiring, running, stop_on_signals, wire
+from controller.wiring import NO_CATTLE, WIRING, CleanupCtx, Wiring, running, stop_on_signals, wire
 
 logger = logging.getLogger(__name__)
-
-NO_CATTLE = "none (no --cattle-url)"  # the stored label when no default Cattle is configured
-CATTLE_PROBLEM = "cattle_problem"  # the store's meta key: why Cattle can't be used, "" when it can
 
 
 async def run_service(settings: Settings, *, print_urls: bool = False) -> None:
@@ -121,7 +119,7 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         wiring.cattle,
         wiring.health,
         interval=settings.resync_interval,
-        note=lambda problem: store.set_meta(CATTLE_PROBLEM, problem),
+        note=lambda problem: store.set_meta(CATTLE_PROBLEM_META, problem),
     )
     if checking is not None:
         wiring.app.cleanup_ctx.append(checking)
@@ -136,7 +134,7 @@ def noting_start(store: SqliteStore, settings: Settings) -> CleanupCtx:
         await store.set_meta("public_url", settings.base_url)
         logger.info("store durability: %s", await store.pragmas())
         await store.set_meta("cattle", cattle_label(app[WIRING]))
-        await store.set_meta(CATTLE_PROBLEM, "")  # not an earlier run's: this run's check writes its own
+        await store.set_meta(CATTLE_PROBLEM_META, "")  # not an earlier run's: this run's check writes its own
         yield
 
     return entry

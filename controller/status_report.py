@@ -19,7 +19,7 @@ from controller.drivers import load_drivers
 from controller.drivers.contract import DriverSet
 from controller.status.text import render_text
 from controller.status.view import ReceiverRef, StatusView, build_view
-from controller.store.base import StoreUnavailable
+from controller.store.base import CATTLE_PROBLEM_META, StoreUnavailable
 from controller.store.sqlite_schema import DB_NAME
 from controller.store.sqlite_snapshot import Snapshot, read_snapshot
 from controller.tokens import KEYS_DIR, KeyRing, restore_token, trigger_url
@@ -46,9 +46,6 @@ def trigger_url_from_state(state_dir: Path, namespace: str, name: str, public_ur
 
 
 Output = Literal["text", "json", "yaml"]
-CATTLE_PROBLEM = (
-    "cattle_problem"  # the meta key where ``run`` keeps why Cattle can't be used ("" when it can)
-)
 
 
 def snapshot_view(snapshot: Snapshot, drivers: DriverSet, now: float) -> StatusView:
@@ -61,7 +58,7 @@ def snapshot_view(snapshot: Snapshot, drivers: DriverSet, now: float) -> StatusV
         drivers=drivers,
         problems=[str(p) for p in snapshot.problems],
         cattle_label=snapshot.meta.get("cattle", "unknown (the service has not started yet)"),
-        cattle_problem=snapshot.meta.get(CATTLE_PROBLEM) or None,
+        cattle_problem=snapshot.meta.get(CATTLE_PROBLEM_META) or None,
         now=now,
     )
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.cattle.reachability import NOT_YET
+from controller.store.base import CATTLE_PROBLEM_META
 from controller.store.sqlite_schema import DB_NAME
 from controller.store.sqlite_snapshot import read_snapshot
 from tests.processes import REPO, WEBHOOK_SERVICE, Sandbox, Service, free_port, write_receiver, write_seed
@@ -140,7 +141,7 @@ async def test_an_unreachable_cattle_fails_readyz_until_it_answers(tmp_path: Pat
         assert (status, body["failing"]) == (503, ["cattle"])
         assert body["reasons"]["cattle"].startswith("unreachable: GET /v2-beta/projects")
         noted = await until(
-            lambda: read_snapshot(state / DB_NAME).meta.get("cattle_problem"), what="the note"
+            lambda: read_snapshot(state / DB_NAME).meta.get(CATTLE_PROBLEM_META), what="the note"
         )
         assert (noted or "").startswith("unreachable: GET /v2-beta/projects")
 
@@ -150,7 +151,7 @@ async def test_an_unreachable_cattle_fails_readyz_until_it_answers(tmp_path: Pat
     finally:
         service.stop()
         sandbox.stop()
-    assert read_snapshot(state / DB_NAME).meta["cattle_problem"] == ""
+    assert read_snapshot(state / DB_NAME).meta[CATTLE_PROBLEM_META] == ""
     lines = [json.loads(line) for line in service.output().splitlines()]
     assert {"time", "level", "logger", "message"} <= lines[0].keys()
     [error] = [

@@ -12,7 +12,8 @@ import yaml
 from controller.drivers import load_drivers
 from controller.status.text import render_text
 from controller.status.view import TargetView, epoch, iso
-from controller.status_report import CATTLE_PROBLEM, render, snapshot_view, watch
+from controller.status_report import render, snapshot_view, watch
+from controller.store.base import CATTLE_PROBLEM_META
 from controller.store.sqlite_snapshot import Snapshot
 from tests.status_samples import (
     ERROR,
@@ -109,7 +110,7 @@ def test_credentials_in_an_error_are_masked() -> None:
 
 def test_status_shows_the_cattle_problem_the_service_noted() -> None:
     snapshot = Snapshot(
-        tokens=[], status=store_status(), problems=[], meta={CATTLE_PROBLEM: "Cattle answers 401"}
+        tokens=[], status=store_status(), problems=[], meta={CATTLE_PROBLEM_META: "Cattle answers 401"}
     )
     view = snapshot_view(snapshot, load_drivers(), NOW)
     assert view["cattle"]["problem"] == "Cattle answers 401"

@@ -228,6 +228,9 @@ class StoreStatus:
 
 RECENT_HITS = 200  # hits ``read_status`` returns at most
 
+# The ``Store`` meta key where ``run`` keeps why Cattle can't be used ("" when it can), for ``status``.
+CATTLE_PROBLEM_META = "cattle_problem"
+
 
 class IntentStore(Protocol):
     """Hits, intents and targets: what the listener and the reconciler need."""
