@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 from collections.abc import AsyncIterator, Mapping
@@ -16,10 +17,11 @@ from controller.backoff import Backoff
 from controller.cattle.client import CattleClient
 from controller.drivers import load_drivers
 from controller.drivers.base import DriverContext
-from controller.kube.client import KubeClient, KubeObject, Ref
+from controller.kube.client import EVENTS, KubeClient, KubeObject, Ref
 from controller.kube.errors import KubeConflict
 from controller.metrics import Metrics
 from controller.model import RateLimit
+from controller.operator.app import backlog_full_event
 from controller.reconciler import Reconciler
 from controller.sandbox.app import SANDBOX_STATE, SandboxOptions, run_sandbox
 from controller.sandbox.seed import SandboxSeed, SeedProject, SeedService
@@ -240,6 +242,42 @@ async def test_a_full_ledger_is_logged_once_a_minute(
             await store.record_hit(HIT)
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and TARGET in r.getMessage()]
     assert len(warnings) == 2
+
+
+async def test_a_full_ledger_posts_one_warning_event_a_minute_on_the_refused_receiver(
+    kube: KubeEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube.add_namespaces(NS, "shop")
+    monkeypatch.setattr(ledgers, "MAX_PENDING", 0)
+    clock = FakeClock(HIT.received_at)
+    async with aiohttp.ClientSession() as session:
+        client = KubeClient(session, str(kube.url).rstrip("/"), {})
+        notice = functools.partial(backlog_full_event, client)
+        store = KubeStore(client, NS, clock=clock, on_full=notice)
+        await store.open()
+        for step in (0.0, 30.0):
+            clock.advance(step)
+            with pytest.raises(LedgerFull):
+                await store.record_hit(HIT)
+
+        async def events() -> list[KubeObject]:
+            return await client.list(EVENTS.within("shop"))
+
+        async def two_events() -> bool:
+            return len(await events()) == 2
+
+        found: list[KubeObject] = await until(events, what="the Warning Event")
+        clock.advance(31.0)  # a minute after the first: told again
+        with pytest.raises(LedgerFull):
+            await store.record_hit(HIT)
+        second: bool = await until(two_events, what="a second Event")
+        assert second
+        await store.close()
+    [event] = found
+    assert (event["type"], event["reason"]) == ("Warning", "TargetBacklogFull")
+    involved = event["involvedObject"]
+    assert (involved["kind"], involved["name"], involved["uid"]) == ("Receiver", "web-up", HIT.receiver_uid)
+    assert TARGET in event["message"]
 
 
 async def test_a_ledger_with_nothing_left_is_deleted_by_the_resync(

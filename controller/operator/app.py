@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -55,6 +56,7 @@ from controller.operator.informer import ReceiverInformer
 from controller.operator.keys import KeyWatcher, load_or_create_keyring
 from controller.operator.leader import LeaderElector, LeaseTimings
 from controller.operator.peering import PeeringCheck
+from controller.operator.receiver_status import post_event
 from controller.operator.status_mirror import StatusMirror
 from controller.rancher.keys import load_public_key
 from controller.receiver_set import ReceiverSet
@@ -62,6 +64,7 @@ from controller.receivers.schema import ReceiverSchema
 from controller.reconciler import Reconciler
 from controller.settings import Settings
 from controller.store import ledger as ledgers
+from controller.store.base import HitRequest
 from controller.store.kube import KubeStore
 from controller.tokens import TokenVerifier
 from controller.wiring import CleanupCtx, background, running, stop_on_signals, wire
@@ -141,7 +144,7 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             rancher_public_key=load_public_key(settings.rancher_public_key),
         )
         keys = handlers.KeyHolder(keyring)
-        store = KubeStore(client, settings.namespace)
+        store = KubeStore(client, settings.namespace, on_full=functools.partial(backlog_full_event, client))
         drivers = load_drivers()
         schema = ReceiverSchema.load(drivers.values())
         receiver_set = ReceiverSet()
@@ -228,6 +231,14 @@ async def operator(settings: Settings, info: kopf.ConnectionInfo) -> AsyncIterat
             )
     finally:
         await client.close()
+
+
+async def backlog_full_event(client: KubeClient, request: HitRequest, message: str) -> None:
+    """A Warning Event on the Receiver whose hit its target's full ledger refused (once a minute per
+    target, ``KubeStore``): ``kubectl describe rcv`` says why its sender gets 503."""
+    namespace, _, name = request.receiver.partition("/")
+    receiver = {"metadata": {"name": name, "namespace": namespace, "uid": request.receiver_uid}}
+    await post_event(client, receiver, "Warning", "TargetBacklogFull", message)
 
 
 def informing(informer: ReceiverInformer) -> CleanupCtx:

@@ -41,7 +41,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 from controller.kube.client import LEDGERS, KubeClient, KubeObject
@@ -111,8 +111,20 @@ def ledger_name(target_id: str) -> str:
     return "target-" + hashlib.sha256(target_id.encode()).hexdigest()[:24]
 
 
+# Told, at most once a minute per target, that a receiver's hit was refused because its target's
+# ledger is full: the operator posts it as a Warning Event on that Receiver.
+FullNotice = Callable[[HitRequest, str], Coroutine[Any, Any, None]]
+
+
 class KubeStore:
-    def __init__(self, client: KubeClient, namespace: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        namespace: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_full: FullNotice | None = None,
+    ) -> None:
         self._client = client
         self._namespace = namespace
         self._clock = clock
@@ -123,6 +135,8 @@ class KubeStore:
         self._queues: dict[str, list[tuple[HitRequest, str, asyncio.Future[HitResult]]]] = {}
         self._writers: dict[str, asyncio.Task[None]] = {}
         self._full_warned: dict[str, float] = {}  # target -> when its full ledger was last logged
+        self._on_full = on_full
+        self._notices: set[asyncio.Task[None]] = set()  # notices in flight (kept from the GC)
 
     async def open(self) -> None:
         self._open = True
@@ -159,9 +173,13 @@ class KubeStore:
                     outcomes = await self._cas(target_id, functools.partial(_record_all, requests=requests))
                 except StoreError as e:
                     outcomes = [e] * len(batch)
-                refused = [e for e in outcomes if isinstance(e, LedgerFull)]
+                refused = [
+                    (request, e)
+                    for request, e in zip(requests, outcomes, strict=True)
+                    if isinstance(e, LedgerFull)
+                ]
                 if refused:
-                    self._warn_full(target_id, refused[0], len(refused))
+                    self._warn_full(target_id, refused)
                 for (_request, _hit_id, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # the caller gave up (cancelled); its hit is recorded anyway
                         continue
@@ -173,13 +191,20 @@ class KubeStore:
             # No await between the loop's last check and this: a new hit can't slip in between.
             self._writers.pop(target_id, None)
 
-    def _warn_full(self, target_id: str, error: LedgerFull, count: int) -> None:
-        """Log a full ledger once a minute per target: every refused hit would flood the log."""
+    def _warn_full(self, target_id: str, refused: list[tuple[tuple[HitRequest, str], LedgerFull]]) -> None:
+        """Log a full ledger, and tell ``on_full``, once a minute per target: every refused hit would
+        flood the log and the Events."""
         now = self._clock()
+        (request, _hit_id), error = refused[0]
         if now - self._full_warned.get(target_id, -FULL_WARNING_INTERVAL) >= FULL_WARNING_INTERVAL:
             self._full_warned[target_id] = now
-            logger.warning("refusing hits of %s until its pending intents are applied: %s", target_id, error)
-        logger.debug("refused %d hits of %s: ledger full", count, target_id)
+            message = f"refusing hits of {target_id} until its pending intents are applied: {error}"
+            logger.warning("%s", message)
+            if self._on_full is not None:
+                task = asyncio.create_task(self._on_full(request, message), name=f"full {target_id}")
+                self._notices.add(task)
+                task.add_done_callback(self._notices.discard)
+        logger.debug("refused %d hits of %s: ledger full", len(refused), target_id)
 
     async def targets_with_work(self) -> list[str]:
         """Targets with work; deletes, on the way, the ledgers left with nothing (``ledgers.is_empty``).
