@@ -29,6 +29,7 @@ from controller.sandbox.app import SandboxOptions, run_sandbox
 from tests import toolbox
 from tests.kubeemu import KubeEmulator
 from tests.processes import WEBHOOK_SERVICE, Process, free_port
+from tests.status_samples import Dom
 
 pytestmark = pytest.mark.e2e
 
@@ -192,6 +193,13 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
             await until(applied, 60, "every hit applied once")
             await asyncio.sleep(1.0)
             assert await scale(session, cattle) == before + 61  # and nothing more afterwards
+            # Every replica's status page draws the target from the ledgers, whoever folded.
+            for replica in replicas:
+                async with session.get(f"http://127.0.0.1:{replica.port}/") as answer:
+                    page = Dom(await answer.text())
+                [section] = page.find("section", "target", target="scaleService:1a5/1s7")
+                assert section.attrs["data-desired"] == str(before + 61)
+                assert page.within("scaleService:1a5/1s7").find("circle", "point")
     finally:
         codes = [await replica.terminate() for replica in replicas]
         await client.close()
