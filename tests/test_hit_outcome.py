@@ -13,7 +13,8 @@ import pytest
 
 from controller.model import RateLimit
 from controller.store.base import HitRequest, StoreError
-from controller.store.outcome import Decision, Duplicate, RateLimited, Record, decide, rate_limit_wait
+from controller.store.outcome import Decision, Duplicate, RateLimited, Record, decide
+from controller.store.rate_bucket import Bucket
 
 AT = 1000.0
 DAY = 86400.0
@@ -28,7 +29,7 @@ class History:
     keys: dict[str, tuple[str, float]] = field(default_factory=dict)
     accepted_retries: dict[str, tuple[str, float]] = field(default_factory=dict)
     last_accepted: float | None = None
-    rate: list[float] = field(default_factory=list)
+    bucket: Bucket | None = None
 
     def idempotent_hit(self, receiver: str, key: str, since: float) -> str | None:
         seen = self.keys.get(key)
@@ -41,9 +42,8 @@ class History:
     def last_accepted_at(self, receiver: str) -> float | None:
         return self.last_accepted
 
-    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
-        times = [t for t in self.rate if t > since]
-        return len(times), min(times, default=None)
+    def rate_bucket(self, receiver: str) -> Bucket | None:
+        return self.bucket
 
 
 def request(**changes: Any) -> HitRequest:
@@ -66,12 +66,12 @@ def request(**changes: Any) -> HitRequest:
 KEY_SEEN = History(keys={"k": ("h-key", AT - 10)})
 RETRY_SEEN = History(accepted_retries={"n": ("h-retry", AT - 10)})
 ACCEPTED_10S_AGO = History(last_accepted=AT - 10)
-RATE_FULL = History(rate=[AT - 4])
+EMPTIED_4S_AGO = History(bucket=Bucket(tokens=0.0, at=AT - 4))
 ALL_SEEN = History(
     keys={"k": ("h-key", AT - 10)},
     accepted_retries={"n": ("h-retry", AT - 10)},
     last_accepted=AT - 10,
-    rate=[AT - 4],
+    bucket=Bucket(tokens=0.0, at=AT - 4),
 )
 COOLDOWN = "cooldown: last accepted hit 10.0s ago, cooldown is 30s"
 SUSPENDED = {"disposition": "suspended", "reason": "spec.suspend", "intent": None}
@@ -79,12 +79,12 @@ IGNORED = {"disposition": "ignored", "reason": "status resolved", "intent": None
 
 ROWS: list[tuple[str, History, dict[str, Any], Decision]] = [
     # accept
-    ("a hit with no history is accepted", History(), {}, Record("accepted", None, rate_counted=False)),
+    ("a hit with no history is accepted", History(), {}, Record("accepted", None, bucket=None)),
     (
-        "an accepted hit is counted by its rate limit",
+        "an accepted hit takes a token from its receiver's full bucket",
         History(),
         {"rate_limit": ONE_PER_10},
-        Record("accepted", None, rate_counted=True),
+        Record("accepted", None, bucket=Bucket(tokens=0.0, at=AT)),
     ),
     # 1. idempotency key
     (
@@ -97,13 +97,13 @@ ROWS: list[tuple[str, History, dict[str, Any], Decision]] = [
         "another idempotency key is a new hit",
         KEY_SEEN,
         {"idempotency_key": "other"},
-        Record("accepted", None, False),
+        Record("accepted", None, None),
     ),
     (
         "an idempotency key a whole window old is a new hit",
         History(keys={"k": ("h-key", AT - DAY)}),
         {"idempotency_key": "k"},
-        Record("accepted", None, False),
+        Record("accepted", None, None),
     ),
     # 2. Alertmanager retry
     (
@@ -116,33 +116,33 @@ ROWS: list[tuple[str, History, dict[str, Any], Decision]] = [
         "a notification the dedupe window's length later is new",
         RETRY_SEEN,
         {"dedupe_key": "n", "dedupe_window": 10.0},
-        Record("accepted", None, False),
+        Record("accepted", None, None),
     ),
     # 3. cooldown
     (
         "a hit within the cooldown is recorded as cooldown",
         ACCEPTED_10S_AGO,
         {"cooldown": 30.0},
-        Record("cooldown", COOLDOWN, False),
+        Record("cooldown", COOLDOWN, None),
     ),
     (
         "a hit at the end of the cooldown is accepted",
         ACCEPTED_10S_AGO,
         {"cooldown": 10.0},
-        Record("accepted", None, False),
+        Record("accepted", None, None),
     ),
     # 4. rate limit
     (
-        "a hit over the rate limit waits for the oldest to leave",
-        RATE_FULL,
+        "a hit with no token left waits until one is there",
+        EMPTIED_4S_AGO,
         {"rate_limit": ONE_PER_10},
         RateLimited(6.0),
     ),
     (
-        "a hit under the rate limit is let through",
-        RATE_FULL,
+        "a hit with a token refilled is let through and takes it",
+        History(bucket=Bucket(tokens=0.5, at=AT - 5)),
         {"rate_limit": TWO_PER_10},
-        Record("accepted", None, True),
+        Record("accepted", None, bucket=Bucket(tokens=0.5, at=AT)),
     ),
     (
         "a limit of no requests refuses for a whole window",
@@ -152,23 +152,23 @@ ROWS: list[tuple[str, History, dict[str, Any], Decision]] = [
     ),
     (
         "a limit without a window limits nothing",
-        RATE_FULL,
+        EMPTIED_4S_AGO,
         {"rate_limit": RateLimit(1, 0.0)},
-        Record("accepted", None, False),
+        Record("accepted", None, None),
     ),
     # 5. disposition
     (
         "a suspended receiver's hit is suspended",
         History(),
         SUSPENDED,
-        Record("suspended", "spec.suspend", False),
+        Record("suspended", "spec.suspend", None),
     ),
-    ("an ignored notification is ignored", History(), IGNORED, Record("ignored", "status resolved", False)),
+    ("an ignored notification is ignored", History(), IGNORED, Record("ignored", "status resolved", None)),
     (
-        "a suspended hit is counted by the rate limit",
+        "a suspended hit takes a token",
         History(),
         {**SUSPENDED, "rate_limit": ONE_PER_10},
-        Record("suspended", "spec.suspend", True),
+        Record("suspended", "spec.suspend", bucket=Bucket(tokens=0.0, at=AT)),
     ),
     # the order between them
     (
@@ -187,7 +187,7 @@ ROWS: list[tuple[str, History, dict[str, Any], Decision]] = [
         "the cooldown comes before the rate limit and disposition, and is not counted",
         ALL_SEEN,
         {"cooldown": 30.0, "rate_limit": ONE_PER_10, **SUSPENDED},
-        Record("cooldown", COOLDOWN, False),
+        Record("cooldown", COOLDOWN, None),
     ),
     (
         "the rate limit comes before the disposition",
@@ -209,4 +209,5 @@ def test_a_hit_to_act_on_without_an_intent_is_an_error() -> None:
 
 
 def test_a_clock_stepped_back_never_asks_to_wait_more_than_one_window() -> None:
-    assert rate_limit_wait(ONE_PER_10, 1, AT + 100, AT) == 10.0
+    stepped_back = History(bucket=Bucket(tokens=0.0, at=AT + 100))
+    assert decide(stepped_back, request(rate_limit=ONE_PER_10), idempotency_window=DAY) == RateLimited(10.0)

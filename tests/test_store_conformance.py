@@ -191,15 +191,25 @@ async def test_cooldown_counts_from_the_last_accepted_hit_only(store: IntentStor
 # -- rate limit
 
 
-async def test_a_hit_over_the_rate_limit_is_refused_until_the_oldest_leaves_the_window(
-    store: IntentStore,
-) -> None:
-    await store.record_hit(hit(rate_limit=TWO_PER_MINUTE))
-    await store.record_hit(hit(at=T0 + 1, rate_limit=TWO_PER_MINUTE))
+async def test_a_burst_of_the_rate_limit_s_requests_is_let_through_at_once(store: IntentStore) -> None:
+    for _ in range(2):
+        assert (await store.record_hit(hit(rate_limit=TWO_PER_MINUTE))).outcome == "accepted"
+    with pytest.raises(HitRateLimited):
+        await store.record_hit(hit(rate_limit=TWO_PER_MINUTE))
+
+
+async def test_a_hit_over_the_rate_limit_is_refused_until_a_token_refilled(store: IntentStore) -> None:
+    for _ in range(2):
+        await store.record_hit(hit(rate_limit=TWO_PER_MINUTE))
     with pytest.raises(HitRateLimited) as refused:
-        await store.record_hit(hit(at=T0 + 2, rate_limit=TWO_PER_MINUTE))
-    assert refused.value.retry_after == pytest.approx(58.0)
-    assert (await store.record_hit(hit(at=T0 + 60, rate_limit=TWO_PER_MINUTE))).outcome == "accepted"
+        await store.record_hit(hit(at=T0 + 1, rate_limit=TWO_PER_MINUTE))
+    assert refused.value.retry_after == pytest.approx(29.0)
+    with pytest.raises(HitRateLimited) as refused:
+        await store.record_hit(hit(at=T0 + 29, rate_limit=TWO_PER_MINUTE))
+    assert refused.value.retry_after == pytest.approx(1.0)
+    assert (await store.record_hit(hit(at=T0 + 30, rate_limit=TWO_PER_MINUTE))).outcome == "accepted"
+    with pytest.raises(HitRateLimited):
+        await store.record_hit(hit(at=T0 + 30, rate_limit=TWO_PER_MINUTE))
 
 
 async def test_a_rate_limited_hit_is_not_recorded_nor_counted(store: IntentStore) -> None:

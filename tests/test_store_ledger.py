@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 from dataclasses import replace
@@ -142,13 +141,35 @@ def test_idempotency_and_retry_keys_are_stored_as_fixed_size_digests() -> None:
     assert (again.outcome, again.hit_id) == ("duplicate", "h1")
 
 
-def test_the_rate_limit_keeps_no_more_times_than_its_requests() -> None:
-    limit = RateLimit(requests=3, per_seconds=3600.0)
+def test_the_rate_limit_keeps_two_numbers_per_receiver_whatever_its_requests() -> None:
+    limit = RateLimit(requests=60_000, per_seconds=60.0)
     led = ledger.new_ledger(TARGET)
-    for i in range(10):
-        with contextlib.suppress(HitRateLimited):
-            led, _ = ledger.record_hit(led, hit(1000.0 + 600 * i, rate_limit=limit), f"h{i}")
-    assert len(led["receivers"]["default/web-up"]["rate"]) <= 3
+    for i in range(2000):
+        led, _ = ledger.record_hit(led, hit(rate_limit=limit, disposition="ignored", intent=None), f"h{i}")
+    entry = led["receivers"]["default/web-up"]
+    assert entry["bucket"] == {"tokens": 58_000.0, "at": 1000.0}
+    assert "rate" not in entry and len(json.dumps(entry)) < 400
+
+
+def test_a_receiver_s_bucket_is_dropped_once_it_is_full_again() -> None:
+    swallowed = hit(rate_limit=RateLimit(requests=3, per_seconds=3600.0), cooldown=DAY)  # counts nothing
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), swallowed, "h1")
+    kept, _ = ledger.record_hit(led, replace(swallowed, received_at=1000.0 + 3599), "h2")
+    dropped, _ = ledger.record_hit(led, replace(swallowed, received_at=1000.0 + 3600), "h3")
+    assert "bucket" in kept["receivers"]["default/web-up"]
+    assert "bucket" not in dropped["receivers"]["default/web-up"]
+
+
+def test_an_older_ledger_s_list_of_rate_times_reads_as_a_full_bucket() -> None:
+    limit = RateLimit(requests=3, per_seconds=3600.0)
+    led, _ = ledger.record_hit(ledger.new_ledger(TARGET), hit(disposition="ignored", intent=None), "h1")
+    led["receivers"]["default/web-up"]["rate"] = [1000.0, 1000.0, 1000.0]
+    for i in range(3):
+        led, result = ledger.record_hit(led, hit(1001.0, rate_limit=limit), f"h{i + 2}")
+        assert result.outcome == "accepted"
+    with pytest.raises(HitRateLimited):
+        ledger.record_hit(led, hit(1001.0, rate_limit=limit), "h5")
+    assert "rate" not in led["receivers"]["default/web-up"]
 
 
 def test_an_entry_past_its_longest_window_is_dropped_by_the_next_hit_of_the_target() -> None:

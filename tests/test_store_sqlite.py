@@ -435,6 +435,22 @@ async def test_a_hit_whose_commit_failed_does_not_count_against_the_rate_limit(s
     assert (await store.record_hit(hit(at=T0 + 1, rate_limit=ONE_PER_MINUTE))).outcome == "accepted"
 
 
+async def test_a_failed_commit_puts_the_receivers_previous_bucket_back(store: GatedStore) -> None:
+    limit = RateLimit(requests=2, per_seconds=60.0)
+    for _ in range(2):
+        await store.record_hit(hit(rate_limit=limit))  # empty at T0, one token back at T0 + 30
+    gate, held = await hold_writer(store)
+    tasks = await submitted(
+        store.record_hit(hit(at=T0 + 30, rate_limit=limit)), store._submit(violates_a_deferred_constraint)
+    )
+    gate.release.set()
+    await held
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert (await store.record_hit(hit(at=T0 + 30, rate_limit=limit))).outcome == "accepted"
+    with pytest.raises(HitRateLimited):  # not a full bucket: the one before the failed batch
+        await store.record_hit(hit(at=T0 + 30, rate_limit=limit))
+
+
 async def test_a_batch_run_again_after_a_failing_job_counts_each_hit_once(store: GatedStore) -> None:
     limit = RateLimit(requests=2, per_seconds=60.0)
     gate, held = await hold_writer(store)

@@ -3,7 +3,7 @@
 - ``base``         the interface (``Store``, ``IntentStore``) and its records and errors
 - ``outcome``      the one rule that decides a hit's outcome, over a history each store answers
 - ``ids``          hit ids and the idempotency window, the same in both modes
-- ``rate_windows`` per-receiver rate-limit windows kept in memory by one process
+- ``rate_bucket``  the rate limit as a token bucket, and the buckets one process keeps in memory
 - ``sqlite``       standalone mode's ``SqliteStore``, built from ``sqlite_schema`` (schema and
   migrations), ``sqlite_groupcommit`` (batches, COMMIT on a thread, file identity, write probe),
   ``sqlite_queries`` (the SQL of each operation), ``sqlite_prune`` (retention) and

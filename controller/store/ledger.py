@@ -2,7 +2,7 @@
 
 In Kubernetes mode a target's durable state is one ``IntentLedger`` object: its pending intents in
 arrival order, its desired and observed scale, and, per receiver, what decides a hit's outcome
-(idempotency keys, Alertmanager retry keys, the last accepted time, the rate-limit window, the last
+(idempotency keys, Alertmanager retry keys, the last accepted time, the rate-limit bucket, the last
 hit). Every change is "read the object, compute the new ledger with a function below, write it back
 with the resourceVersion read" (``controller.store.kube``); a 409 means another replica wrote first
 and the function runs again on the fresh ledger. So these functions must be pure: same ledger and
@@ -18,10 +18,10 @@ SQLite the object has a size limit (etcd's is about 1.5 MiB), so everything it h
   ledger over ``MAX_LEDGER_BYTES`` (``controller.store.kube``), whatever filled it;
 - idempotency and Alertmanager retry keys as fixed-size digests (``key_digest``), idempotency keys
   for 24 h but at most ``MAX_KEYS`` per receiver (the oldest go first), retry keys for their window;
-- rate-limit times within their window: the rule lets a hit through only while fewer than
-  ``requests`` are in it, so a receiver keeps at most ``requests`` times (about 18 bytes each). That
-  keeps the sliding window both stores decide by exact; the price is that a limit of tens of
-  thousands of requests per window can fill the ledger up to its size cap;
+- the rate limit as a token bucket (``controller.store.rate_bucket``): two numbers per receiver,
+  ``bucket: {tokens, at}``, whatever its ``requests``, dropped once it is full again (``perSeconds``
+  after its last hit). A ledger written before kept a ``rate`` list of hit times instead: it is read
+  as a full bucket and dropped by the receiver's next hit;
 - the target's ``history`` (its chart on the status page) as the last ``MAX_HISTORY`` points, one
   per visible change of desired, observed, converged or error (compact keys, about 60 bytes each),
   and its ``recentHits`` as the last ``MAX_RECENT_HITS`` hits of any outcome (about 200 bytes each):
@@ -62,6 +62,7 @@ from controller.store.base import (
 )
 from controller.store.ids import IDEMPOTENCY_WINDOW
 from controller.store.outcome import Duplicate, RateLimited, decide
+from controller.store.rate_bucket import Bucket
 
 MAX_KEYS = 1000  # idempotency keys remembered per receiver (bounds the object's size)
 MAX_PENDING = 2000  # pending intents per target; about 200 bytes each
@@ -95,12 +96,18 @@ class HistoryPoint(TypedDict):
     e: str | None  # error
 
 
+class RateBucket(TypedDict):
+    tokens: float  # left after the last hit the rate limit counted
+    at: float  # that hit's time
+
+
 class ReceiverEntry(TypedDict):
     uid: str
     lastAccepted: float | None
     idempotency: dict[str, list[Any]]  # key -> [hit id, received at]
     dedupe: dict[str, list[Any]]  # Alertmanager notification identity -> [hit id, received at]
-    rate: list[float]  # times of hits counted by the rate limit, oldest first
+    bucket: NotRequired[RateBucket]  # absent: full
+    rate: NotRequired[list[float]]  # older objects' hit times, read as a full bucket
     keepUntil: NotRequired[float]  # after this the entry decides nothing (absent: kept, older objects)
     lastHit: NotRequired[LastHit]
 
@@ -173,9 +180,9 @@ class _EntryHistory:
     def last_accepted_at(self, receiver: str) -> float | None:
         return self._entry["lastAccepted"]
 
-    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
-        times = [t for t in self._entry["rate"] if t > since]
-        return len(times), min(times, default=None)
+    def rate_bucket(self, receiver: str) -> Bucket | None:
+        kept = self._entry.get("bucket")
+        return None if kept is None else Bucket(tokens=kept["tokens"], at=kept["at"])
 
 
 def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, HitResult]:
@@ -191,7 +198,6 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
             "lastAccepted": None,
             "idempotency": {},
             "dedupe": {},
-            "rate": [],
         }
     else:
         entry = _forget_old(old, req, at)
@@ -202,8 +208,8 @@ def record_hit(ledger: Ledger, req: HitRequest, hit_id: str) -> tuple[Ledger, Hi
     if isinstance(decision, RateLimited):
         raise HitRateLimited(retry_after=decision.retry_after)
     new: Ledger = {**ledger, "receivers": _live_entries(ledger["receivers"], at)}
-    if decision.rate_counted:
-        entry["rate"].append(at)
+    if decision.bucket is not None:
+        entry["bucket"] = {"tokens": decision.bucket.tokens, "at": decision.bucket.at}
     if decision.outcome == "accepted":
         if len(ledger["pending"]) >= MAX_PENDING:
             raise LedgerFull(
@@ -255,14 +261,17 @@ def _forget_old(entry: ReceiverEntry, req: HitRequest, at: float) -> ReceiverEnt
     idempotency = {k: v for k, v in entry["idempotency"].items() if at - v[1] < IDEMPOTENCY_WINDOW}
     if len(idempotency) >= MAX_KEYS:
         idempotency = dict(sorted(idempotency.items(), key=lambda kv: kv[1][1])[-(MAX_KEYS - 1) :])
-    window = req.rate_limit.per_seconds if req.rate_limit is not None else 0.0
-    rate = [t for t in entry["rate"] if at - t < window]
-    return {
+    kept: ReceiverEntry = {
         **entry,
         "idempotency": idempotency,
         "dedupe": {k: v for k, v in entry["dedupe"].items() if at - v[1] < req.dedupe_window},
-        "rate": rate,
     }
+    kept.pop("rate", None)
+    bucket = kept.get("bucket")
+    window = req.rate_limit.per_seconds if req.rate_limit is not None else 0.0
+    if bucket is not None and at - bucket["at"] >= window:  # full again
+        del kept["bucket"]
+    return kept
 
 
 def is_empty(ledger: Ledger, now: float) -> bool:

@@ -10,17 +10,19 @@ The order, first match wins:
 2. **Alertmanager retry**: an *accepted* hit with the same dedupe key within ``dedupe_window``: a
    duplicate of it.
 3. **Cooldown**: within ``cooldown`` of the receiver's last accepted hit: recorded as "cooldown".
-4. **Rate limit**: ``requests`` counted hits within the last ``per_seconds``: refused (not recorded,
-   not counted), with the seconds until the oldest of them leaves the window.
+4. **Rate limit**: no token left in the receiver's bucket (``controller.store.rate_bucket``): refused
+   (not recorded, not counted), with the seconds until a token is there.
 5. **The listener's disposition**: "suspended" or "ignored" as the receiver's spec says.
 6. Otherwise **accepted**; a hit to act on must carry its intent.
 
 Repeats are answered before anything counts them: a sender retrying a hit it already got through
 is told "duplicate" rather than 429, and a hit the cooldown swallows was never going to act, so it
-doesn't use up the rate limit. Every hit the rate limit lets through counts, whatever it does next.
+doesn't use up the rate limit. Every hit the rate limit lets through takes a token, whatever it does
+next: the decision carries the receiver's bucket after it, for the store to keep with the hit.
 
 Windows are compared on ``received_at`` values only (never a clock), as ``since`` bounds: a window
 of W seconds holds the times ``t > received_at - W``, so a hit exactly W seconds later is outside.
+The bucket refills by ``received_at`` values too.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from controller.model import Outcome, RateLimit
+from controller.model import Outcome
 from controller.store.base import HitRequest, StoreError
+from controller.store.rate_bucket import Bucket, take
 
 
 class HitHistory(Protocol):
@@ -45,8 +48,8 @@ class HitHistory(Protocol):
 
     def last_accepted_at(self, receiver: str) -> float | None: ...
 
-    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
-        """How many hits the rate limit counted after ``since``, and the oldest of them."""
+    def rate_bucket(self, receiver: str) -> Bucket | None:
+        """The receiver's bucket after the last hit the rate limit counted; None when full."""
         ...
 
 
@@ -66,7 +69,7 @@ class Record:
 
     outcome: Outcome
     reason: str | None
-    rate_counted: bool  # the rate limit let it through: the store counts it
+    bucket: Bucket | None  # the rate limit counted it: the receiver's bucket now, for the store to keep
 
 
 Decision = Duplicate | RateLimited | Record
@@ -87,29 +90,14 @@ def decide(history: HitHistory, req: HitRequest, *, idempotency_window: float) -
         last = history.last_accepted_at(req.receiver)
         if last is not None and at - last < req.cooldown:
             reason = f"cooldown: last accepted hit {at - last:.1f}s ago, cooldown is {req.cooldown:g}s"
-            return Record("cooldown", reason, rate_counted=False)
+            return Record("cooldown", reason, bucket=None)
+    bucket: Bucket | None = None
     if req.rate_limit is not None:
-        count, oldest = history.rate_counted(req.receiver, at - req.rate_limit.per_seconds)
-        wait = rate_limit_wait(req.rate_limit, count, oldest, at)
+        bucket, wait = take(req.rate_limit, history.rate_bucket(req.receiver), at)
         if wait is not None:
             return RateLimited(wait)
-    counted = req.rate_limit is not None and req.rate_limit.per_seconds > 0
     if req.disposition != "act":
-        return Record(req.disposition, req.reason, rate_counted=counted)
+        return Record(req.disposition, req.reason, bucket=bucket)
     if req.intent is None:
         raise StoreError(f"hit of {req.receiver} to act on has no intent")
-    return Record("accepted", req.reason, rate_counted=counted)
-
-
-def rate_limit_wait(limit: RateLimit, count: int, oldest: float | None, at: float) -> float | None:
-    """None when ``limit`` lets one more hit through at ``at``, else the seconds until it will.
-
-    ``count`` hits were counted in the window, the oldest at ``oldest``."""
-    if limit.per_seconds <= 0:  # the schema forbids it; no window means no limit, not a crash
-        return None
-    if count < limit.requests:
-        return None
-    if oldest is None:  # a limit of zero requests
-        return limit.per_seconds
-    # A clock stepped back leaves times ahead of ``at``: never ask for more than one window.
-    return min(limit.per_seconds, max(0.0, oldest + limit.per_seconds - at))
+    return Record("accepted", req.reason, bucket=bucket)

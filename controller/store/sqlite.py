@@ -10,10 +10,10 @@ The store is assembled from modules that each do one job: the file's schema and 
   (``controller.store.outcome``) with a history read inside the transaction that records the hit,
   and all transactions are serialised, so two concurrent hits can never both pass a check only one
   should pass.
-- **The rate limit counts in memory.** One process owns the file, so the times the rate limit
-  counted are kept in ``RateWindows``, which costs what the listener's token buckets did and no
-  query. A hit's time joins its receiver's window in the hit's job and leaves it again if the batch
-  rolls back (the group commit's ``on_rollback``), so a refused or failed hit never counts.
+- **The rate limit counts in memory.** One process owns the file, so each receiver's token bucket
+  is kept in ``Buckets`` (``controller.store.rate_bucket``), two numbers and no query. A hit's job
+  sets its receiver's bucket, and the batch puts the previous one back if it rolls back (the group
+  commit's ``on_rollback``), so a refused or failed hit never takes a token.
 - **Time windows compare ``received_at`` values**, never the wall clock, so they are exact to test.
   ``clock`` only stamps ``updated_at`` on targets and intents.
 - Receivers are identified by their key ("namespace/name") for idempotency, dedupe, cooldown and the
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.model import Problem
+from controller.model import Problem, RateLimit
 from controller.settings import MIN_RETENTION
 from controller.store import sqlite_queries as queries
 from controller.store.base import (
@@ -47,7 +47,7 @@ from controller.store.base import (
 )
 from controller.store.ids import IDEMPOTENCY_WINDOW, HitIds
 from controller.store.outcome import Duplicate, RateLimited, decide
-from controller.store.rate_windows import RateWindows
+from controller.store.rate_bucket import Bucket, Buckets
 from controller.store.sqlite_groupcommit import PROBE_INTERVAL, GroupCommit
 from controller.store.sqlite_prune import DEFAULT_RETENTION, PRUNE_LIMIT, Pruner
 from controller.store.sqlite_schema import SCHEMA_VERSION, connect
@@ -93,8 +93,9 @@ class SqliteStore:
         self.path = path
         self._clock = clock
         self._hit_ids = HitIds()
-        self._rate = RateWindows()
-        self._rate_added: list[tuple[str, float]] = []  # by the batch in progress, undone on rollback
+        self._rate = Buckets()
+        # The buckets the batch in progress replaced, put back on rollback.
+        self._rate_replaced: list[tuple[str, Bucket | None, RateLimit]] = []
 
     @property
     def commits(self) -> int:
@@ -221,15 +222,16 @@ class SqliteStore:
         queries.insert_hit(conn, req, hit_id, decision.outcome, decision.reason)
         if decision.outcome == "accepted":
             queries.insert_intent(conn, req, hit_id, self._clock())
-        if decision.rate_counted:  # last: a job that raised never counted
-            self._rate.add(req.receiver, at)
-            self._rate_added.append((req.receiver, at))
+        # Last: a job that raised never took a token.
+        if decision.bucket is not None and req.rate_limit is not None:
+            self._rate_replaced.append((req.receiver, self._rate.get(req.receiver), req.rate_limit))
+            self._rate.put(req.receiver, decision.bucket, req.rate_limit)
         return HitResult(hit_id=hit_id, outcome=decision.outcome)
 
     def _keep_rate_counts(self) -> None:
-        self._rate_added.clear()
+        self._rate_replaced.clear()
 
     def _undo_rate_counts(self) -> None:
-        for receiver, at in reversed(self._rate_added):
-            self._rate.remove(receiver, at)
-        self._rate_added.clear()
+        for receiver, previous, limit in reversed(self._rate_replaced):
+            self._rate.put(receiver, previous, limit)
+        self._rate_replaced.clear()

@@ -18,7 +18,7 @@ Why it is shaped this way:
   durable. If the COMMIT fails, every job of the batch fails. All transactions are serialised, so a
   job that reads and then writes can never interleave with another.
 - **State kept beside the file follows the transaction.** Jobs may change memory that mirrors the
-  tables (the store's rate windows); ``on_rollback`` undoes what the batch changed whenever its
+  tables (the store's rate-limit buckets); ``on_rollback`` undoes what the batch changed whenever its
   transaction is rolled back (before a re-run with savepoints, or when it failed), ``on_commit``
   keeps it once durable.
 - **Acknowledged means durable in the live file.** After every COMMIT the committer thread checks

@@ -37,15 +37,15 @@ from controller.store.base import (
     TargetPoint,
     TargetState,
 )
-from controller.store.rate_windows import RateWindows
+from controller.store.rate_bucket import Bucket, Buckets
 
 HISTORY_POINTS: Final = 500  # history rows ``read_status`` returns per target at most (the newest)
 
 
 class SqliteHistory:
-    """``HitHistory`` from the tables, plus the store's in-memory rate windows."""
+    """``HitHistory`` from the tables, plus the store's in-memory rate-limit buckets."""
 
-    def __init__(self, conn: sqlite3.Connection, rate: RateWindows) -> None:
+    def __init__(self, conn: sqlite3.Connection, rate: Buckets) -> None:
         self._conn = conn
         self._rate = rate
 
@@ -70,8 +70,8 @@ class SqliteHistory:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
-    def rate_counted(self, receiver: str, since: float) -> tuple[int, float | None]:
-        return self._rate.counted(receiver, since)
+    def rate_bucket(self, receiver: str) -> Bucket | None:
+        return self._rate.get(receiver)
 
 
 def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> None:
