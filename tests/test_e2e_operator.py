@@ -115,6 +115,37 @@ async def scale(session: aiohttp.ClientSession, cattle_url: str) -> int:
         return int((await response.json())["scale"])
 
 
+async def web_up_token(client: KubeClient) -> str:
+    """Create the Receiver web-up (scale 1s7 up by 1, up to 1000); its token, once the operator wrote
+    its trigger Secret."""
+    await client.create(
+        RECEIVERS.within(APP_NS),
+        {
+            "apiVersion": "webhook-service.dev/v1",
+            "kind": "Receiver",
+            "metadata": {"name": "web-up", "namespace": APP_NS},
+            "spec": {
+                "driver": "scaleService",
+                "scaleServiceConfig": {
+                    "projectId": "1a5",
+                    "serviceId": "1s7",
+                    "action": "up",
+                    "amount": 1,
+                    "min": 1,
+                    "max": 1000,
+                },
+            },
+        },
+    )
+
+    async def token() -> str:
+        secret = await client.get(SECRETS.named("web-up-trigger", APP_NS))
+        return base64.b64decode(secret["data"]["token"]).decode()
+
+    key: str = await until(token, 30, "the trigger Secret")
+    return key
+
+
 async def until(check: Callable[[], Awaitable[Any]], within: float, what: str) -> Any:
     """Poll ``check`` while the replicas start: a Secret or a port that is not there yet is "not yet"."""
     return await toolbox.until(
@@ -142,31 +173,7 @@ async def test_two_replicas_accept_hits_and_exactly_one_applies_them(
             await until(peers, 30, "both replicas in the peering object")
             await asyncio.sleep(1.0)  # a peer's pause takes effect on its next peering event
 
-            await client.create(
-                RECEIVERS.within(APP_NS),
-                {
-                    "apiVersion": "webhook-service.dev/v1",
-                    "kind": "Receiver",
-                    "metadata": {"name": "web-up", "namespace": APP_NS},
-                    "spec": {
-                        "driver": "scaleService",
-                        "scaleServiceConfig": {
-                            "projectId": "1a5",
-                            "serviceId": "1s7",
-                            "action": "up",
-                            "amount": 1,
-                            "min": 1,
-                            "max": 1000,
-                        },
-                    },
-                },
-            )
-
-            async def token() -> str | None:
-                secret = await client.get(SECRETS.named("web-up-trigger", APP_NS))
-                return base64.b64decode(secret["data"]["token"]).decode()
-
-            key = await until(token, 30, "the trigger Secret")
+            key = await web_up_token(client)
             before = await scale(session, cattle)
 
             async def accepted_by(replica: Replica) -> bool:

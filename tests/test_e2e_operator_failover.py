@@ -7,7 +7,6 @@ meanwhile, and every accepted hit is applied exactly once: no hit lost, none dou
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import aiohttp
 import kopf
 import pytest
 
-from controller.kube.client import LEASES, RECEIVERS, SECRETS, KubeClient
+from controller.kube.client import LEASES, KubeClient
 from controller.operator.leader import LEASE_NAME
 from tests.kubeemu import KubeEmulator
-from tests.test_e2e_operator import APP_NS, Replica, cattle, namespaces, scale, until
+from tests.test_e2e_operator import Replica, cattle, namespaces, scale, until, web_up_token
 
 pytestmark = pytest.mark.e2e
 
@@ -47,31 +46,7 @@ async def test_after_the_leader_is_killed_the_other_replica_folds_every_accepted
                 replica.start()
             for replica in replicas.values():
                 await replica.ready(session)
-            await client.create(
-                RECEIVERS.within(APP_NS),
-                {
-                    "apiVersion": "webhook-service.dev/v1",
-                    "kind": "Receiver",
-                    "metadata": {"name": "web-up", "namespace": APP_NS},
-                    "spec": {
-                        "driver": "scaleService",
-                        "scaleServiceConfig": {
-                            "projectId": "1a5",
-                            "serviceId": "1s7",
-                            "action": "up",
-                            "amount": 1,
-                            "min": 1,
-                            "max": 1000,
-                        },
-                    },
-                },
-            )
-
-            async def token() -> str:
-                secret = await client.get(SECRETS.named("web-up-trigger", APP_NS))
-                return base64.b64decode(secret["data"]["token"]).decode()
-
-            key = await until(token, 30, "the trigger Secret")
+            key = await web_up_token(client)
             leader_name = await until(lambda: holder(client), 30, "a leader")
             leader = replicas[leader_name]
             [survivor] = [r for name, r in replicas.items() if name != leader_name]
