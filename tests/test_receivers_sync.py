@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -234,10 +235,10 @@ async def test_a_token_whose_key_is_gone_is_reminted(h: Harness, tmp_path: Path)
 async def test_a_failed_supersede_fails_closed(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     await h.sync.apply([receiver()])
 
-    async def unavailable(token: StoredToken) -> None:
+    async def unavailable(tokens: Sequence[StoredToken]) -> None:
         raise StoreUnavailable("disk full")
 
-    monkeypatch.setattr(h.store, "put_token", unavailable)
+    monkeypatch.setattr(h.store, "put_tokens", unavailable)
     with pytest.raises(StoreUnavailable):
         await h.sync.apply([receiver(generation="2")])
     assert h.receiver_set.get("default/web-up") is None

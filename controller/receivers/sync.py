@@ -8,17 +8,21 @@ loses its token at once.
 
 Order matters for failure: a revocation leaves the receiver set before the store, so a failed store write
 never leaves a token valid; a new token enters the store before the receiver set, so a URL is never
-handed out that a restart would forget. A failed apply raises; the caller applies again later and,
-because every step compares with the store, the second apply finishes the work of the first.
+handed out that a restart would forget. The new and updated token records of one apply are stored in
+one transaction, so a start that mints thousands of tokens pays for one commit, not one each. A failed
+apply raises; the caller applies again later and, because every step compares with the store, the
+second apply finishes the work of the first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver
@@ -28,6 +32,8 @@ from controller.store.base import Store, StoredToken
 from controller.tokens import KeyRing, mint_token, restore_token, token_digest
 
 logger = logging.getLogger(__name__)
+
+YIELD_EVERY = 200  # receivers checked (each may sign a token) between yields to the event loop
 
 
 class ReceiverSync:
@@ -54,12 +60,21 @@ class ReceiverSync:
             await self._revoke(stored[key])
         for key in self._receiver_set.keys() - set(wanted):
             self._receiver_set.remove(key)  # active without a stored token: the store was reset under us
-        for receiver in receivers:
-            await self._put(receiver, stored.get(receiver.key))
+        changes: list[_Change] = []
+        for count, receiver in enumerate(receivers, 1):
+            change = self._plan(receiver, stored.get(receiver.key))
+            if change.write is None:
+                self._receiver_set.put(change.active)
+            else:
+                changes.append(change)
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # signing thousands of tokens must not hold the listener's loop
+        await self._write(changes)
         self._metrics.receivers.set(len(self._receiver_set))
         self._receiver_set.loaded = True
 
-    async def _put(self, receiver: Receiver, existing: StoredToken | None) -> None:
+    def _plan(self, receiver: Receiver, existing: StoredToken | None) -> _Change:
+        """What the receiver needs: its active form, and the token record to store first (if any)."""
         reason = remint_reason(_issued(existing), receiver, self._keyring.kids)
         token = None if existing is None or reason is not None else self._current_token(receiver, existing)
         if existing is not None and reason is None and token is None:
@@ -74,12 +89,10 @@ class ReceiverSync:
                 source=receiver.source,
                 spec=receiver.spec_fingerprint(),
             )
-            if kept != existing:
-                await self._store.put_token(kept)
-            self._receiver_set.put(
-                ActiveReceiver(receiver, uid=existing.uid, jti=existing.jti, token=token, kid=existing.kid)
+            active = ActiveReceiver(
+                receiver, uid=existing.uid, jti=existing.jti, token=token, kid=existing.kid
             )
-            return
+            return _Change(active, write=kept if kept != existing else None)
         uid = receiver.uid or (existing.uid if existing else uuid.uuid4().hex)
         receiver = dataclasses.replace(receiver, uid=uid)
         jti, now = uuid.uuid4().hex, self._clock()
@@ -98,25 +111,36 @@ class ReceiverSync:
             source=receiver.source,
             spec=receiver.spec_fingerprint(),
         )
+        active = ActiveReceiver(receiver, uid=uid, jti=jti, token=token, kid=kid)
+        return _Change(active, write=stored, minted=True, superseded=existing, reason=reason)
+
+    async def _write(self, changes: list[_Change]) -> None:
+        """Store every changed token in one transaction, then make them active: a start that mints
+        thousands of tokens costs one commit, not one each."""
+        if not changes:
+            return
         try:
-            await self._store.put_token(stored)
+            await self._store.put_tokens([c.write for c in changes if c.write is not None])
         except Exception:
-            if existing is not None:
-                self._receiver_set.remove(
-                    receiver.key
-                )  # the old token was meant to stop working: fail closed
+            for change in changes:
+                if change.superseded is not None:  # the old token was meant to stop working: fail closed
+                    self._receiver_set.remove(change.active.receiver.key)
             raise
-        self._receiver_set.put(ActiveReceiver(receiver, uid=uid, jti=jti, token=token, kid=kid))
-        if existing is None:
-            logger.info("minted a token for receiver %s (jti %s): new receiver", receiver.key, jti)
-        else:
-            logger.info(
-                "minted a token for receiver %s (jti %s), superseding jti %s: %s",
-                receiver.key,
-                jti,
-                existing.jti,
-                reason,
-            )
+        for change in changes:
+            self._receiver_set.put(change.active)
+            if not change.minted:
+                continue
+            key, jti = change.active.receiver.key, change.active.jti
+            if change.superseded is None:
+                logger.info("minted a token for receiver %s (jti %s): new receiver", key, jti)
+            else:
+                logger.info(
+                    "minted a token for receiver %s (jti %s), superseding jti %s: %s",
+                    key,
+                    jti,
+                    change.superseded.jti,
+                    change.reason,
+                )
 
     def _current_token(self, receiver: Receiver, existing: StoredToken) -> str | None:
         """The stored token itself: from the receiver set when it holds that jti, else signed again from
@@ -130,6 +154,17 @@ class ReceiverSync:
         self._receiver_set.remove(token.receiver)
         await self._store.delete_token(token.namespace, token.name)
         logger.info("revoked the token of receiver %s (jti %s): receiver removed", token.receiver, token.jti)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """A receiver whose token record must be stored before it is made active."""
+
+    active: ActiveReceiver
+    write: StoredToken | None
+    minted: bool = False  # a new token (else the same token, its record updated)
+    superseded: StoredToken | None = None  # the record of the token the new one replaces
+    reason: str | None = None  # why it was replaced
 
 
 def _issued(stored: StoredToken | None) -> Issued | None:

@@ -36,6 +36,7 @@ problems in the store; if that fails, the next scan tries again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -49,12 +50,13 @@ from pathlib import Path
 from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import API_VERSION, KIND, TOKEN_GENERATION_ANNOTATION, Problem, Receiver
+from controller.receivers.inotify import Inotify
 from controller.receivers.loader import (
     FileLoad,
     check_object,
     drop_duplicates,
     load_documents,
-    manifest_files,
+    manifest_tree,
 )
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
@@ -67,6 +69,10 @@ Signature = tuple[int, int, int]  # (st_mtime_ns, st_size, st_ino)
 # Filesystem timestamps tick coarsely (jiffies, or whole seconds on some), so a same-size rewrite in the
 # same tick as our read keeps its signature. Files modified this recently are read again next scan.
 RACY_SECONDS = 2.0
+# With inotify, a full scan anyway this often: for events it cannot see (NFS, a watch limit reached).
+RESCAN_SECONDS = 30.0
+SETTLE_SECONDS = 0.05  # after an event, wait this long for the rest of a burst before scanning
+READ_BATCH = 64  # files read per hand-off to the worker thread
 Loader = Callable[[Path, Mapping[str, Driver], ReceiverSchema], FileLoad]
 
 
@@ -91,6 +97,9 @@ class ReceiverWatcher:
         store: Store,
         metrics: Metrics,
         interval: float,
+        events: bool = True,
+        rescan: float = RESCAN_SECONDS,
+        settle: float = SETTLE_SECONDS,
         schema: ReceiverSchema | None = None,
         loader: Loader = load_documents,
         clock: Callable[[], float] = time.time,
@@ -103,6 +112,13 @@ class ReceiverWatcher:
         self._store = store
         self._metrics = metrics
         self._interval = interval
+        self._events = events
+        self._rescan = rescan
+        self._settle = settle
+        self._events_source: Inotify | None = None  # while ``run`` follows inotify's events
+        self._watches: set[int] = set()  # watch descriptors seen: a new one is a folder not yet watched
+        self._new_watches = False
+        self._unwatched = False  # a folder could not be watched (or the main one is missing): poll
         self._schema = schema or ReceiverSchema.load(drivers.values())
         self._load = loader
         self._clock = clock
@@ -116,13 +132,55 @@ class ReceiverWatcher:
         self._problem_count = 0
 
     async def run(self) -> None:
-        """Scan forever, every ``interval`` seconds. A failed scan is logged and retried next time."""
-        while True:
-            try:
-                await self.scan_once()
-            except Exception:
-                logger.exception("scanning the receivers folder %s failed; trying again", self._directory)
-            await asyncio.sleep(self._interval)
+        """Follow the folders until cancelled: on inotify's word where the platform has it, else by
+        polling every ``interval`` seconds. A failed scan is logged and retried."""
+        events = Inotify.open() if self._events else None
+        if events is None:
+            logger.info("polling the receivers folder %s every %gs", self._directory, self._interval)
+            while True:
+                await self._scan_logged()
+                await asyncio.sleep(self._interval)
+        changed = asyncio.Event()
+
+        def on_events() -> None:
+            events.drain()
+            changed.set()
+
+        loop = asyncio.get_running_loop()
+        loop.add_reader(events.fileno(), on_events)
+        self._events_source = events
+        logger.info("watching the receivers folder %s with inotify", self._directory)
+        try:
+            while True:
+                changed.clear()
+                await self._scan_logged()
+                if self._new_watches:  # a folder watched only now may have changed while it was listed
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._next_scan())
+                await asyncio.sleep(
+                    self._settle
+                )  # one scan for a burst of events (a tool writing many files)
+        finally:
+            loop.remove_reader(events.fileno())
+            self._events_source = None
+            events.close()
+
+    async def _scan_logged(self) -> None:
+        try:
+            await self.scan_once()
+        except Exception:
+            logger.exception("scanning the receivers folder %s failed; trying again", self._directory)
+            self._unapplied = True
+
+    def _next_scan(self) -> float:
+        """Seconds until a scan is due without any event: soon while something waits (an apply to
+        retry, a folder that could not be watched, a file not yet settled), else the safety rescan."""
+        if self._unapplied or self._unwatched:
+            return self._interval
+        if any(not state.settled for state in self._files.values()):
+            return RACY_SECONDS
+        return self._rescan
 
     async def scan_once(self) -> bool:
         """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
@@ -172,6 +230,7 @@ class ReceiverWatcher:
                     "", "the receivers folder does not exist", file=str(self._directory)
                 )
                 self._unapplied = True
+            self._unwatched = True  # polled for until it is back
             if not self._files and self._stored:  # keep what the store remembers
                 self._files = {path: self._last_good(tokens) for path, tokens in self._stored.items()}
                 self._stored = {}
@@ -181,39 +240,60 @@ class ReceiverWatcher:
             self._unapplied = True
         # Taken before the stats: a file modified after this instant is never mistaken for settled.
         settled_before = self._clock() - RACY_SECONDS
-        present = {
-            path: sig
-            for folder in (self._directory, *(f for f in self._also if f.is_dir()))
-            for path in manifest_files(folder)
-            if (sig := _signature(path)) is not None
-        }
+        present = await asyncio.to_thread(self._survey)
         for gone in self._files.keys() - present.keys():
             logger.info("receivers file %s was removed", gone)
             del self._files[gone]
             self._unapplied = True
         stored, self._stored = self._stored or {}, {}
-        for path, signature in present.items():
-            old = self._files.get(path)
-            if old is None or old.signature != signature or not old.settled:
+        due = [
+            (path, signature, old)
+            for path, signature in sorted(present.items())
+            if (old := self._files.get(path)) is None or old.signature != signature or not old.settled
+        ]
+        for start in range(0, len(due), READ_BATCH):
+            batch = due[start : start + READ_BATCH]
+            loads = await asyncio.to_thread(self._read_all, [(path, old) for path, _, old in batch])
+            for (path, signature, old), load in zip(batch, loads, strict=True):
                 settled = signature[0] < settled_before * 1e9
-                new = await self._reload(path, signature, old, settled, stored.get(path, []))
+                new = self._merge(path, load, signature, old, settled, stored.get(path, []))
                 new.settled = settled
                 self._files[path] = new
                 if old is None or _content(old) != _content(new):
                     self._unapplied = True
 
-    async def _reload(
+    def _survey(self) -> dict[Path, Signature]:
+        """On the worker thread: every manifest file's signature; each folder listed is watched first
+        when events are followed, so nothing written after its listing goes unnoticed."""
+        present: dict[Path, Signature] = {}
+        events, self._new_watches, self._unwatched = self._events_source, False, False
+        for root in (self._directory, *(f for f in self._also if f.is_dir())):
+            files, folders = manifest_tree(root)
+            if events is not None:
+                for folder in folders:
+                    wd = events.watch(folder)
+                    if wd is None:
+                        self._unwatched = True
+                    elif wd not in self._watches:
+                        self._watches.add(wd)
+                        self._new_watches = True
+            for path in files:
+                if (sig := _signature(path)) is not None:
+                    present[path] = sig
+        return present
+
+    def _merge(
         self,
         path: Path,
+        load: FileLoad,
         signature: Signature,
         old: _FileState | None,
         settled: bool,
         remembered: list[StoredToken],
     ) -> _FileState:
-        """The file's new state. ``remembered``: what the store kept of it, for its first read after a
-        start, rebuilt only when the file can't stand for itself (unreadable, invalid or unsettled)."""
-        cached = old.load if old is not None else None
-        load = await asyncio.to_thread(self._read, path, cached)
+        """The file's new state from what its bytes yielded. ``remembered``: what the store kept of it,
+        for its first read after a start, rebuilt only when the file can't stand for itself
+        (unreadable, invalid or unsettled)."""
         valid = {r.key for r in load.receivers}
         if old is None and remembered and (not load.readable or load.names - valid or not settled):
             old = self._last_good(remembered)
@@ -239,6 +319,10 @@ class ReceiverWatcher:
                 "receivers %s keep their last good version until %s is fixed", ", ".join(sorted(keep)), path
             )
         return state
+
+    def _read_all(self, files: list[tuple[Path, _FileState | None]]) -> list[FileLoad]:
+        """On the worker thread: the loads of a batch of files (one hand-off for many small files)."""
+        return [self._read(path, old.load if old is not None else None) for path, old in files]
 
     def _read(self, path: Path, cached: FileLoad | None) -> FileLoad:
         """On the worker thread: the file's load; the cached one when its bytes have not changed."""

@@ -233,3 +233,9 @@ class SqliteStore:
         for receiver, at in reversed(self._rate_added):
             self._rate.remove(receiver, at)
         self._rate_added.clear()
+
+    # -- tokens, many at once
+
+    async def put_tokens(self, tokens: Sequence[StoredToken]) -> None:
+        """Every token record in one transaction: one commit for the thousands a start may mint."""
+        await self._submit(lambda c: queries.put_tokens(c, tokens))
