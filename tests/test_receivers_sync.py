@@ -13,6 +13,7 @@ from controller.drivers.scale_service import DRIVER
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver, TokenClaims
 from controller.receiver_set import ReceiverSet
+from controller.receivers import sync as sync_module
 from controller.receivers.sync import ReceiverSync
 from controller.store.base import StoredToken, StoreUnavailable
 from controller.store.sqlite import SqliteStore
@@ -175,6 +176,31 @@ async def test_editing_the_amount_keeps_the_token_and_takes_effect(h: Harness) -
     before = h.active().token
     await h.sync.apply([receiver(amount=3)])
     assert h.active().token == before
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
+
+
+async def test_the_same_receiver_applied_again_is_not_checked_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher hands the same objects for files it did not re-read: thousands cost nothing."""
+    same = receiver()
+    await h.sync.apply([same])
+    token = h.active().token
+    checked: list[Receiver] = []
+    monkeypatch.setattr(sync_module, "remint_reason", lambda _issued, r, _kids: checked.append(r))
+    await h.sync.apply([same])
+    assert checked == []
+    assert h.active().token == token
+
+
+async def test_a_new_receiver_object_is_checked_even_when_it_compares_equal(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver()])
+    checked: list[Receiver] = []
+    monkeypatch.setattr(sync_module, "remint_reason", lambda _issued, r, _kids: checked.append(r))
+    await h.sync.apply([receiver(amount=3)])  # Receiver equality leaves the spec out
+    assert [r.name for r in checked] == ["web-up"]
     assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 

@@ -51,6 +51,11 @@ class ReceiverSync:
         self._receiver_set = receiver_set
         self._metrics = metrics
         self._clock = clock
+        # Per receiver: the object last applied and its stored record since. The watcher hands the
+        # same object again for a file it did not re-read, so a change to one file among thousands
+        # checks (and signs) nothing for the others.
+        self._applied: dict[str, tuple[Receiver, StoredToken]] = {}
+        self._applied_kids: list[str] = []
 
     async def apply(self, receivers: Sequence[Receiver]) -> None:
         """Make the receiver set and the store's tokens match ``receivers`` (the full set)."""
@@ -60,18 +65,38 @@ class ReceiverSync:
             await self._revoke(stored[key])
         for key in self._receiver_set.keys() - set(wanted):
             self._receiver_set.remove(key)  # active without a stored token: the store was reset under us
+        for key in self._applied.keys() - set(wanted):
+            del self._applied[key]
+        if self._applied_kids != self._keyring.kids:  # a key added or retired: every token is checked
+            self._applied, self._applied_kids = {}, self._keyring.kids
         changes: list[_Change] = []
         for count, receiver in enumerate(receivers, 1):
-            change = self._plan(receiver, stored.get(receiver.key))
-            if change.write is None:
+            existing = stored.get(receiver.key)
+            if existing is not None and self._unchanged(receiver, existing):
+                continue
+            change = self._plan(receiver, existing)
+            if change.write is None and existing is not None:
                 self._receiver_set.put(change.active)
+                self._applied[receiver.key] = (receiver, existing)
             else:
-                changes.append(change)
+                changes.append(dataclasses.replace(change, given=receiver))
             if count % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # signing thousands of tokens must not hold the listener's loop
         await self._write(changes)
         self._metrics.receivers.set(len(self._receiver_set))
         self._receiver_set.loaded = True
+
+    def _unchanged(self, receiver: Receiver, existing: StoredToken) -> bool:
+        """Whether this very receiver object was applied with this stored record, and is still active."""
+        applied = self._applied.get(receiver.key)
+        active = self._receiver_set.get(receiver.key)
+        return (
+            applied is not None
+            and applied[0] is receiver
+            and applied[1] == existing
+            and active is not None
+            and active.jti == existing.jti
+        )
 
     def _plan(self, receiver: Receiver, existing: StoredToken | None) -> _Change:
         """What the receiver needs: its active form, and the token record to store first (if any)."""
@@ -128,6 +153,8 @@ class ReceiverSync:
             raise
         for change in changes:
             self._receiver_set.put(change.active)
+            if change.given is not None and change.write is not None:
+                self._applied[change.given.key] = (change.given, change.write)
             if not change.minted:
                 continue
             key, jti = change.active.receiver.key, change.active.jti
@@ -165,6 +192,7 @@ class _Change:
     minted: bool = False  # a new token (else the same token, its record updated)
     superseded: StoredToken | None = None  # the record of the token the new one replaces
     reason: str | None = None  # why it was replaced
+    given: Receiver | None = None  # the receiver as the caller gave it
 
 
 def _issued(stored: StoredToken | None) -> Issued | None:
