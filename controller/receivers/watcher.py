@@ -1,12 +1,21 @@
-"""Watching the receivers folder: polls, re-reads only changed files, keeps last-good versions.
+"""Following the receivers folder: re-reads only changed files, keeps last-good versions.
 
-Why polling and not inotify: it works the same on every filesystem (bind mounts, NFS, a mounted
-ConfigMap whose files are swapped by symlink), needs no extra dependency, and a stat of a few files
-every half second costs nothing. A file's signature is (mtime_ns, size, inode) from ``stat`` — which
-follows symlinks, so a ConfigMap swap shows as a new inode. The stat is taken *before* the read: a
-file written during the read has a newer signature by the next scan and is read again. Timestamps
-tick coarsely, so a file modified within ``RACY_SECONDS`` of a scan is read again on the next one
-("racy git"). A re-read that yields the same receivers and problems (a touch) changes nothing.
+How changes are noticed: where the platform has inotify (``controller.receivers.inotify``), every
+folder listed is watched and an event (a file written, created, deleted, renamed, touched; a mounted
+ConfigMap's ``..data`` symlink renamed over) triggers a scan a moment later, one scan for a burst.
+Inotify misses what happens on another host (NFS) or past the kernel's watch limit, so a full scan
+also runs every ``RESCAN_SECONDS``; while a folder cannot be watched (the main one missing, a limit
+reached), a failed apply waits to be retried, or a file is not yet settled (below), scans run every
+``interval`` seconds instead. Without inotify (``events=False``, or another platform) the folder is
+polled every ``interval`` seconds. Either way a scan lists the folders with ``os.scandir`` and stats
+each file on a worker thread, so an idle service with thousands of files does no work per second and
+its loop never waits on a listing.
+
+A file's signature is (mtime_ns, size, inode) from ``stat`` — which follows symlinks, so a ConfigMap
+swap shows as a new inode. The stat is taken *before* the read: a file written during the read has a
+newer signature by the next scan and is read again. Timestamps tick coarsely, so a file modified
+within ``RACY_SECONDS`` of a scan is read again on the next one ("racy git"). A re-read that yields
+the same receivers and problems (a touch) changes nothing.
 
 Last-good rule: a mistake in a file must not take a working receiver down, and neither must the
 states a file passes through while a tool rewrites it in place (truncated to nothing, half written).
@@ -20,17 +29,19 @@ holds across restarts: a file that is broken when the service starts keeps the r
 A missing folder is reported as a problem and watched for; if it vanishes (or is missing at start),
 the receivers are kept — an unmounted volume should not revoke every trigger URL.
 
-Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener;
-a file whose bytes are unchanged since its last read (a touch, or the racy re-read) is not parsed again.
+Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener,
+in batches of ``READ_BATCH`` files per hand-off (a start reads thousands); a file whose bytes are
+unchanged since its last read (a touch, or the racy re-read) is not parsed again.
 
 The watcher may follow more folders than the one people write (``also``): the folder the receivers
 API manages (``controller.receivers.api_store``). Their files are read the same way and make one set,
 so a name declared in both is reported like any duplicate. Only the main folder's absence is a problem
 (an ``also`` folder that is not there yet holds no receivers). Scans never overlap: the API awaits a
-scan of its own after each change while the polling loop runs, and both go through one lock.
+scan of its own after each change while ``run`` follows the folders, and both go through one lock.
 
-Any scan that changes something applies the full set through ``ReceiverSync`` and records the
-problems in the store; if that fails, the next scan tries again.
+Any scan that changes something applies the full set through ``ReceiverSync`` (which skips the
+receivers of files not re-read) and records the problems in the store; if that fails, the next scan
+tries again.
 """
 
 from __future__ import annotations
