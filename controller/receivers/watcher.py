@@ -68,6 +68,7 @@ from controller.receivers.loader import (
     drop_duplicates,
     load_documents,
     manifest_tree,
+    path_order,
 )
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
@@ -134,6 +135,7 @@ class ReceiverWatcher:
         self._load = loader
         self._clock = clock
         self._files: dict[Path, _FileState] = {}
+        self._order: list[Path] | None = None  # ``_files`` sorted; None when a file came or went
         self._folder_problem: Problem | None = None
         self._logged_problems: list[Problem] = []
         self._unapplied = True  # nothing applied yet: the first scan applies even an empty folder
@@ -244,6 +246,7 @@ class ReceiverWatcher:
             self._unwatched = True  # polled for until it is back
             if not self._files and self._stored:  # keep what the store remembers
                 self._files = {path: self._last_good(tokens) for path, tokens in self._stored.items()}
+                self._order = None
                 self._stored = {}
             return
         if self._folder_problem is not None:
@@ -255,11 +258,12 @@ class ReceiverWatcher:
         for gone in self._files.keys() - present.keys():
             logger.info("receivers file %s was removed", gone)
             del self._files[gone]
+            self._order = None
             self._unapplied = True
         stored, self._stored = self._stored or {}, {}
         due = [
             (path, signature, old)
-            for path, signature in sorted(present.items())
+            for path, signature in present.items()
             if (old := self._files.get(path)) is None or old.signature != signature or not old.settled
         ]
         for start in range(0, len(due), READ_BATCH):
@@ -269,6 +273,8 @@ class ReceiverWatcher:
                 settled = signature[0] < settled_before * 1e9
                 new = self._merge(path, load, signature, old, settled, stored.get(path, []))
                 new.settled = settled
+                if old is None:
+                    self._order = None
                 self._files[path] = new
                 if old is None or _content(old) != _content(new):
                     self._unapplied = True
@@ -346,13 +352,16 @@ class ReceiverWatcher:
         return self._load(path, self._drivers, self._schema)
 
     def _current(self) -> tuple[list[Receiver], list[Problem]]:
+        if self._order is None:
+            self._order = sorted(self._files, key=path_order)
+        states = [self._files[path] for path in self._order]
         found = [
             (receiver, state.documents.get(key))
-            for _, state in sorted(self._files.items())
+            for state in states
             for key, receiver in state.receivers.items()
         ]
         receivers, duplicates = drop_duplicates(found)
-        problems = [p for _, state in sorted(self._files.items()) for p in state.problems]
+        problems = [p for state in states for p in state.problems]
         if self._folder_problem is not None:
             problems.insert(0, self._folder_problem)
         return receivers, problems + duplicates
