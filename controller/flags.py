@@ -24,7 +24,6 @@ from typing import Any, Final
 OPTION: Final = "option"  # the key of a dataclass field's metadata that holds its Option
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS: Final = ("text", "json")
-WATCH_MODES: Final = ("inotify", "poll")
 
 
 @dataclass(frozen=True)
@@ -184,11 +183,4 @@ def log_format(value: str) -> str:
     name = value.lower()
     if name not in LOG_FORMATS:
         raise ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
-    return name
-
-
-def watch_mode(value: str) -> str:
-    name = value.lower()
-    if name not in WATCH_MODES:
-        raise ArgumentTypeError(f"expected one of {', '.join(WATCH_MODES)}, got {value!r}")
     return name

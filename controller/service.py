@@ -92,7 +92,6 @@ def folder_service(settings: Settings, receiver_set: ReceiverSet) -> Wiring:
         store=store,
         metrics=metrics,
         interval=settings.watch_interval,
-        events=settings.watch_mode == "inotify",
         loader=load_standalone,
     )
     wiring = wire(

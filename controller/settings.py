@@ -170,18 +170,7 @@ class Settings:
             metavar="N",
         ),
     )
-    watch_mode: str = field(
-        default="inotify",
-        metadata=option(
-            "--watch-mode",
-            "WEBHOOK_WATCH_MODE",
-            flags.watch_mode,
-            "how the receivers folders are followed: inotify (polling where the platform has none) or poll",
-            commands=frozenset({"run"}),
-            metavar="|".join(flags.WATCH_MODES),
-        ),
-    )
-    watch_interval: float = 0.5  # seconds between scans of the receivers folder when polling
+    watch_interval: float = 0.5  # seconds between scans of the receivers folder
     resync_interval: float = field(  # seconds between full reconcile passes
         default=30.0,
         metadata=option(
