@@ -204,6 +204,44 @@ async def test_a_new_receiver_object_is_checked_even_when_it_compares_equal(
     assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 
+async def test_after_a_successful_apply_the_tokens_are_not_listed_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver("a"), receiver("b")])
+
+    async def unavailable() -> list[StoredToken]:
+        raise StoreUnavailable("not expected")
+
+    monkeypatch.setattr(h.store, "list_tokens", unavailable)
+    await h.sync.apply([receiver("b", amount=2), receiver("c")])
+    assert h.receiver_set.keys() == {"default/b", "default/c"}
+
+
+async def test_after_a_failed_apply_the_tokens_are_listed_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver()])
+    listed: list[int] = []
+    list_tokens = h.store.list_tokens
+
+    async def counting() -> list[StoredToken]:
+        listed.append(1)
+        return await list_tokens()
+
+    async def unavailable(tokens: Sequence[StoredToken]) -> None:
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(h.store, "list_tokens", counting)
+    monkeypatch.setattr(h.store, "put_tokens", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await h.sync.apply([receiver(generation="2")])
+    monkeypatch.undo()
+    monkeypatch.setattr(h.store, "list_tokens", counting)
+    await h.sync.apply([receiver(generation="2")])
+    assert listed == [1]
+    h.check(h.claims())
+
+
 async def test_a_new_token_generation_supersedes_the_old_token(h: Harness) -> None:
     await h.sync.apply([receiver()])
     old = h.claims()

@@ -10,8 +10,9 @@ Order matters for failure: a revocation leaves the receiver set before the store
 never leaves a token valid; a new token enters the store before the receiver set, so a URL is never
 handed out that a restart would forget. The new and updated token records of one apply are stored in
 one transaction, so a start that mints thousands of tokens pays for one commit, not one each. A failed
-apply raises; the caller applies again later and, because every step compares with the store, the
-second apply finishes the work of the first.
+apply raises; the caller applies again later and, because every step compares with the store (read
+again after a failure; after a success, kept as this class left it, since nothing else writes
+tokens), the second apply finishes the work of the first.
 """
 
 from __future__ import annotations
@@ -57,13 +58,20 @@ class ReceiverSync:
         # checks (and signs) nothing for the others.
         self._applied: dict[str, tuple[Receiver, StoredToken]] = {}
         self._applied_kids: list[str] = []
+        # The store's tokens as the last apply left them (None after a failure: read them again). Only
+        # this class writes tokens, and the state lock keeps other processes out, so no list is read
+        # per change.
+        self._stored: dict[str, StoredToken] | None = None
 
     async def apply(self, receivers: Sequence[Receiver]) -> None:
         """Make the receiver set and the store's tokens match ``receivers`` (the full set)."""
         wanted = {r.key: r for r in receivers}
-        stored = {t.receiver: t for t in await self._store.list_tokens()}
+        stored, self._stored = self._stored, None  # forgotten until this apply has fully succeeded
+        if stored is None:
+            stored = {t.receiver: t for t in await self._store.list_tokens()}
         for key in sorted(set(stored) - set(wanted)):
             await self._revoke(stored[key])
+            del stored[key]
         for key in self._receiver_set.keys() - set(wanted):
             self._receiver_set.remove(key)  # active without a stored token: the store was reset under us
         for key in self._applied.keys() - set(wanted):
@@ -86,6 +94,8 @@ class ReceiverSync:
             else:
                 changes.append(dataclasses.replace(change, given=receiver))
         await self._write(changes)
+        stored.update((c.active.receiver.key, c.write) for c in changes if c.write is not None)
+        self._stored = stored
         self._metrics.receivers.set(len(self._receiver_set))
         self._receiver_set.loaded = True
 
