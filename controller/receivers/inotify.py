@@ -18,7 +18,6 @@ instances reached); the watcher then polls.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Callable
@@ -33,8 +32,8 @@ IN_DELETE = 0x200
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
 IN_ONLYDIR = 0x01000000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = os.O_CLOEXEC
+IN_NONBLOCK = 0o4000  # Linux values (the only platform with inotify): O_NONBLOCK
+IN_CLOEXEC = 0o2000000  # O_CLOEXEC
 
 MASK = (
     IN_ATTRIB
@@ -60,11 +59,8 @@ class Inotify:
     @classmethod
     def open(cls) -> Inotify | None:
         """A new instance, or None where the platform has no inotify (the caller then polls)."""
-        name = ctypes.util.find_library("c")
-        if name is None:
-            return None
         try:
-            libc = ctypes.CDLL(name, use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols, libc's among them
             init, add_watch = libc.inotify_init1, libc.inotify_add_watch
         except (OSError, AttributeError):
             return None
