@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from controller.drivers.scale_service import DRIVER
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, Receiver, TokenClaims
 from controller.receiver_set import ReceiverSet
+from controller.receivers import sync as sync_module
 from controller.receivers.sync import ReceiverSync
 from controller.store.base import StoredToken, StoreUnavailable
 from controller.store.sqlite import SqliteStore
@@ -177,6 +179,69 @@ async def test_editing_the_amount_keeps_the_token_and_takes_effect(h: Harness) -
     assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
 
 
+async def test_the_same_receiver_applied_again_is_not_checked_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher hands the same objects for files it did not re-read: thousands cost nothing."""
+    same = receiver()
+    await h.sync.apply([same])
+    token = h.active().token
+    checked: list[Receiver] = []
+    monkeypatch.setattr(sync_module, "remint_reason", lambda _issued, r, _kids: checked.append(r))
+    await h.sync.apply([same])
+    assert checked == []
+    assert h.active().token == token
+
+
+async def test_a_new_receiver_object_is_checked_even_when_it_compares_equal(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver()])
+    checked: list[Receiver] = []
+    monkeypatch.setattr(sync_module, "remint_reason", lambda _issued, r, _kids: checked.append(r))
+    await h.sync.apply([receiver(amount=3)])  # Receiver equality leaves the spec out
+    assert [r.name for r in checked] == ["web-up"]
+    assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 3
+
+
+async def test_after_a_successful_apply_the_tokens_are_not_listed_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver("a"), receiver("b")])
+
+    async def unavailable() -> list[StoredToken]:
+        raise StoreUnavailable("not expected")
+
+    monkeypatch.setattr(h.store, "list_tokens", unavailable)
+    await h.sync.apply([receiver("b", amount=2), receiver("c")])
+    assert h.receiver_set.keys() == {"default/b", "default/c"}
+
+
+async def test_after_a_failed_apply_the_tokens_are_listed_again(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await h.sync.apply([receiver()])
+    listed: list[int] = []
+    list_tokens = h.store.list_tokens
+
+    async def counting() -> list[StoredToken]:
+        listed.append(1)
+        return await list_tokens()
+
+    async def unavailable(tokens: Sequence[StoredToken]) -> None:
+        raise StoreUnavailable("disk full")
+
+    monkeypatch.setattr(h.store, "list_tokens", counting)
+    monkeypatch.setattr(h.store, "put_tokens", unavailable)
+    with pytest.raises(StoreUnavailable):
+        await h.sync.apply([receiver(generation="2")])
+    monkeypatch.undo()
+    monkeypatch.setattr(h.store, "list_tokens", counting)
+    await h.sync.apply([receiver(generation="2")])
+    assert listed == [1]
+    h.check(h.claims())
+
+
 async def test_a_new_token_generation_supersedes_the_old_token(h: Harness) -> None:
     await h.sync.apply([receiver()])
     old = h.claims()
@@ -234,10 +299,10 @@ async def test_a_token_whose_key_is_gone_is_reminted(h: Harness, tmp_path: Path)
 async def test_a_failed_supersede_fails_closed(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     await h.sync.apply([receiver()])
 
-    async def unavailable(token: StoredToken) -> None:
+    async def unavailable(tokens: Sequence[StoredToken]) -> None:
         raise StoreUnavailable("disk full")
 
-    monkeypatch.setattr(h.store, "put_token", unavailable)
+    monkeypatch.setattr(h.store, "put_tokens", unavailable)
     with pytest.raises(StoreUnavailable):
         await h.sync.apply([receiver(generation="2")])
     assert h.receiver_set.get("default/web-up") is None

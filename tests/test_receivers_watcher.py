@@ -7,9 +7,10 @@ no test depends on how fast the filesystem's clock ticks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver
 from controller.receiver_set import ReceiverSet
-from controller.receivers.loader import FileLoad, load_documents
+from controller.receivers import watcher as watcher_module
+from controller.receivers.inotify import Inotify
+from controller.receivers.loader import FileLoad, load_documents, manifest_tree
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
 from controller.receivers.watcher import Loader, ReceiverWatcher
@@ -27,6 +30,7 @@ from controller.store.base import StoreUnavailable
 from controller.store.sqlite import SqliteStore
 from controller.tokens import KeyRing, TokenRevoked, TokenSuperseded, TokenVerifier, check_current
 from tests.specs import config_of
+from tests.toolbox import until
 
 FILE_TIME = 1_700_000_000  # seconds; every write moves a file's mtime one second past the last one
 NOW = 1_800_000_000.0
@@ -72,7 +76,7 @@ class Harness:
         self._stamp = FILE_TIME
         self.watcher = self.build(self.loader)
 
-    def build(self, loader: Loader) -> ReceiverWatcher:
+    def build(self, loader: Loader, *, events: bool = True, interval: float = 0.0) -> ReceiverWatcher:
         sync = ReceiverSync(
             store=self.store, keyring=self.keyring, receiver_set=self.receiver_set, metrics=self.metrics
         )
@@ -82,7 +86,10 @@ class Harness:
             sync=sync,
             store=self.store,
             metrics=self.metrics,
-            interval=0.0,
+            interval=interval,
+            events=events,
+            rescan=3600.0,  # never within a test: what is seen was seen through events or polling
+            settle=0.0,
             loader=loader,
             clock=lambda: self.now,
         )
@@ -351,3 +358,106 @@ async def test_a_scan_that_fails_half_way_applies_what_it_read_next_time(h: Harn
     b.unlink()
     assert await watcher.scan_once()
     assert config_of(h.active().receiver.spec, "scaleServiceConfig")["amount"] == 2
+
+
+# -- following the folder: through inotify's events, and by polling where there is no inotify
+
+FOLLOW = pytest.mark.parametrize("events", [True, False], ids=["inotify", "polling"])
+
+
+@contextlib.asynccontextmanager
+async def following(h: Harness, *, events: bool) -> AsyncIterator[ReceiverWatcher]:
+    watcher = h.build(h.loader, events=events, interval=0.01)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await until(lambda: h.receiver_set.loaded, within=5, what="the first scan")
+        yield watcher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def amount(h: Harness, name: str = "web-up") -> object:
+    active = h.receiver_set.get(f"default/{name}")
+    return None if active is None else config_of(active.receiver.spec, "scaleServiceConfig")["amount"]
+
+
+@FOLLOW
+async def test_following_applies_an_added_file(h: Harness, events: bool) -> None:
+    async with following(h, events=events):
+        h.write("web-up.yaml", manifest())
+        await until(lambda: h.receiver_set.get("default/web-up"), within=5, what="the new receiver")
+
+
+@FOLLOW
+async def test_following_applies_a_file_rewritten_in_place(h: Harness, events: bool) -> None:
+    h.write("web-up.yaml", manifest(amount=1))
+    async with following(h, events=events):
+        h.write("web-up.yaml", manifest(amount=2))
+        await until(lambda: amount(h) == 2, within=5, what="the new amount")
+
+
+@FOLLOW
+async def test_following_revokes_the_receivers_of_a_deleted_file(h: Harness, events: bool) -> None:
+    path = h.write("web-up.yaml", manifest())
+    async with following(h, events=events):
+        path.unlink()
+        await until(lambda: not h.receiver_set.keys(), within=5, what="the revocation")
+
+
+@FOLLOW
+async def test_following_reads_a_file_in_a_folder_created_later(h: Harness, events: bool) -> None:
+    async with following(h, events=events):
+        (h.dir / "team").mkdir()
+        h.write("team/web-up.yaml", manifest())
+        await until(lambda: h.receiver_set.get("default/web-up"), within=5, what="the receiver")
+
+
+@FOLLOW
+async def test_following_sees_a_configmap_update_swap_its_data_symlink(h: Harness, events: bool) -> None:
+    """A mounted ConfigMap: visible symlinks into ``..data``, itself a symlink renamed over on update."""
+    for version, value in (("..v1", 1), ("..v2", 2)):
+        (h.dir / version).mkdir()
+        h.write(f"{version}/web-up.yaml", manifest(amount=value))
+    (h.dir / "..data").symlink_to("..v1")
+    (h.dir / "web-up.yaml").symlink_to("..data/web-up.yaml")
+    async with following(h, events=events):
+        assert amount(h) == 1
+        (h.dir / "..data_tmp").symlink_to("..v2")
+        os.replace(h.dir / "..data_tmp", h.dir / "..data")
+        await until(lambda: amount(h) == 2, within=5, what="the swapped version")
+
+
+@FOLLOW
+async def test_following_sees_a_missing_folder_appear(h: Harness, events: bool) -> None:
+    h.dir.rmdir()
+    async with following(h, events=events):
+        h.dir.mkdir()
+        h.write("web-up.yaml", manifest())
+        await until(lambda: h.receiver_set.get("default/web-up"), within=5, what="the receiver")
+
+
+async def test_following_events_lists_an_idle_folder_no_more(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings: list[Path] = []
+
+    def counting(directory: Path) -> tuple[list[Path], list[Path]]:
+        listings.append(directory)
+        return manifest_tree(directory)
+
+    monkeypatch.setattr(watcher_module, "manifest_tree", counting)
+    h.write("web-up.yaml", manifest())
+    async with following(h, events=True):
+        await until(lambda: listings, what="the first listing")
+        listed = len(listings)
+        await asyncio.sleep(0.2)  # twenty polling intervals
+        assert len(listings) == listed
+
+
+async def test_following_polls_where_there_is_no_inotify(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Inotify, "open", classmethod(lambda cls: None))
+    async with following(h, events=True):
+        h.write("web-up.yaml", manifest())
+        await until(lambda: h.receiver_set.get("default/web-up"), within=5, what="the new receiver")

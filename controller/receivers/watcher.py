@@ -1,12 +1,21 @@
-"""Watching the receivers folder: polls, re-reads only changed files, keeps last-good versions.
+"""Following the receivers folder: re-reads only changed files, keeps last-good versions.
 
-Why polling and not inotify: it works the same on every filesystem (bind mounts, NFS, a mounted
-ConfigMap whose files are swapped by symlink), needs no extra dependency, and a stat of a few files
-every half second costs nothing. A file's signature is (mtime_ns, size, inode) from ``stat`` — which
-follows symlinks, so a ConfigMap swap shows as a new inode. The stat is taken *before* the read: a
-file written during the read has a newer signature by the next scan and is read again. Timestamps
-tick coarsely, so a file modified within ``RACY_SECONDS`` of a scan is read again on the next one
-("racy git"). A re-read that yields the same receivers and problems (a touch) changes nothing.
+How changes are noticed: where the platform has inotify (``controller.receivers.inotify``), every
+folder listed is watched and an event (a file written, created, deleted, renamed, touched; a mounted
+ConfigMap's ``..data`` symlink renamed over) triggers a scan a moment later, one scan for a burst.
+Inotify misses what happens on another host (NFS) or past the kernel's watch limit, so a full scan
+also runs every ``RESCAN_SECONDS``; while a folder cannot be watched (the main one missing, a limit
+reached), a failed apply waits to be retried, or a file is not yet settled (below), scans run every
+``interval`` seconds instead. Without inotify (``events=False``, or another platform) the folder is
+polled every ``interval`` seconds. Either way a scan lists the folders with ``os.scandir`` and stats
+each file on a worker thread, so an idle service with thousands of files does no work per second and
+its loop never waits on a listing.
+
+A file's signature is (mtime_ns, size, inode) from ``stat`` — which follows symlinks, so a ConfigMap
+swap shows as a new inode. The stat is taken *before* the read: a file written during the read has a
+newer signature by the next scan and is read again. Timestamps tick coarsely, so a file modified
+within ``RACY_SECONDS`` of a scan is read again on the next one ("racy git"). A re-read that yields
+the same receivers and problems (a touch) changes nothing.
 
 Last-good rule: a mistake in a file must not take a working receiver down, and neither must the
 states a file passes through while a tool rewrites it in place (truncated to nothing, half written).
@@ -20,22 +29,25 @@ holds across restarts: a file that is broken when the service starts keeps the r
 A missing folder is reported as a problem and watched for; if it vanishes (or is missing at start),
 the receivers are kept — an unmounted volume should not revoke every trigger URL.
 
-Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener;
-a file whose bytes are unchanged since its last read (a touch, or the racy re-read) is not parsed again.
+Reading and parsing run on a worker thread, bounded (``yamlsafe``), so no file stalls the listener,
+in batches of ``READ_BATCH`` files per hand-off (a start reads thousands); a file whose bytes are
+unchanged since its last read (a touch, or the racy re-read) is not parsed again.
 
 The watcher may follow more folders than the one people write (``also``): the folder the receivers
 API manages (``controller.receivers.api_store``). Their files are read the same way and make one set,
 so a name declared in both is reported like any duplicate. Only the main folder's absence is a problem
 (an ``also`` folder that is not there yet holds no receivers). Scans never overlap: the API awaits a
-scan of its own after each change while the polling loop runs, and both go through one lock.
+scan of its own after each change while ``run`` follows the folders, and both go through one lock.
 
-Any scan that changes something applies the full set through ``ReceiverSync`` and records the
-problems in the store; if that fails, the next scan tries again.
+Any scan that changes something applies the full set through ``ReceiverSync`` (which skips the
+receivers of files not re-read) and records the problems in the store; if that fails, the next scan
+tries again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -49,12 +61,14 @@ from pathlib import Path
 from controller.drivers.contract import Driver
 from controller.metrics import Metrics
 from controller.model import API_VERSION, KIND, TOKEN_GENERATION_ANNOTATION, Problem, Receiver
+from controller.receivers.inotify import Inotify
 from controller.receivers.loader import (
     FileLoad,
     check_object,
     drop_duplicates,
     load_documents,
-    manifest_files,
+    manifest_tree,
+    path_order,
 )
 from controller.receivers.schema import ReceiverSchema
 from controller.receivers.sync import ReceiverSync
@@ -67,6 +81,10 @@ Signature = tuple[int, int, int]  # (st_mtime_ns, st_size, st_ino)
 # Filesystem timestamps tick coarsely (jiffies, or whole seconds on some), so a same-size rewrite in the
 # same tick as our read keeps its signature. Files modified this recently are read again next scan.
 RACY_SECONDS = 2.0
+# With inotify, a full scan anyway this often: for events it cannot see (NFS, a watch limit reached).
+RESCAN_SECONDS = 30.0
+SETTLE_SECONDS = 0.05  # after an event, wait this long for the rest of a burst before scanning
+READ_BATCH = 64  # files read per hand-off to the worker thread
 Loader = Callable[[Path, Mapping[str, Driver], ReceiverSchema], FileLoad]
 
 
@@ -91,6 +109,9 @@ class ReceiverWatcher:
         store: Store,
         metrics: Metrics,
         interval: float,
+        events: bool = True,
+        rescan: float = RESCAN_SECONDS,
+        settle: float = SETTLE_SECONDS,
         schema: ReceiverSchema | None = None,
         loader: Loader = load_documents,
         clock: Callable[[], float] = time.time,
@@ -103,10 +124,18 @@ class ReceiverWatcher:
         self._store = store
         self._metrics = metrics
         self._interval = interval
+        self._events = events
+        self._rescan = rescan
+        self._settle = settle
+        self._events_source: Inotify | None = None  # while ``run`` follows inotify's events
+        self._watches: set[int] = set()  # watch descriptors seen: a new one is a folder not yet watched
+        self._new_watches = False
+        self._unwatched = False  # a folder could not be watched (or the main one is missing): poll
         self._schema = schema or ReceiverSchema.load(drivers.values())
         self._load = loader
         self._clock = clock
         self._files: dict[Path, _FileState] = {}
+        self._order: list[Path] | None = None  # ``_files`` sorted; None when a file came or went
         self._folder_problem: Problem | None = None
         self._logged_problems: list[Problem] = []
         self._unapplied = True  # nothing applied yet: the first scan applies even an empty folder
@@ -116,13 +145,55 @@ class ReceiverWatcher:
         self._problem_count = 0
 
     async def run(self) -> None:
-        """Scan forever, every ``interval`` seconds. A failed scan is logged and retried next time."""
-        while True:
-            try:
-                await self.scan_once()
-            except Exception:
-                logger.exception("scanning the receivers folder %s failed; trying again", self._directory)
-            await asyncio.sleep(self._interval)
+        """Follow the folders until cancelled: on inotify's word where the platform has it, else by
+        polling every ``interval`` seconds. A failed scan is logged and retried."""
+        events = Inotify.open() if self._events else None
+        if events is None:
+            logger.info("polling the receivers folder %s every %gs", self._directory, self._interval)
+            while True:
+                await self._scan_logged()
+                await asyncio.sleep(self._interval)
+        changed = asyncio.Event()
+
+        def on_events() -> None:
+            events.drain()
+            changed.set()
+
+        loop = asyncio.get_running_loop()
+        loop.add_reader(events.fileno(), on_events)
+        self._events_source = events
+        logger.info("watching the receivers folder %s with inotify", self._directory)
+        try:
+            while True:
+                changed.clear()
+                await self._scan_logged()
+                if self._new_watches:  # a folder watched only now may have changed while it was listed
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._next_scan())
+                await asyncio.sleep(
+                    self._settle
+                )  # one scan for a burst of events (a tool writing many files)
+        finally:
+            loop.remove_reader(events.fileno())
+            self._events_source = None
+            events.close()
+
+    async def _scan_logged(self) -> None:
+        try:
+            await self.scan_once()
+        except Exception:
+            logger.exception("scanning the receivers folder %s failed; trying again", self._directory)
+            self._unapplied = True
+
+    def _next_scan(self) -> float:
+        """Seconds until a scan is due without any event: soon while something waits (an apply to
+        retry, a folder that could not be watched, a file not yet settled), else the safety rescan."""
+        if self._unapplied or self._unwatched:
+            return self._interval
+        if any(not state.settled for state in self._files.values()):
+            return RACY_SECONDS
+        return self._rescan
 
     async def scan_once(self) -> bool:
         """Re-read what changed; apply and record if anything did (or the last apply failed, or this is
@@ -172,8 +243,10 @@ class ReceiverWatcher:
                     "", "the receivers folder does not exist", file=str(self._directory)
                 )
                 self._unapplied = True
+            self._unwatched = True  # polled for until it is back
             if not self._files and self._stored:  # keep what the store remembers
                 self._files = {path: self._last_good(tokens) for path, tokens in self._stored.items()}
+                self._order = None
                 self._stored = {}
             return
         if self._folder_problem is not None:
@@ -181,39 +254,63 @@ class ReceiverWatcher:
             self._unapplied = True
         # Taken before the stats: a file modified after this instant is never mistaken for settled.
         settled_before = self._clock() - RACY_SECONDS
-        present = {
-            path: sig
-            for folder in (self._directory, *(f for f in self._also if f.is_dir()))
-            for path in manifest_files(folder)
-            if (sig := _signature(path)) is not None
-        }
+        present = await asyncio.to_thread(self._survey)
         for gone in self._files.keys() - present.keys():
             logger.info("receivers file %s was removed", gone)
             del self._files[gone]
+            self._order = None
             self._unapplied = True
         stored, self._stored = self._stored or {}, {}
-        for path, signature in present.items():
-            old = self._files.get(path)
-            if old is None or old.signature != signature or not old.settled:
+        due = [
+            (path, signature, old)
+            for path, signature in present.items()
+            if (old := self._files.get(path)) is None or old.signature != signature or not old.settled
+        ]
+        for start in range(0, len(due), READ_BATCH):
+            batch = due[start : start + READ_BATCH]
+            loads = await asyncio.to_thread(self._read_all, [(path, old) for path, _, old in batch])
+            for (path, signature, old), load in zip(batch, loads, strict=True):
                 settled = signature[0] < settled_before * 1e9
-                new = await self._reload(path, signature, old, settled, stored.get(path, []))
+                new = self._merge(path, load, signature, old, settled, stored.get(path, []))
                 new.settled = settled
+                if old is None:
+                    self._order = None
                 self._files[path] = new
                 if old is None or _content(old) != _content(new):
                     self._unapplied = True
 
-    async def _reload(
+    def _survey(self) -> dict[Path, Signature]:
+        """On the worker thread: every manifest file's signature; each folder listed is watched first
+        when events are followed, so nothing written after its listing goes unnoticed."""
+        present: dict[Path, Signature] = {}
+        events, self._new_watches, self._unwatched = self._events_source, False, False
+        for root in (self._directory, *(f for f in self._also if f.is_dir())):
+            files, folders = manifest_tree(root)
+            if events is not None:
+                for folder in folders:
+                    wd = events.watch(folder)
+                    if wd is None:
+                        self._unwatched = True
+                    elif wd not in self._watches:
+                        self._watches.add(wd)
+                        self._new_watches = True
+            for path in files:
+                if (sig := _signature(path)) is not None:
+                    present[path] = sig
+        return present
+
+    def _merge(
         self,
         path: Path,
+        load: FileLoad,
         signature: Signature,
         old: _FileState | None,
         settled: bool,
         remembered: list[StoredToken],
     ) -> _FileState:
-        """The file's new state. ``remembered``: what the store kept of it, for its first read after a
-        start, rebuilt only when the file can't stand for itself (unreadable, invalid or unsettled)."""
-        cached = old.load if old is not None else None
-        load = await asyncio.to_thread(self._read, path, cached)
+        """The file's new state from what its bytes yielded. ``remembered``: what the store kept of it,
+        for its first read after a start, rebuilt only when the file can't stand for itself
+        (unreadable, invalid or unsettled)."""
         valid = {r.key for r in load.receivers}
         if old is None and remembered and (not load.readable or load.names - valid or not settled):
             old = self._last_good(remembered)
@@ -240,6 +337,10 @@ class ReceiverWatcher:
             )
         return state
 
+    def _read_all(self, files: list[tuple[Path, _FileState | None]]) -> list[FileLoad]:
+        """On the worker thread: the loads of a batch of files (one hand-off for many small files)."""
+        return [self._read(path, old.load if old is not None else None) for path, old in files]
+
     def _read(self, path: Path, cached: FileLoad | None) -> FileLoad:
         """On the worker thread: the file's load; the cached one when its bytes have not changed."""
         if cached is not None and cached.digest:
@@ -251,13 +352,16 @@ class ReceiverWatcher:
         return self._load(path, self._drivers, self._schema)
 
     def _current(self) -> tuple[list[Receiver], list[Problem]]:
+        if self._order is None:
+            self._order = sorted(self._files, key=path_order)
+        states = [self._files[path] for path in self._order]
         found = [
             (receiver, state.documents.get(key))
-            for _, state in sorted(self._files.items())
+            for state in states
             for key, receiver in state.receivers.items()
         ]
         receivers, duplicates = drop_duplicates(found)
-        problems = [p for _, state in sorted(self._files.items()) for p in state.problems]
+        problems = [p for state in states for p in state.problems]
         if self._folder_problem is not None:
             problems.insert(0, self._folder_problem)
         return receivers, problems + duplicates

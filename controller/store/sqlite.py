@@ -137,6 +137,10 @@ class SqliteStore:
     async def put_token(self, token: StoredToken) -> None:
         await self._submit(lambda c: queries.put_token(c, token))
 
+    async def put_tokens(self, tokens: Sequence[StoredToken]) -> None:
+        """Every token record in one transaction: one commit for the thousands a start may mint."""
+        await self._submit(lambda c: queries.put_tokens(c, tokens))
+
     async def delete_token(self, namespace: str, name: str) -> None:
         await self._submit(lambda c: queries.delete_token(c, namespace, name))
 

@@ -409,3 +409,8 @@ def read_status(conn: sqlite3.Connection) -> StoreStatus:
         history=history(conn),
         latest_intents=latest_intents(conn, sorted({t.target_id for t in targets} | set(pending))),
     )
+
+
+def put_tokens(conn: sqlite3.Connection, tokens: Iterable[StoredToken]) -> None:
+    for token in tokens:
+        put_token(conn, token)
