@@ -87,6 +87,7 @@ def to_json(results: Results) -> dict[str, Any]:
                 "loop_us_per_hit": f.cpu_us_per_hit("loop"),
                 "other_threads_us_per_hit": f.cpu_us_per_hit("other"),
                 "bare_cpu_us_per_request": f.bare_cpu_us,
+                "cpu_ratio": f.cpu_ratio,
                 "not_2xx": f.not_2xx,
                 "bare_not_2xx": f.bare_not_2xx,
             }
@@ -149,11 +150,13 @@ def to_markdown(results: Results) -> str:
 def throughput_table(t: ThroughputReport, s: BenchSettings) -> list[str]:
     lines = [
         f"Median of {s.rounds} alternating rounds of {s.seconds:g} s (bare, then service) per row; "
-        "every hit has a new Idempotency-Key, so every 200 is a durable, accepted hit.",
+        "every hit has a new Idempotency-Key, so every 200 is a durable, accepted hit. "
+        "CPU ratio: bare CPU per request over the service's CPU per hit.",
         "",
         "| connections | service hits/s | bare req/s | ratio (min-max) | p50 / p99 | bare p99 "
-        "| CPU µs per hit (loop + other threads) | bare CPU µs per req | non-2xx (service / bare) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU µs per hit (loop + other threads) | bare CPU µs per req | CPU ratio "
+        "| non-2xx (service / bare) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in t.figures:
         low, high = f.ratio_range
@@ -162,7 +165,7 @@ def throughput_table(t: ThroughputReport, s: BenchSettings) -> list[str]:
             f"| {f.ratio:.2f} ({low:.2f}-{high:.2f}) "
             f"| {f.p50_ms:.1f} / {f.p99_ms:.1f} ms | {f.bare_p99_ms:.1f} ms "
             f"| {f.cpu_us_per_hit():.0f} ({f.cpu_us_per_hit('loop'):.0f} + {f.cpu_us_per_hit('other'):.0f}) "
-            f"| {f.bare_cpu_us:.0f} | {f.not_2xx} / {f.bare_not_2xx} |"
+            f"| {f.bare_cpu_us:.0f} | {f.cpu_ratio:.2f} | {f.not_2xx} / {f.bare_not_2xx} |"
         )
     lines += [
         "",

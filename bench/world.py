@@ -126,6 +126,7 @@ def await_scales(
     sandbox: Sandbox, services: Sequence[str], done: Callable[[dict[str, int]], bool], still_for: float = 15.0
 ) -> dict[str, int]:
     """Poll the services' scales until ``done`` holds, or no scale has moved for ``still_for`` s."""
+    time.sleep(1.0)  # first, let the requests wrk left in flight land (their hits count too)
     last: dict[str, int] = {}
     moved = time.monotonic()
     while True:
