@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cpu import cpu_time, pinned, rss_bytes
+from bench.cpu import cpu_time, rss_bytes
 from bench.processes import Sandbox, Service, write_receiver
 from bench.soak import MAX_SCALE, service_ids
-from bench.world import DEFAULT_LOG_LEVEL, BenchSettings, start_sandbox, write_up_receivers
+from bench.world import BenchSettings, service_process, start_sandbox, write_up_receivers
 from controller.status_report import trigger_url_from_state
 from controller.store.base import StoreUnavailable
 from controller.store.sqlite_schema import DB_NAME
@@ -123,15 +123,8 @@ def measure(tmp: Path, settings: BenchSettings, count: int) -> ScaleFigures:
     write_up_receivers(receivers, services)
     sandbox: Sandbox = start_sandbox(folder.parent, count)
     try:
-        service = pinned(
-            Service(
-                tmp,
-                receivers=receivers,
-                state=folder / "state",
-                cattle_url=sandbox.url,
-                env={"WEBHOOK_LOG_LEVEL": DEFAULT_LOG_LEVEL},
-            ),
-            settings.server_core,
+        service = service_process(
+            tmp, settings, receivers=receivers, state=folder / "state", cattle_url=sandbox.url
         )
         started = time.monotonic()
         service.start()

@@ -20,6 +20,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from bench.cpu import CpuTime, cpu_time
 from bench.soak import START_SCALE, service_ids
@@ -38,10 +39,7 @@ from bench.wrk import Wrk, WrkResult
 
 STORAGE_CONNECTIONS = 32
 Progress = Callable[[str], None]
-
-
-class ExactlyOnceViolated(AssertionError):
-    """The store, wrk and Cattle disagree on how many hits were accepted."""
+CpuPart = Literal["total", "loop", "other"]  # all threads, the event loop's, the others
 
 
 @dataclass(frozen=True)
@@ -61,20 +59,17 @@ class ConnectionFigures:
     connections: int
     rounds: tuple[Round, ...]
 
-    def median(self, values: Sequence[float]) -> float:
-        return statistics.median(values)
-
     @property
     def hits_per_s(self) -> float:
-        return self.median([r.service.rate for r in self.rounds])
+        return statistics.median([r.service.rate for r in self.rounds])
 
     @property
     def bare_per_s(self) -> float:
-        return self.median([r.bare.rate for r in self.rounds])
+        return statistics.median([r.bare.rate for r in self.rounds])
 
     @property
     def ratio(self) -> float:
-        return self.median([r.ratio for r in self.rounds])
+        return statistics.median([r.ratio for r in self.rounds])
 
     @property
     def ratio_range(self) -> tuple[float, float]:
@@ -82,17 +77,17 @@ class ConnectionFigures:
 
     @property
     def p50_ms(self) -> float:
-        return self.median([r.service.p50_ms for r in self.rounds])
+        return statistics.median([r.service.p50_ms for r in self.rounds])
 
     @property
     def p99_ms(self) -> float:
-        return self.median([r.service.p99_ms for r in self.rounds])
+        return statistics.median([r.service.p99_ms for r in self.rounds])
 
     @property
     def bare_p99_ms(self) -> float:
-        return self.median([r.bare.p99_ms for r in self.rounds])
+        return statistics.median([r.bare.p99_ms for r in self.rounds])
 
-    def cpu_us_per_hit(self, part: str = "total") -> float:
+    def cpu_us_per_hit(self, part: CpuPart = "total") -> float:
         per_round = []
         for r in self.rounds:
             ns = {
@@ -101,11 +96,11 @@ class ConnectionFigures:
                 "other": r.service_cpu.other_ns,
             }
             per_round.append(ns[part] / 1000 / max(r.service.ok, 1))
-        return self.median(per_round)
+        return statistics.median(per_round)
 
     @property
     def bare_cpu_us(self) -> float:
-        return self.median([r.bare_cpu.total_ns / 1000 / max(r.bare.ok, 1) for r in self.rounds])
+        return statistics.median([r.bare_cpu.total_ns / 1000 / max(r.bare.ok, 1) for r in self.rounds])
 
     @property
     def cpu_ratio(self) -> float:

@@ -53,9 +53,10 @@ def start_sandbox(tmp: Path, services: int) -> Sandbox:
     return Sandbox(tmp, seed).start_and_wait()
 
 
-def start_service(
+def service_process(
     tmp: Path, settings: BenchSettings, *, receivers: Path, state: Path, cattle_url: str
 ) -> Service:
+    """The service as deployed (default log level), to be started on the server's core."""
     service = Service(
         tmp,
         receivers=receivers,
@@ -63,7 +64,15 @@ def start_service(
         cattle_url=cattle_url,
         env={"WEBHOOK_LOG_LEVEL": DEFAULT_LOG_LEVEL},
     )
-    return pinned(service, settings.server_core).start_and_wait()
+    return pinned(service, settings.server_core)
+
+
+def start_service(
+    tmp: Path, settings: BenchSettings, *, receivers: Path, state: Path, cattle_url: str
+) -> Service:
+    return service_process(
+        tmp, settings, receivers=receivers, state=state, cattle_url=cattle_url
+    ).start_and_wait()
 
 
 def start_bare(tmp: Path, settings: BenchSettings) -> BareServer:
