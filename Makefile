@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PORT ?= 8085
 LISTEN_FLAG := $(if $(and $(WEBHOOK_LISTEN),$(filter file,$(origin PORT))),,--listen 127.0.0.1:$(PORT))
 
-.PHONY: run test lint typecheck unit clean crd
+.PHONY: run test lint typecheck unit clean crd bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider -n 2
+
+# Run by hand, never by `make test` or .ci/run: minutes of load that wants the machine to itself.
+# Needs wrk (`apt-get install wrk`). `make bench BENCH_FLAGS=--quick` for a smoke run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .webhook-state .mypy_cache .ruff_cache
