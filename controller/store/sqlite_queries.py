@@ -8,7 +8,8 @@ tables inside the transaction that then records the hit.
 
 The indexes behind the hot queries (``controller.store.sqlite_schema``): ``idempotency``'s primary
 key, ``hits_dedupe`` and ``hits_accepted`` for the rule; ``hits_latest`` so ``last_hits`` never
-scans the hits; ``intents_pending`` for the reconciler.
+scans the hits; ``intents_pending`` for the reconciler. An intent's ``seq`` is its hit's ``n``
+(schema version 5): that is how the two are joined, and pending intents fold in the hits' order.
 
 Each change of a target (a fold, a confirmation, an error, a refusal) also writes a
 ``target_history`` row in the same transaction, but only when something a chart shows changed:
@@ -76,9 +77,9 @@ class SqliteHistory:
 
 def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> None:
     conn.execute(
-        "INSERT INTO intents (hit_id, target_id, receiver, intent, state, updated_at)"
-        " VALUES (?, ?, ?, ?, 'pending', ?)",
-        (hit_id, req.target_id, req.receiver, json.dumps(req.intent, sort_keys=True), now),
+        "INSERT INTO intents (seq, target_id, intent, state, updated_at)"
+        " VALUES ((SELECT n FROM hits WHERE id = ?), ?, ?, 'pending', ?)",
+        (hit_id, req.target_id, json.dumps(req.intent, sort_keys=True, separators=(",", ":")), now),
     )
 
 
@@ -93,12 +94,11 @@ def insert_hit(
 ) -> None:
     """The hit, and its idempotency key (replacing one older than the window: the rule found none younger)."""
     conn.execute(
-        "INSERT INTO hits (id, receiver, receiver_uid, target_id, outcome, reason, dedupe_key, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO hits (id, receiver, target_id, outcome, reason, dedupe_key, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             hit_id,
             req.receiver,
-            req.receiver_uid,
             req.target_id,
             outcome,
             reason,
@@ -125,8 +125,8 @@ def targets_with_work(conn: sqlite3.Connection) -> list[str]:
 
 def pending_intents(conn: sqlite3.Connection, target_id: str) -> list[PendingIntent]:
     rows = conn.execute(
-        "SELECT seq, hit_id, receiver, intent FROM intents"
-        " WHERE target_id = ? AND state = 'pending' ORDER BY seq",
+        "SELECT i.seq, h.id, h.receiver, i.intent FROM intents i JOIN hits h ON h.n = i.seq"
+        " WHERE i.target_id = ? AND i.state = 'pending' ORDER BY i.seq",
         (target_id,),
     ).fetchall()
     return [PendingIntent(seq=r[0], hit_id=r[1], receiver=r[2], intent=json.loads(r[3])) for r in rows]
@@ -137,7 +137,7 @@ def commit_fold(
 ) -> None:
     cur = conn.executemany(
         "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?, updated_at = ?"
-        " WHERE seq = ? AND hit_id = ? AND target_id = ? AND state = 'pending'",
+        " WHERE seq = (SELECT n FROM hits WHERE n = ? AND id = ?) AND target_id = ? AND state = 'pending'",
         [(s.before, s.after, int(s.clamped), now, s.seq, s.hit_id, target_id) for s in steps],
     )
     if cur.rowcount != len(steps):
@@ -251,8 +251,8 @@ def _hit(row: Any) -> HitRecord:
 def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
     rows = conn.execute(
         f"SELECT {_HIT_COLUMNS}"
-        " FROM (SELECT receiver, MAX(id) AS id FROM hits GROUP BY receiver) l"
-        " JOIN hits h ON h.id = l.id LEFT JOIN intents i ON i.hit_id = h.id"
+        " FROM (SELECT receiver, MAX(n) AS n FROM hits GROUP BY receiver) l"
+        " JOIN hits h ON h.n = l.n LEFT JOIN intents i ON i.seq = h.n"
         " ORDER BY h.receiver"
     ).fetchall()
     return {r[1]: _hit(r) for r in rows}
@@ -261,8 +261,7 @@ def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
 def recent_hits(conn: sqlite3.Connection, limit: int = RECENT_HITS) -> list[HitRecord]:
     """The newest hits of every receiver, newest first (hit ids grow with time)."""
     rows = conn.execute(
-        f"SELECT {_HIT_COLUMNS} FROM hits h LEFT JOIN intents i ON i.hit_id = h.id"
-        " ORDER BY h.id DESC LIMIT ?",
+        f"SELECT {_HIT_COLUMNS} FROM hits h LEFT JOIN intents i ON i.seq = h.n ORDER BY h.id DESC LIMIT ?",
         (limit,),
     )
     return [_hit(r) for r in rows]
