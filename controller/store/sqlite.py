@@ -223,7 +223,7 @@ class SqliteStore:
             return decision  # raised outside the job: a refusal is an answer, not a failed job
         queries.insert_hit(conn, req, hit_id, decision.outcome, decision.reason)
         if decision.outcome == "accepted":
-            queries.insert_intent(conn, req, hit_id, self._clock())
+            queries.insert_intent(conn, req, hit_id)
         if decision.rate_counted:  # last: a job that raised never counted
             self._rate.add(req.receiver, at)
             self._rate_added.append((req.receiver, at))

@@ -75,11 +75,11 @@ class SqliteHistory:
         return self._rate.counted(receiver, since)
 
 
-def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> None:
+def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str) -> None:
     conn.execute(
-        "INSERT INTO intents (seq, target_id, intent, state, updated_at)"
-        " VALUES ((SELECT n FROM hits WHERE id = ?), ?, ?, 'pending', ?)",
-        (hit_id, req.target_id, json.dumps(req.intent, sort_keys=True, separators=(",", ":")), now),
+        "INSERT INTO intents (seq, target_id, intent, state)"
+        " VALUES ((SELECT n FROM hits WHERE id = ?), ?, ?, 'pending')",
+        (hit_id, req.target_id, json.dumps(req.intent, sort_keys=True, separators=(",", ":"))),
     )
 
 
@@ -92,14 +92,16 @@ def probe_write(conn: sqlite3.Connection) -> None:
 def insert_hit(
     conn: sqlite3.Connection, req: HitRequest, hit_id: str, outcome: Outcome, reason: str | None
 ) -> None:
-    """The hit, and its idempotency key (replacing one older than the window: the rule found none younger)."""
+    """The hit, and its idempotency key (replacing one older than the window: the rule found none younger).
+
+    An accepted hit's target is its intent's (``insert_intent``, next): the hit's row leaves it NULL."""
     conn.execute(
         "INSERT INTO hits (id, receiver, target_id, outcome, reason, dedupe_key, received_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             hit_id,
             req.receiver,
-            req.target_id,
+            None if outcome == "accepted" else req.target_id,
             outcome,
             reason,
             req.dedupe_key,
@@ -136,9 +138,9 @@ def commit_fold(
     conn: sqlite3.Connection, target_id: str, desired: int, steps: list[FoldStep], now: float
 ) -> None:
     cur = conn.executemany(
-        "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?, updated_at = ?"
+        "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?"
         " WHERE seq = (SELECT n FROM hits WHERE n = ? AND id = ?) AND target_id = ? AND state = 'pending'",
-        [(s.before, s.after, int(s.clamped), now, s.seq, s.hit_id, target_id) for s in steps],
+        [(s.before, s.after, int(s.clamped), s.seq, s.hit_id, target_id) for s in steps],
     )
     if cur.rowcount != len(steps):
         # Raising rolls back this job (the group commit isolates it): nothing of the fold is recorded.
@@ -154,9 +156,8 @@ def commit_fold(
 
 def fail_intents(conn: sqlite3.Connection, target_id: str, reason: str, now: float) -> int:
     count = conn.execute(
-        "UPDATE intents SET state = 'failed', reason = ?, updated_at = ?"
-        " WHERE target_id = ? AND state = 'pending'",
-        (reason, now, target_id),
+        "UPDATE intents SET state = 'failed', reason = ? WHERE target_id = ? AND state = 'pending'",
+        (reason, target_id),
     ).rowcount
     # The target refused: its desired value will never be applied, so it is withdrawn (nothing left
     # for the reconciler to confirm) and the target stays unconverged at its observed value.
@@ -229,7 +230,7 @@ def list_targets(conn: sqlite3.Connection) -> list[TargetState]:
 _HIT_COLUMNS: Final = (
     "h.id, h.receiver, h.outcome, h.received_at,"
     " CASE WHEN i.state = 'failed' THEN i.reason ELSE h.reason END,"
-    " i.state, i.before, i.after, i.clamped, h.target_id"
+    " i.state, i.before, i.after, i.clamped, COALESCE(i.target_id, h.target_id)"
 )
 
 

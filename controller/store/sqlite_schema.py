@@ -122,11 +122,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX target_history_age ON target_history (at);
     UPDATE targets SET converged = 0 WHERE desired IS NULL
     """,
-    # 5: one compact row per hit (about 510 -> 320 bytes a hit). Every hit gets a small integer ``n``
+    # 5: one compact row per hit (about 510 -> 310 bytes a hit). Every hit gets a small integer ``n``
     # (its rowid, in arrival order), and a hit's intent is keyed by it: ``intents.seq`` is its hit's
     # ``n``, so an intent carries neither the hit's 32-character id nor its receiver (both are the
     # hit's), and needs no index of its own to be found from its hit. No AUTOINCREMENT: a seq is a
-    # hit's ``n``, and the sequence table's write per hit goes. ``receiver_uid`` was never read.
+    # hit's ``n``, and the sequence table's write per hit goes. A hit's ``target_id`` is NULL when
+    # its intent holds it; ``receiver_uid`` and the intents' ``updated_at`` were never read.
     # ``hits_latest`` indexes ``n``, a third of ``id``'s size. The tables are rebuilt, with foreign
     # keys off (``connect``) so that dropping the old ones cascades nowhere.
     """
@@ -134,7 +135,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         n INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
         receiver TEXT NOT NULL,
-        target_id TEXT NOT NULL,
+        target_id TEXT,
         outcome TEXT NOT NULL,
         reason TEXT,
         dedupe_key TEXT,
@@ -150,12 +151,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         reason TEXT,
         before INTEGER,
         after INTEGER,
-        clamped INTEGER,
-        updated_at REAL NOT NULL
+        clamped INTEGER
     );
-    INSERT INTO intents_v5 (seq, target_id, intent, state, reason, before, after, clamped, updated_at)
-        SELECT h.n, i.target_id, i.intent, i.state, i.reason, i.before, i.after, i.clamped, i.updated_at
+    INSERT INTO intents_v5 (seq, target_id, intent, state, reason, before, after, clamped)
+        SELECT h.n, i.target_id, i.intent, i.state, i.reason, i.before, i.after, i.clamped
         FROM intents i JOIN hits_v5 h ON h.id = i.hit_id ORDER BY i.seq;
+    UPDATE hits_v5 SET target_id = NULL WHERE n IN (SELECT seq FROM intents_v5);
     DROP TABLE intents;
     DROP TABLE hits;
     ALTER TABLE hits_v5 RENAME TO hits;
