@@ -25,7 +25,7 @@ from dataclasses import Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from controller import eventloop, flags
+from controller import flags
 from controller.errors import WebhookServiceError
 from controller.flags import OPTION, Option
 from controller.kube.errors import KubeError
@@ -317,7 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     require_receivers_folder(settings)
-    eventloop.run(run_service(settings, print_urls=args.print_urls))
+    asyncio.run(run_service(settings, print_urls=args.print_urls))
     return 0
 
 

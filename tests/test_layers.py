@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).parent.parent / "controller"
 
 # Top first. A module belongs to the layer of the longest prefix that names it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("entry", ("controller.cli", "controller.__main__", "controller.eventloop")),
+    ("entry", ("controller.cli", "controller.__main__")),
     ("modes", ("controller.service", "controller.operator", "controller.wiring", "controller.status_report")),
     (
         "parts",
