@@ -40,14 +40,12 @@ def write_backlog(path: Path, count: int) -> None:
             at = T0 + i / 1000
             hit_id = ids.next(at)
             conn.execute(
-                "INSERT INTO hits (id, receiver, receiver_uid, target_id, outcome, received_at)"
-                " VALUES (?, ?, 'uid', 'scaleService:1a5/1s7', 'accepted', ?)",
+                "INSERT INTO hits (id, receiver, outcome, received_at) VALUES (?, ?, 'accepted', ?)",
                 (hit_id, OLD, at),
             )
             conn.execute(
-                "INSERT INTO intents (hit_id, target_id, receiver, intent, state, updated_at)"
-                " VALUES (?, 'scaleService:1a5/1s7', ?, '{}', 'folded', ?)",
-                (hit_id, OLD, at),
+                "INSERT INTO intents (seq, target_id, intent, state)"
+                " VALUES (last_insert_rowid(), 'scaleService:1a5/1s7', '{}', 'folded')"
             )
             conn.execute(
                 "INSERT INTO idempotency (receiver, key, hit_id, received_at) VALUES (?, ?, ?, ?)",

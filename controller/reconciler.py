@@ -174,8 +174,8 @@ class Reconciler:
         self._metrics.desired_scale.labels(target_id).set(desired)
         self._metrics.pending_intents.labels(target_id).set(0)
         receivers = {p.seq: p.receiver for p in pending}
-        for s in steps:
-            logger.info(
+        for s in steps:  # DEBUG: a line per hit would cost more than the hit; the fold's line follows
+            logger.debug(
                 "[%s] hit %s of %s: scale %d -> %d%s",
                 target_id, s.hit_id, receivers[s.seq], s.before, s.after, " (clamped)" if s.clamped else "",
             )  # fmt: skip

@@ -182,6 +182,7 @@ class Settings:
         ),
     )
     cattle_timeout: float = 10.0  # seconds per Cattle request
+    log_summary_interval: float = 60.0  # seconds between the listener's INFO lines counting hits
     confirm_timeout: float = 60.0  # seconds to wait for Cattle to show the new scale
     backoff_base: float = 0.5
     backoff_cap: float = 30.0

@@ -36,6 +36,7 @@ WITHOUT_FLAG = {
     "backoff_cap",
     "token_cache_size",
     "key_refresh_interval",
+    "log_summary_interval",
 }
 NO_FLAG = "\u2013"  # docs/operations.md's "none" in the flag and default columns
 COMMANDS = ("run", "operator", "trigger-url", "status", "keys rotate", "keys list")

@@ -26,6 +26,7 @@ from controller.drivers import load_drivers
 from controller.drivers.contract import DriverSet
 from controller.listener import TRIGGER_PATH, RedactingAccessLogger
 from controller.listener.accesslog import REDACTED
+from controller.listener.app import HIT_SUMMARY
 from controller.metrics import Metrics
 from controller.model import ActiveReceiver, RateLimit, Receiver
 from controller.receiver_set import ReceiverSet
@@ -553,11 +554,24 @@ async def test_metrics_count_errors_by_status_and_code(harness: Harness) -> None
     assert 'webhook_hit_errors_total{code="token_missing",status="401"} 1.0' in text
 
 
-async def test_one_info_line_per_hit(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="controller.listener"):
+async def test_one_debug_line_per_hit(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="controller.listener"):
         data = await answer(await harness.hit())
     [line] = [r.getMessage() for r in caplog.records if r.name == "controller.listener.handlers"]
     assert line == f"hit {data['hit']} of default/scale-up: accepted"
+
+
+async def test_a_hit_writes_no_info_line(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="controller.listener"):
+        await harness.hit()
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("controller.listener")] == []
+
+
+async def test_the_summary_counts_hits_by_outcome_and_refusals_by_code(harness: Harness) -> None:
+    await harness.hit()
+    await harness.hit(query={})
+    summary = harness.client.app[HIT_SUMMARY]
+    assert summary.take(60) == "in the last 60s: 1 hit(s) (1 accepted); 1 refused (1 401 token_missing)"
 
 
 # -- access log
@@ -571,15 +585,25 @@ def test_the_access_log_redacts_tokens(query: str, caplog: pytest.LogCaptureFixt
         "POST", f"{TRIGGER_PATH}?{query}", headers={"Authorization": "Bearer eyJh.eyJi.c2ln-auth"}
     )
     access_logger = RedactingAccessLogger(logging.getLogger("test.access"), "")
-    with caplog.at_level(logging.INFO, logger="test.access"):
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
         access_logger.log(request, web.Response(status=200), 0.002)
     assert REDACTED in caplog.text
     assert not any(secret in caplog.text for secret in ("eyJ", "secret-value", "auth"))
 
 
+def test_the_access_log_writes_a_hit_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    request = make_mocked_request("POST", f"{TRIGGER_PATH}?key=abc")
+    access_logger = RedactingAccessLogger(logging.getLogger("test.access"), "")
+    with caplog.at_level(logging.INFO, logger="test.access"):
+        assert not access_logger.enabled  # aiohttp then skips the line and its redaction
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
+        access_logger.log(request, web.Response(), 0.0)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+
+
 def test_the_access_log_keeps_other_query_parameters(caplog: pytest.LogCaptureFixture) -> None:
     request = make_mocked_request("POST", f"{TRIGGER_PATH}?key=abc&projectId=1a5")
-    with caplog.at_level(logging.INFO, logger="test.access"):
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
         RedactingAccessLogger(logging.getLogger("test.access"), "").log(request, web.Response(), 0.0)
     assert f"{TRIGGER_PATH}?key={REDACTED}&projectId=1a5" in caplog.text
 

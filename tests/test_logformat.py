@@ -1,4 +1,4 @@
-"""How log lines look (``--log-format``) and which requests the access log writes at INFO."""
+"""How log lines look (``--log-format``), and the access log at DEBUG."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_a_json_line_is_one_line_whatever_the_message() -> None:
 
 def test_the_access_log_line_stays_redacted_in_json(caplog: pytest.LogCaptureFixture) -> None:
     request = make_mocked_request("POST", "/v1-webhooks/endpoint?key=eyJa.eyJb.c2ln&projectId=1a5")
-    with caplog.at_level(logging.INFO, logger="test.access"):
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
         RedactingAccessLogger(logging.getLogger("test.access"), "").log(request, web.Response(), 0.0)
     [entry] = caplog.records
     message = json.loads(JsonFormatter().format(entry))["message"]
@@ -63,12 +63,14 @@ def test_probes_scrapes_and_the_status_page_are_logged_at_debug(
     assert [r.levelname for r in caplog.records] == ["DEBUG"]
 
 
-def test_other_requests_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+def test_hits_are_logged_at_debug_too(caplog: pytest.LogCaptureFixture) -> None:
+    access = RedactingAccessLogger(logging.getLogger("test.access"), "")
     with caplog.at_level(logging.INFO, logger="test.access"):
-        RedactingAccessLogger(logging.getLogger("test.access"), "").log(
-            make_mocked_request("POST", "/v1-webhooks/endpoint"), web.Response(), 0.0
-        )
-    assert [r.levelname for r in caplog.records] == ["INFO"]
+        access.log(make_mocked_request("POST", "/v1-webhooks/endpoint"), web.Response(), 0.0)
+    assert caplog.records == []
+    with caplog.at_level(logging.DEBUG, logger="test.access"):
+        access.log(make_mocked_request("POST", "/v1-webhooks/endpoint"), web.Response(), 0.0)
+    assert [r.levelname for r in caplog.records] == ["DEBUG"]
 
 
 def test_an_unknown_log_format_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:

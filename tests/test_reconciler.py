@@ -260,12 +260,24 @@ async def test_backoff_delays_grow(world: World) -> None:
     assert world.sleeps.delays[0] <= 0.01 and world.sleeps.delays[-1] >= 0.05
 
 
-async def test_each_folded_hit_is_logged_with_the_scale_it_moved_from_and_to(
+async def test_each_folded_hit_is_logged_at_debug_with_the_scale_it_moved_from_and_to(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     [first, second] = await accept(world.store, ScaleIntent("up", 3, 0, 504), n=2)
-    with caplog.at_level(logging.INFO, logger="controller.reconciler"):
+    with caplog.at_level(logging.DEBUG, logger="controller.reconciler"):
         world.reconciler.wake(TARGET)
         await world.reconciler.idle()
     assert f"[{TARGET}] hit {first} of default/web: scale 500 -> 503" in caplog.messages
     assert f"[{TARGET}] hit {second} of default/web: scale 503 -> 504 (clamped)" in caplog.messages
+
+
+async def test_a_fold_writes_one_info_line_whatever_the_number_of_hits(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await accept(world.store, ScaleIntent("up", 1, 0, 1000), n=3)
+    with caplog.at_level(logging.INFO, logger="controller.reconciler"):
+        world.reconciler.wake(TARGET)
+        await world.reconciler.idle()
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    folds = [line for line in info if "intent" in line]
+    assert folds == [f"[{TARGET}] folded 3 intent(s): scale 500 -> 503"]

@@ -210,6 +210,67 @@ async def test_a_target_never_folded_is_no_longer_converged_once_migrated(db_pat
     assert targets == {"t:refused": False, "t:done": True}
 
 
+def write_version_4(db_path: Path) -> None:
+    """A file as version 4 left it: a pending and a folded intent, an ignored hit, an idempotency key."""
+    db_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for script in MIGRATIONS[:4]:
+        for statement in script.split(";"):
+            conn.execute(statement)
+    intent = '{"action": "up", "amount": 1, "max": 10, "min": 1}'
+    conn.executescript(f"""
+        INSERT INTO hits VALUES ('h1', 'default/up', 'u1', '{TARGET}', 'accepted', NULL, NULL, {T0});
+        INSERT INTO hits VALUES ('h2', 'default/up', 'u1', '{TARGET}', 'accepted', NULL, NULL, {T0 + 1});
+        INSERT INTO hits VALUES ('h3', 'default/up', 'u1', '{TARGET}', 'ignored', 'why', NULL, {T0 + 2});
+        INSERT INTO intents (hit_id, target_id, receiver, intent, state, before, after, clamped, updated_at)
+            VALUES ('h1', '{TARGET}', 'default/up', '{intent}', 'folded', 1, 2, 0, {T0});
+        INSERT INTO intents (hit_id, target_id, receiver, intent, state, updated_at)
+            VALUES ('h2', '{TARGET}', 'default/up', '{intent}', 'pending', {T0 + 1});
+        INSERT INTO idempotency VALUES ('default/up', 'k', 'h2', {T0 + 1});
+        PRAGMA user_version = 4;
+    """)
+    conn.close()
+
+
+async def test_a_version_4_file_keeps_its_intents_and_hits_once_migrated(db_path: Path) -> None:
+    write_version_4(db_path)
+    store = SqliteStore(db_path)
+    await store.open()
+    try:
+        [pending] = await store.pending_intents(TARGET)
+        latest = (await store.last_hits())["default/up"]
+        again = await store.record_hit(hit(at=T0 + 3, idempotency_key="k"))
+    finally:
+        await store.close()
+    assert (pending.hit_id, pending.receiver, pending.intent["amount"]) == ("h2", "default/up", 1)
+    assert (latest.hit_id, latest.outcome) == ("h3", "ignored")
+    assert (again.outcome, again.hit_id) == ("duplicate", "h2")
+
+
+async def test_a_migrated_intent_goes_with_its_hit(db_path: Path) -> None:
+    write_version_4(db_path)
+    await (store := SqliteStore(db_path)).open()
+    await store.close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("DELETE FROM hits WHERE id = 'h1'")
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM intents")]
+    left = [r[0] for r in conn.execute("SELECT h.id FROM intents i JOIN hits h ON h.n = i.seq")]
+    conn.close()
+    assert (len(seqs), left) == (1, ["h2"])
+
+
+async def test_an_intent_is_keyed_by_its_hit_and_carries_no_copy_of_it(
+    store: SqliteStore, db_path: Path
+) -> None:
+    result = await store.record_hit(hit())
+    conn = sqlite3.connect(db_path)
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(intents)")}
+    [(hit_id,)] = conn.execute("SELECT h.id FROM intents i JOIN hits h ON h.n = i.seq").fetchall()
+    conn.close()
+    assert "hit_id" not in columns and "receiver" not in columns and hit_id == result.hit_id
+
+
 async def test_hit_ids_sort_by_arrival(store: SqliteStore) -> None:
     results = [await store.record_hit(hit(at=T0 + i * 0.001)) for i in range(50)]
     ids = [r.hit_id for r in results]

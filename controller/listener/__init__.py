@@ -2,8 +2,8 @@
 
 ``app`` builds the application from explicit dependencies (``deps``); ``handlers`` are its views;
 ``errors`` is the only place that shapes error answers; ``alertmanager`` and ``ratelimit`` are pure
-helpers the trigger view uses; ``accesslog`` keeps tokens out of the access log; ``server`` serves
-the app within connection limits and timeouts.
+helpers the trigger view uses; ``accesslog`` keeps tokens out of the access log; ``summary`` counts
+hits for a line a minute; ``server`` serves the app within connection limits and timeouts.
 """
 
 from controller.listener.accesslog import RedactingAccessLogger

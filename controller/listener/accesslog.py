@@ -7,8 +7,9 @@ appear — with the values of ``key`` and ``token`` replaced, and as a last guar
 JWT replaced too (a token pasted into the path, say). Query names are compared decoded and without
 case, so ``?%6Bey=...`` or ``?KEY=...`` are redacted as well.
 
-Requests of probes and scrapers (``QUIET_PATHS``: ``/healthz``, ``/readyz``, ``/metrics``, the status
-page ``/``) are logged at DEBUG: they arrive every few seconds and would bury the hits at INFO.
+Every line is at DEBUG: a line per hit costs more CPU than recording the hit durably, and the
+listener's summary line (``controller.listener.summary``) counts the hits at INFO instead; requests
+of probes and scrapers would bury the hits anyway. ``--log-level DEBUG`` shows them all.
 
 Use it with ``web.AppRunner(app, access_log_class=RedactingAccessLogger)``; the ``log_format`` aiohttp
 passes is ignored on purpose, since a format could name the raw request line.
@@ -43,7 +44,6 @@ _PAIR = re.compile(r"([^\s?&=;,'\"]+)=([^\s&;,'\"]*)")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s,'\"]+")
 _STATUS_PREFIX = re.compile(r"\d{3}, message:")
 MAX_LINE = 300  # characters of a protocol error's description
-QUIET_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics"})
 
 
 def redact_query(query_string: str) -> str:
@@ -100,18 +100,16 @@ def describe_exception(exc: BaseException) -> str:
 class RedactingAccessLogger(AbstractAccessLogger):
     @property
     def enabled(self) -> bool:
-        # aiohttp skips ``log`` (and the redaction work) when this is false.
+        # aiohttp skips ``log`` (and the redaction work) when this is false; it asks once per connection.
         return self.logger.isEnabledFor(logging.DEBUG)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        level = logging.DEBUG if request.rel_url.path in QUIET_PATHS else logging.INFO
-        if not self.logger.isEnabledFor(level):
+        if not self.logger.isEnabledFor(logging.DEBUG):
             return
         target = request.rel_url.raw_path
         if request.rel_url.raw_query_string:
             target += "?" + redact_query(request.rel_url.raw_query_string)
-        self.logger.log(
-            level,
+        self.logger.debug(
             '%s "%s %s HTTP/%d.%d" %d %d %.1fms',
             request.remote or "-",
             request.method,

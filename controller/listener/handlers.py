@@ -69,6 +69,7 @@ from controller.listener.alertmanager import AlertmanagerPayload, dedupe_key, pa
 from controller.listener.deps import ListenerDeps
 from controller.listener.errors import HttpError, http_error, internal_error
 from controller.listener.ratelimit import RateLimiter, retry_after_header
+from controller.listener.summary import HitSummary
 from controller.model import ActiveReceiver, Disposition, Receiver, TokenClaims
 from controller.store.base import HitRateLimited, HitRequest, StoreUnavailable
 from controller.tokens import TokenError, check_current, check_rancher
@@ -90,10 +91,11 @@ class Body:
 
 
 class Handlers:
-    def __init__(self, deps: ListenerDeps, limiter: RateLimiter, health: Health) -> None:
+    def __init__(self, deps: ListenerDeps, limiter: RateLimiter, health: Health, summary: HitSummary) -> None:
         self.deps = deps
         self.limiter = limiter
         self.health = health
+        self.summary = summary
 
     async def trigger(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
@@ -102,6 +104,7 @@ class Handlers:
         except Exception as e:
             answer = http_error(e) or internal_error()
             self.deps.metrics.hit_errors.labels(str(answer.status), answer.code).inc()
+            self.summary.refused(answer.status, answer.code)
             raise
         finally:
             self.deps.metrics.hit_latency.observe(time.perf_counter() - started)
@@ -160,14 +163,17 @@ class Handlers:
             # turn an outage into a log flood (webhook_hit_errors_total counts them).
             logger.debug("cannot record a hit of %s: %s", receiver.key, e)
             raise
-        logger.info(
-            "hit %s of %s: %s%s",
-            result.hit_id,
-            receiver.key,
-            result.outcome,
-            f" ({reason})" if reason else "",
-        )
+        # DEBUG: a line per hit costs more than recording it; ``summary`` makes the INFO line a minute.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "hit %s of %s: %s%s",
+                result.hit_id,
+                receiver.key,
+                result.outcome,
+                f" ({reason})" if reason else "",
+            )
         self.deps.metrics.hits.labels(receiver.key, result.outcome).inc()
+        self.summary.hit(result.outcome)
         if result.outcome == "accepted":
             self.deps.wake(receiver.target.id)
         return web.json_response({"receiver": receiver.key, "outcome": result.outcome, "hit": result.hit_id})
@@ -178,6 +184,7 @@ class Handlers:
         """Answer with the upstream's answer; record nothing (a pass-through is not an intent)."""
         if receiver.suspend:
             self.deps.metrics.hits.labels(receiver.key, "suspended").inc()
+            self.summary.hit("suspended")
             return web.json_response({"receiver": receiver.key, "outcome": "suspended", "hit": None})
         body = raw if raw is not None else await self._read_body(request)
         hit = ForwardedHit(
@@ -189,8 +196,9 @@ class Handlers:
         if self.deps.driver_ctx is None:
             raise ForwardError("No Cattle is configured to forward through.")
         answer = await forwarder.forward(receiver, hit, self.deps.driver_ctx)
-        logger.info("hit of %s forwarded: upstream answered %d", receiver.key, answer.status)
+        logger.debug("hit of %s forwarded: upstream answered %d", receiver.key, answer.status)
         self.deps.metrics.hits.labels(receiver.key, "forwarded").inc()
+        self.summary.hit("forwarded")
         headers = {
             "Content-Type": answer.content_type or "application/octet-stream",
             "X-Webhook-Forwarded": "1",

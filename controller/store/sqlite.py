@@ -158,44 +158,46 @@ class SqliteStore:
         return result
 
     async def targets_with_work(self) -> list[str]:
-        return await self._submit(queries.targets_with_work)
+        return await self._submit(queries.targets_with_work, alone=True)
 
     async def pending_intents(self, target_id: str) -> list[PendingIntent]:
-        return await self._submit(lambda c: queries.pending_intents(c, target_id))
+        return await self._submit(lambda c: queries.pending_intents(c, target_id), alone=True)
 
     async def commit_fold(self, target_id: str, desired: int, steps: Sequence[FoldStep]) -> None:
         now = self._clock()
-        await self._submit(lambda c: queries.commit_fold(c, target_id, desired, list(steps), now))
+        await self._submit(lambda c: queries.commit_fold(c, target_id, desired, list(steps), now), alone=True)
 
     async def fail_intents(self, target_id: str, reason: str) -> int:
         now = self._clock()
-        return await self._submit(lambda c: queries.fail_intents(c, target_id, reason, now))
+        return await self._submit(lambda c: queries.fail_intents(c, target_id, reason, now), alone=True)
 
     async def get_target(self, target_id: str) -> TargetState | None:
-        return await self._submit(lambda c: queries.get_target(c, target_id))
+        return await self._submit(lambda c: queries.get_target(c, target_id), alone=True)
 
     async def set_observed(
         self, target_id: str, observed: int | None, *, converged: bool, error: str | None
     ) -> None:
         now = self._clock()
-        await self._submit(lambda c: queries.set_observed(c, target_id, observed, converged, error, now))
+        await self._submit(
+            lambda c: queries.set_observed(c, target_id, observed, converged, error, now), alone=True
+        )
 
     # -- status
 
     async def list_targets(self) -> list[TargetState]:
-        return await self._submit(queries.list_targets)
+        return await self._submit(queries.list_targets, alone=True)
 
     async def last_hits(self) -> dict[str, HitRecord]:
-        return await self._submit(queries.last_hits)
+        return await self._submit(queries.last_hits, alone=True)
 
     async def read_status(self) -> StoreStatus:
-        return await self._submit(queries.read_status)
+        return await self._submit(queries.read_status, alone=True)
 
     async def set_problems(self, problems: Sequence[Problem]) -> None:
         await self._submit(lambda c: queries.set_problems(c, list(problems)))
 
     async def list_problems(self) -> list[Problem]:
-        return await self._submit(queries.list_problems)
+        return await self._submit(queries.list_problems, alone=True)
 
     async def set_meta(self, key: str, value: str) -> None:
         await self._submit(lambda c: queries.set_meta(c, key, value))
@@ -205,8 +207,9 @@ class SqliteStore:
 
     # -- the job of a hit, and the engine's hooks
 
-    async def _submit(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await self._engine.submit(fn)
+    async def _submit(self, fn: Callable[[sqlite3.Connection], _T], *, alone: bool = False) -> _T:
+        """``alone``: the reconciler's and the status's work, in batches apart from the hits'."""
+        return await self._engine.submit(fn, alone=alone)
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """Runs on the committer thread: the fsync happens here, off the event loop."""
@@ -225,7 +228,7 @@ class SqliteStore:
             return decision  # raised outside the job: a refusal is an answer, not a failed job
         queries.insert_hit(conn, req, hit_id, decision.outcome, decision.reason)
         if decision.outcome == "accepted":
-            queries.insert_intent(conn, req, hit_id, self._clock())
+            queries.insert_intent(conn, req, hit_id)
         # Last: a job that raised never took a token.
         if decision.bucket is not None and req.rate_limit is not None:
             self._rate_replaced.append((req.receiver, self._rate.get(req.receiver), req.rate_limit))

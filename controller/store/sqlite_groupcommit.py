@@ -17,6 +17,13 @@ Why it is shaped this way:
   listener answers 200 on ``record_hit``'s return, so a result must never reach it before the hit is
   durable. If the COMMIT fails, every job of the batch fails. All transactions are serialised, so a
   job that reads and then writes can never interleave with another.
+- **A batch waits a moment to fill.** When fewer than ``FILL`` jobs wait as a COMMIT returns, the
+  next batch starts ``FILL_WAIT`` later rather than at once: under load more hits arrive in that half
+  millisecond, and one fuller batch costs less CPU per hit than two thin ones. A job arriving at an
+  idle engine starts its batch at once, so a lone hit never waits.
+- **Jobs submitted ``alone`` get a batch of their own** (the reconciler's reads and writes, status
+  reads): they touch many rows, and the hits must not wait on the loop for them in their batch.
+  Batches keep the queue's order, so an ``alone`` job delays the hits behind it by one COMMIT at most.
 - **State kept beside the file follows the transaction.** Jobs may change memory that mirrors the
   tables (the store's rate-limit buckets); ``on_rollback`` undoes what the batch changed whenever its
   transaction is rolled back (before a re-run with savepoints, or when it failed), ``on_commit``
@@ -49,6 +56,8 @@ from controller.store.base import StoreError, StoreUnavailable
 _T = TypeVar("_T")
 
 PROBE_INTERVAL: Final = 1.0  # seconds between write probes while the store cannot write
+FILL: Final = 24  # jobs waiting as a COMMIT returns, below which the next batch waits FILL_WAIT to fill up
+FILL_WAIT: Final = 0.0005  # seconds
 # Errors of the file system rather than of a statement: the store cannot write until one succeeds.
 _WRITE_ERRORS: Final = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
@@ -61,6 +70,7 @@ Job = Callable[[sqlite3.Connection], Any]
 class _Job:
     fn: Job
     future: asyncio.Future[Any]
+    alone: bool = False  # run in a batch of its own
 
 
 def unavailable(error: BaseException, what: str) -> StoreUnavailable:
@@ -121,6 +131,8 @@ class GroupCommit:
         logger: logging.Logger,
         on_commit: Callable[[], None] = lambda: None,
         on_rollback: Callable[[], None] = lambda: None,
+        fill: int = FILL,
+        fill_wait: float = FILL_WAIT,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -131,6 +143,9 @@ class GroupCommit:
         self._commit = commit  # on the committer thread: the fsync happens there
         self._probe_job = probe
         self._max_batch = max_batch
+        self._fill = min(fill, max_batch)
+        self._fill_wait = fill_wait
+        self._filling: asyncio.TimerHandle | None = None  # the next batch waits to fill up
         self._probe_interval = probe_interval
         self._logger = logger
         self._on_commit = on_commit
@@ -198,15 +213,19 @@ class GroupCommit:
 
     # -- jobs
 
-    async def submit(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run ``fn`` in the next batch; its result once the batch is durable."""
+    async def submit(self, fn: Callable[[sqlite3.Connection], _T], *, alone: bool = False) -> _T:
+        """Run ``fn`` in the next batch (in one of its own if ``alone``); its result once it is durable."""
         if not self._accepting:
             raise StoreUnavailable(f"store {self.path} is not open")
         if self._lost is not None:
             raise StoreUnavailable(self._lost)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
-        self._queue.append(_Job(fn, future))
+        self._queue.append(_Job(fn, future, alone))
+        if self._filling is not None and len(self._queue) >= self._fill:
+            self._filling.cancel()  # full enough: no need to wait any longer
+            self._filling = None
+            loop.call_soon(self._start_batch)
         if not self._busy:
             self._busy, self._loop = True, loop
             self._idle.clear()
@@ -219,6 +238,7 @@ class GroupCommit:
 
     def _start_batch(self) -> None:
         """On the loop: run the queued jobs in a transaction, then hand the COMMIT to the thread."""
+        self._filling = None
         if self._lost is not None:  # nothing more can be made durable: answer what waits
             for job in self._queue:
                 _resolve(job.future, None, StoreUnavailable(self._lost))
@@ -227,7 +247,12 @@ class GroupCommit:
             self._busy = False
             self._idle.set()
             return
-        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        size = 1 if self._queue[0].alone else self._max_batch
+        for i, job in enumerate(self._queue[:size]):
+            if job.alone and i:
+                size = i  # an alone job ends the batch before it
+                break
+        batch, self._queue = self._queue[:size], self._queue[size:]
         conn, committer, loop, files = self._conn, self._committer, self._loop, self._files
         assert conn is not None and committer is not None and loop is not None and files is not None
         self.batches += 1
@@ -298,7 +323,10 @@ class GroupCommit:
             elif wrote and self._cannot_write is not None:
                 self._logger.warning("store %s can write again", self.path)
                 self._cannot_write = None
-        self._start_batch()
+        if self._loop is not None and 0 < len(self._queue) < self._fill:
+            self._filling = self._loop.call_later(self._fill_wait, self._start_batch)
+        else:
+            self._start_batch()
 
     def _lose(self, reason: str) -> None:
         if self._lost is None:

@@ -67,8 +67,8 @@ class Pruner:
         last = cutoff if row is None else str(row[0])  # this slice examines the ids up to here
         conn.execute(
             "DELETE FROM hits WHERE id IN (SELECT h.id FROM hits h WHERE h.id > ? AND h.id <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.hit_id = h.id AND i.state = 'pending')"
-            " AND h.id < (SELECT MAX(l.id) FROM hits l WHERE l.receiver = h.receiver))",
+            " AND NOT EXISTS (SELECT 1 FROM intents i WHERE i.seq = h.n AND i.state = 'pending')"
+            " AND h.n < (SELECT MAX(l.n) FROM hits l WHERE l.receiver = h.receiver))",
             (self.cursor, last),
         )
         self.cursor = last

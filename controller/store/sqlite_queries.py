@@ -8,7 +8,8 @@ tables inside the transaction that then records the hit.
 
 The indexes behind the hot queries (``controller.store.sqlite_schema``): ``idempotency``'s primary
 key, ``hits_dedupe`` and ``hits_accepted`` for the rule; ``hits_latest`` so ``last_hits`` never
-scans the hits; ``intents_pending`` for the reconciler.
+scans the hits; ``intents_pending`` for the reconciler. An intent's ``seq`` is its hit's ``n``
+(schema version 5): that is how the two are joined, and pending intents fold in the hits' order.
 
 Each change of a target (a fold, a confirmation, an error, a refusal) also writes a
 ``target_history`` row in the same transaction, but only when something a chart shows changed:
@@ -74,11 +75,11 @@ class SqliteHistory:
         return self._rate.get(receiver)
 
 
-def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str, now: float) -> None:
+def insert_intent(conn: sqlite3.Connection, req: HitRequest, hit_id: str) -> None:
     conn.execute(
-        "INSERT INTO intents (hit_id, target_id, receiver, intent, state, updated_at)"
-        " VALUES (?, ?, ?, ?, 'pending', ?)",
-        (hit_id, req.target_id, req.receiver, json.dumps(req.intent, sort_keys=True), now),
+        "INSERT INTO intents (seq, target_id, intent, state)"
+        " VALUES ((SELECT n FROM hits WHERE id = ?), ?, ?, 'pending')",
+        (hit_id, req.target_id, json.dumps(req.intent, sort_keys=True, separators=(",", ":"))),
     )
 
 
@@ -91,15 +92,16 @@ def probe_write(conn: sqlite3.Connection) -> None:
 def insert_hit(
     conn: sqlite3.Connection, req: HitRequest, hit_id: str, outcome: Outcome, reason: str | None
 ) -> None:
-    """The hit, and its idempotency key (replacing one older than the window: the rule found none younger)."""
+    """The hit, and its idempotency key (replacing one older than the window: the rule found none younger).
+
+    An accepted hit's target is its intent's (``insert_intent``, next): the hit's row leaves it NULL."""
     conn.execute(
-        "INSERT INTO hits (id, receiver, receiver_uid, target_id, outcome, reason, dedupe_key, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO hits (id, receiver, target_id, outcome, reason, dedupe_key, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             hit_id,
             req.receiver,
-            req.receiver_uid,
-            req.target_id,
+            None if outcome == "accepted" else req.target_id,
             outcome,
             reason,
             req.dedupe_key,
@@ -125,8 +127,8 @@ def targets_with_work(conn: sqlite3.Connection) -> list[str]:
 
 def pending_intents(conn: sqlite3.Connection, target_id: str) -> list[PendingIntent]:
     rows = conn.execute(
-        "SELECT seq, hit_id, receiver, intent FROM intents"
-        " WHERE target_id = ? AND state = 'pending' ORDER BY seq",
+        "SELECT i.seq, h.id, h.receiver, i.intent FROM intents i JOIN hits h ON h.n = i.seq"
+        " WHERE i.target_id = ? AND i.state = 'pending' ORDER BY i.seq",
         (target_id,),
     ).fetchall()
     return [PendingIntent(seq=r[0], hit_id=r[1], receiver=r[2], intent=json.loads(r[3])) for r in rows]
@@ -136,9 +138,9 @@ def commit_fold(
     conn: sqlite3.Connection, target_id: str, desired: int, steps: list[FoldStep], now: float
 ) -> None:
     cur = conn.executemany(
-        "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?, updated_at = ?"
-        " WHERE seq = ? AND hit_id = ? AND target_id = ? AND state = 'pending'",
-        [(s.before, s.after, int(s.clamped), now, s.seq, s.hit_id, target_id) for s in steps],
+        "UPDATE intents SET state = 'folded', before = ?, after = ?, clamped = ?"
+        " WHERE seq = (SELECT n FROM hits WHERE n = ? AND id = ?) AND target_id = ? AND state = 'pending'",
+        [(s.before, s.after, int(s.clamped), s.seq, s.hit_id, target_id) for s in steps],
     )
     if cur.rowcount != len(steps):
         # Raising rolls back this job (the group commit isolates it): nothing of the fold is recorded.
@@ -154,9 +156,8 @@ def commit_fold(
 
 def fail_intents(conn: sqlite3.Connection, target_id: str, reason: str, now: float) -> int:
     count = conn.execute(
-        "UPDATE intents SET state = 'failed', reason = ?, updated_at = ?"
-        " WHERE target_id = ? AND state = 'pending'",
-        (reason, now, target_id),
+        "UPDATE intents SET state = 'failed', reason = ? WHERE target_id = ? AND state = 'pending'",
+        (reason, target_id),
     ).rowcount
     # The target refused: its desired value will never be applied, so it is withdrawn (nothing left
     # for the reconciler to confirm) and the target stays unconverged at its observed value.
@@ -229,7 +230,7 @@ def list_targets(conn: sqlite3.Connection) -> list[TargetState]:
 _HIT_COLUMNS: Final = (
     "h.id, h.receiver, h.outcome, h.received_at,"
     " CASE WHEN i.state = 'failed' THEN i.reason ELSE h.reason END,"
-    " i.state, i.before, i.after, i.clamped, h.target_id"
+    " i.state, i.before, i.after, i.clamped, COALESCE(i.target_id, h.target_id)"
 )
 
 
@@ -251,8 +252,8 @@ def _hit(row: Any) -> HitRecord:
 def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
     rows = conn.execute(
         f"SELECT {_HIT_COLUMNS}"
-        " FROM (SELECT receiver, MAX(id) AS id FROM hits GROUP BY receiver) l"
-        " JOIN hits h ON h.id = l.id LEFT JOIN intents i ON i.hit_id = h.id"
+        " FROM (SELECT receiver, MAX(n) AS n FROM hits GROUP BY receiver) l"
+        " JOIN hits h ON h.n = l.n LEFT JOIN intents i ON i.seq = h.n"
         " ORDER BY h.receiver"
     ).fetchall()
     return {r[1]: _hit(r) for r in rows}
@@ -261,8 +262,7 @@ def last_hits(conn: sqlite3.Connection) -> dict[str, HitRecord]:
 def recent_hits(conn: sqlite3.Connection, limit: int = RECENT_HITS) -> list[HitRecord]:
     """The newest hits of every receiver, newest first (hit ids grow with time)."""
     rows = conn.execute(
-        f"SELECT {_HIT_COLUMNS} FROM hits h LEFT JOIN intents i ON i.hit_id = h.id"
-        " ORDER BY h.id DESC LIMIT ?",
+        f"SELECT {_HIT_COLUMNS} FROM hits h LEFT JOIN intents i ON i.seq = h.n ORDER BY h.id DESC LIMIT ?",
         (limit,),
     )
     return [_hit(r) for r in rows]
