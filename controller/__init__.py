@@ -23,13 +23,15 @@ Parts
 - ``reconciler``      folds pending intents into a desired scale and converges the target; retries here
 - ``fold``            the pure fold of scale intents
 - ``receivers/``      the generated CRD and its schema, bounded YAML reading, the loader, the folder
-                      watcher, token sync, the one re-mint rule, and the folder of API-made receivers
+                      watcher (inotify, or polling), token sync, the one re-mint rule, and the folder of
+                      API-made receivers
 - ``health``          what ``/readyz`` reports: each part's check, failing or only noted
 - ``memory``          heap trimming
 - ``status/``         the status view (one shape and its rules), the page at ``/`` with inline SVG charts,
                       the tables, and the running service's live view
 - ``sandbox/``        an in-process emulation of the part of Cattle's API the drivers use
-- ``cattle/endpoint`` the Cattle the service talks to: configured, or the embedded sandbox
+- ``cattle/endpoint`` the Cattle the service talks to: configured, or the embedded sandbox; checked
+                      once at start (``cattle/reachability``: the ``/readyz`` check ``cattle``)
 - ``rancher/``        ``import-rancher``: Rancher 1.6's stored receivers converted into manifests
 
 Drivers
@@ -46,6 +48,7 @@ Boundaries
 - ``rancher/keys``    what is kept of Rancher's trigger keys (a SHA-256), Cattle's key for its old tokens
 - ``metrics``         Prometheus metrics on an explicit registry
 - ``statedir``        the state folder and its files made private (0700/0600)
+- ``statelock``       one service per state folder: an exclusive lock naming its holder's pid
 - ``backoff``         capped exponential backoff with jitter
 
 Values
@@ -54,6 +57,7 @@ Values
 - ``settings``        one frozen dataclass of settings, built once by ``cli``; each field declares its flag
 - ``flags``           how a setting is given on the command line (flag, variable, parser)
 - ``redact``          credentials masked in URLs that are logged, shown or stored
+- ``logformat``       log lines as text or one JSON object per line
 - ``errors``          the one root of the service's errors: ``retryable``, ``retry_after``, ``summary``
 - ``http_headers``    which HTTP headers are hop-by-hop (never forwarded)
 """
