@@ -1,4 +1,4 @@
-"""The group commit's batching: jobs submitted ``alone`` get a batch of their own, and a thin batch
+"""The group commit's batching: jobs submitted ``alone`` never share a batch with hits, and a thin batch
 waits a moment to fill up (the rest of the engine is specified through the store, in
 tests/test_store_sqlite.py)."""
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from controller.store.sqlite_groupcommit import GroupCommit
+from controller.store.sqlite_groupcommit import MAX_ALONE, GroupCommit
 from controller.store.sqlite_schema import connect
 
 
@@ -71,13 +71,26 @@ async def queued_behind_a_held_commit(
     return first, jobs
 
 
-async def test_an_alone_job_runs_in_a_batch_of_its_own(held: tuple[GroupCommit, HeldCommits]) -> None:
+async def test_an_alone_job_never_shares_a_batch_with_hits(held: tuple[GroupCommit, HeldCommits]) -> None:
     group, commits = held
     first, jobs = await queued_behind_a_held_commit(group, commits, False, False, True, False, False)
     before = group.commits
     commits.release.set()
     await asyncio.gather(first, *jobs)
     assert group.commits - before == 4  # the held one, then the two jobs, the alone one, the last two
+
+
+async def test_consecutive_alone_jobs_share_batches_of_at_most_max_alone(
+    held: tuple[GroupCommit, HeldCommits],
+) -> None:
+    group, commits = held
+    apart = [True] * (MAX_ALONE + 1)
+    first, jobs = await queued_behind_a_held_commit(group, commits, *apart, False, False)
+    before = group.commits
+    commits.release.set()
+    await asyncio.gather(first, *jobs)
+    # the held one, MAX_ALONE alone jobs, the last alone one, the two hits (a full batch: no fill wait)
+    assert group.commits - before == 4
 
 
 async def test_a_thin_batch_waits_to_fill_and_starts_once_full(held: tuple[GroupCommit, HeldCommits]) -> None:

@@ -21,9 +21,11 @@ Why it is shaped this way:
   next batch starts ``FILL_WAIT`` later rather than at once: under load more hits arrive in that half
   millisecond, and one fuller batch costs less CPU per hit than two thin ones. A job arriving at an
   idle engine starts its batch at once, so a lone hit never waits.
-- **Jobs submitted ``alone`` get a batch of their own** (the reconciler's reads and writes, status
-  reads): they touch many rows, and the hits must not wait on the loop for them in their batch.
-  Batches keep the queue's order, so an ``alone`` job delays the hits behind it by one COMMIT at most.
+- **Jobs submitted ``alone`` never share a batch with hits** (the reconciler's reads and writes,
+  status reads): they touch many rows, and the hits must not wait on the loop for them in their
+  batch. Consecutive ``alone`` jobs share one, up to ``MAX_ALONE`` of them, so many busy targets do
+  not pay a COMMIT per fold. Batches keep the queue's order, so ``alone`` jobs delay the hits behind
+  them by one COMMIT at most.
 - **State kept beside the file follows the transaction.** Jobs may change memory that mirrors the
   tables (the store's rate-limit buckets); ``on_rollback`` undoes what the batch changed whenever its
   transaction is rolled back (before a re-run with savepoints, or when it failed), ``on_commit``
@@ -58,6 +60,7 @@ _T = TypeVar("_T")
 PROBE_INTERVAL: Final = 1.0  # seconds between write probes while the store cannot write
 FILL: Final = 24  # jobs waiting as a COMMIT returns, below which the next batch waits FILL_WAIT to fill up
 FILL_WAIT: Final = 0.0005  # seconds
+MAX_ALONE: Final = 8  # ``alone`` jobs per batch: each may touch many rows, so few hold the loop at once
 # Errors of the file system rather than of a statement: the store cannot write until one succeeds.
 _WRITE_ERRORS: Final = frozenset(
     {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN}
@@ -214,7 +217,7 @@ class GroupCommit:
     # -- jobs
 
     async def submit(self, fn: Callable[[sqlite3.Connection], _T], *, alone: bool = False) -> _T:
-        """Run ``fn`` in the next batch (in one of its own if ``alone``); its result once it is durable."""
+        """Run ``fn`` in the next batch (one without hits if ``alone``); its result once it is durable."""
         if not self._accepting:
             raise StoreUnavailable(f"store {self.path} is not open")
         if self._lost is not None:
@@ -247,11 +250,12 @@ class GroupCommit:
             self._busy = False
             self._idle.set()
             return
-        size = 1 if self._queue[0].alone else self._max_batch
-        for i, job in enumerate(self._queue[:size]):
-            if job.alone and i:
-                size = i  # an alone job ends the batch before it
-                break
+        alone = self._queue[0].alone
+        size = 0
+        for job in self._queue[: MAX_ALONE if alone else self._max_batch]:
+            if job.alone != alone:
+                break  # a batch is all hits or all ``alone`` jobs
+            size += 1
         batch, self._queue = self._queue[:size], self._queue[size:]
         conn, committer, loop, files = self._conn, self._committer, self._loop, self._files
         assert conn is not None and committer is not None and loop is not None and files is not None
