@@ -80,10 +80,6 @@ def render_status(state_dir: Path, output: Output = "text", *, now: float | None
     return render(read_view(state_dir, load_drivers(), time.time() if now is None else now), output)
 
 
-def format_snapshot(snapshot: Snapshot, now: float = 0.0) -> str:
-    return render_text(snapshot_view(snapshot, load_drivers(), now))
-
-
 def watch(
     view: Callable[[], StatusView],
     output: Output,

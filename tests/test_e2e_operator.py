@@ -29,6 +29,7 @@ from controller.sandbox.app import SandboxOptions, run_sandbox
 from tests import toolbox
 from tests.kubeemu import KubeEmulator
 from tests.processes import WEBHOOK_SERVICE, Process, free_port
+from tests.specs import SCALE_WEB_UP, receiver_object, receiver_spec
 from tests.status_samples import Dom
 
 pytestmark = pytest.mark.e2e
@@ -118,25 +119,8 @@ async def scale(session: aiohttp.ClientSession, cattle_url: str) -> int:
 async def web_up_token(client: KubeClient) -> str:
     """Create the Receiver web-up (scale 1s7 up by 1, up to 1000); its token, once the operator wrote
     its trigger Secret."""
-    await client.create(
-        RECEIVERS.within(APP_NS),
-        {
-            "apiVersion": "webhook-service.dev/v1",
-            "kind": "Receiver",
-            "metadata": {"name": "web-up", "namespace": APP_NS},
-            "spec": {
-                "driver": "scaleService",
-                "scaleServiceConfig": {
-                    "projectId": "1a5",
-                    "serviceId": "1s7",
-                    "action": "up",
-                    "amount": 1,
-                    "min": 1,
-                    "max": 1000,
-                },
-            },
-        },
-    )
+    spec = receiver_spec("scaleService", {**SCALE_WEB_UP, "max": 1000})
+    await client.create(RECEIVERS.within(APP_NS), receiver_object("web-up", APP_NS, spec))
 
     async def token() -> str:
         secret = await client.get(SECRETS.named("web-up-trigger", APP_NS))

@@ -138,7 +138,7 @@ async def test_the_reconciler_fails_the_intents_on_a_permanent_error_without_wai
     r = reconciler(store, applier, sleep=sleeps)
     r.wake(TARGET)
     await r.idle()
-    hit = (await store.last_hits())["default/upgrade"]
+    hit = (await store.read_status()).last_hits["default/upgrade"]
     assert (hit.intent_state, hit.reason) == ("failed", "CattleNotFound: GET /v2-beta/projects/1a5: 404 gone")
     assert sleeps.delays == []
 

@@ -148,7 +148,7 @@ async def harness(
 
 
 async def nothing_recorded(store: SqliteStore) -> bool:
-    return await store.last_hits() == {} and await store.targets_with_work() == []
+    return (await store.read_status()).last_hits == {} and await store.targets_with_work() == []
 
 
 async def test_a_hit_is_forwarded_with_its_body_content_type_and_query_without_token_params(

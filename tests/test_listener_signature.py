@@ -150,9 +150,8 @@ def remove(path: str) -> None:
 
 
 async def nothing_recorded(harness: Signed) -> bool:
-    return (
-        await harness.store.last_hits() == {} and await harness.store.pending_intents(harness.target_id) == []
-    )
+    status = await harness.store.read_status()
+    return status.last_hits == {} and await harness.store.pending_intents(harness.target_id) == []
 
 
 # -- standard-webhooks with a secretFile

@@ -67,7 +67,7 @@ async def test_a_docker_hub_push_is_accepted_with_the_image_as_its_intent(harnes
 async def test_a_push_of_another_tag_is_200_ignored_with_the_reason(harness: Harness) -> None:
     response = await harness.hit(add(harness), body=push("v2.0"), content_type="application/json")
     assert (response.status, (await response.json())["outcome"]) == (200, "ignored")
-    hit = (await harness.store.last_hits())["default/upgrade"]
+    hit = (await harness.store.read_status()).last_hits["default/upgrade"]
     assert hit.reason == "tag v2.0 does not match v1.*"
     assert await harness.store.pending_intents(TARGET) == []
 
@@ -78,7 +78,7 @@ async def test_a_body_of_another_format_is_400_naming_the_field(harness: Harness
     answer = await response.json()
     assert (response.status, answer["code"]) == (400, "malformed_body")
     assert "push_data.tag" in answer["message"]
-    assert await harness.store.last_hits() == {}
+    assert (await harness.store.read_status()).last_hits == {}
 
 
 async def test_a_suspended_receiver_does_not_read_the_body(harness: Harness) -> None:

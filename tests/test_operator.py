@@ -33,6 +33,7 @@ from controller.store.kube import KubeStore, ledger_name
 from controller.tokens import TokenVerifier
 from controller.wiring import wire
 from tests import toolbox
+from tests.specs import SCALE_WEB_UP, receiver_object, receiver_spec
 
 NS = "webhook-service"
 APP_NS = "shop"
@@ -46,23 +47,7 @@ async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0, what:
 
 
 def receiver(name: str, **spec: Any) -> KubeObject:
-    return {
-        "apiVersion": "webhook-service.dev/v1",
-        "kind": "Receiver",
-        "metadata": {"name": name, "namespace": APP_NS},
-        "spec": {
-            "driver": "scaleService",
-            "scaleServiceConfig": {
-                "projectId": "1a5",
-                "serviceId": "1s7",
-                "action": "up",
-                "amount": 1,
-                "min": 1,
-                "max": 10,
-            },
-            **spec,
-        },
-    }
+    return receiver_object(name, APP_NS, receiver_spec("scaleService", SCALE_WEB_UP, **spec))
 
 
 class World:

@@ -130,7 +130,7 @@ async def test_a_token_an_older_version_stored_in_plain_text_is_kept_and_scrubbe
     token = h.active().token
     stored = await h.store.get_token("default", "web-up")
     assert stored is not None
-    await h.store.put_token(dataclasses.replace(stored, token=token))
+    await h.store.put_tokens([dataclasses.replace(stored, token=token)])
     h.restart()
     await h.sync.apply([receiver()])
     assert h.active().token == token
@@ -142,7 +142,7 @@ async def test_a_stored_digest_that_does_not_match_mints_a_new_token(h: Harness)
     token = h.active().token
     stored = await h.store.get_token("default", "web-up")
     assert stored is not None
-    await h.store.put_token(dataclasses.replace(stored, token=token_digest("something else")))
+    await h.store.put_tokens([dataclasses.replace(stored, token=token_digest("something else"))])
     h.restart()
     await h.sync.apply([receiver()])
     assert h.active().token != token

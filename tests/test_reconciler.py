@@ -156,7 +156,7 @@ async def test_a_step_past_max_is_clamped_and_recorded(world: World) -> None:
     world.reconciler.wake(TARGET)
     await world.reconciler.idle()
     assert world.scale() == 505
-    record = (await world.store.last_hits())["default/web"]
+    record = (await world.store.read_status()).last_hits["default/web"]
     assert (record.hit_id, record.before, record.after, record.clamped) == (hit, 500, 505, True)
 
 
@@ -199,7 +199,7 @@ async def test_a_vanished_service_fails_its_intents_without_retrying(world: Worl
     world.reconciler.wake("scaleService:1a5/1s99")
     await world.reconciler.idle()
     assert world.sleeps.delays == []
-    record = (await world.store.last_hits())["default/web"]
+    record = (await world.store.read_status()).last_hits["default/web"]
     assert record.intent_state == "failed"
     assert record.reason is not None and "not found" in record.reason.lower()
     assert await world.store.targets_with_work() == []
@@ -209,7 +209,7 @@ async def test_a_global_service_is_refused(world: World) -> None:
     await accept(world.store, WIDE, target="scaleService:1a5/1s8")
     world.reconciler.wake("scaleService:1a5/1s8")
     await world.reconciler.idle()
-    record = (await world.store.last_hits())["default/web"]
+    record = (await world.store.read_status()).last_hits["default/web"]
     assert record.intent_state == "failed" and record.reason is not None and "global" in record.reason
     assert world.scale("1s8") == 1
 

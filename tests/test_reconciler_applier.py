@@ -89,7 +89,7 @@ async def test_pending_intents_are_handed_over_and_marked_done(store: SqliteStor
     assert await store.pending_intents(TARGET) == []
     state = await store.get_target(TARGET)
     assert state is not None and (state.desired, state.observed, state.converged) == (2, 2, True)
-    assert (await store.last_hits())["default/upgrade"].intent_state == "folded"
+    assert (await store.read_status()).last_hits["default/upgrade"].intent_state == "folded"
 
 
 async def test_intents_stay_pending_after_an_interrupted_pass_and_are_handed_over_again(
@@ -123,7 +123,7 @@ async def test_a_refused_upgrade_fails_its_intents_with_the_reason(store: Sqlite
     r = reconciler(store, applier)
     r.wake(TARGET)
     await r.idle()
-    hit = (await store.last_hits())["default/upgrade"]
+    hit = (await store.read_status()).last_hits["default/upgrade"]
     assert hit.intent_state == "failed"
     assert hit.reason == "service 1s1 failed to upgrade: pull failed; rolled back"
     assert await store.targets_with_work() == []

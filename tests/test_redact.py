@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from controller.cattle.endpoint import configured_endpoint
+from controller.drivers import load_drivers
 from controller.redact import mask_url
 from controller.settings import Settings
-from controller.status_report import format_snapshot
+from controller.status_report import render, snapshot_view
 from controller.store.base import StoreStatus
 from controller.store.sqlite_snapshot import Snapshot
 
@@ -76,6 +77,6 @@ def test_the_cattle_label_masks_credentials_and_the_url_keeps_them() -> None:
 def test_status_masks_a_label_stored_by_an_older_version() -> None:
     empty = StoreStatus(targets=[], pending={}, last_hits={}, recent_hits=[], history={}, latest_intents={})
     snapshot = Snapshot(tokens=[], status=empty, problems=[], meta={"cattle": CATTLE})
-    shown = format_snapshot(snapshot)
+    shown = render(snapshot_view(snapshot, load_drivers(), 0.0), "text")
     assert shown.splitlines()[0] == f"Cattle: {MASKED}"
     assert "s3cret" not in shown

@@ -93,7 +93,7 @@ async def test_a_failed_upgrade_is_rolled_back_and_its_hit_fails_with_the_reason
     # outlast before this read, so "active" after it is as good (the restored image is what tells).
     assert service["state"] in ("rolling-back", "active")
     assert service["launchConfig"]["imageUuid"] == "docker:acme/web:v1.4.1"  # the previous one, restored
-    last = (await store.last_hits())["default/web-deploy"]
+    last = (await store.read_status()).last_hits["default/web-deploy"]
     assert (last.hit_id, last.intent_state) == (result.hit_id, "failed")
     assert (
         last.reason is not None and "image pull failed" in last.reason and "rollback started" in last.reason

@@ -170,7 +170,7 @@ async def test_a_hit_within_the_cooldown_is_recorded_as_cooldown_without_intent(
     second = await store.record_hit(hit(at=T0 + 10, cooldown=30))
     assert second.outcome == "cooldown"
     assert await pending_hit_ids(store) == [first.hit_id]
-    last = (await store.last_hits())["default/up"]
+    last = (await store.read_status()).last_hits["default/up"]
     assert (last.hit_id, last.reason) == (
         second.hit_id,
         "cooldown: last accepted hit 10.0s ago, cooldown is 30s",
@@ -217,7 +217,7 @@ async def test_a_rate_limited_hit_is_not_recorded_nor_counted(store: IntentStore
     first = await store.record_hit(hit(rate_limit=limit))
     with pytest.raises(HitRateLimited):
         await store.record_hit(hit(at=T0 + 30, rate_limit=limit, idempotency_key="k"))
-    assert (await store.last_hits())["default/up"].hit_id == first.hit_id
+    assert (await store.read_status()).last_hits["default/up"].hit_id == first.hit_id
     assert (
         await store.record_hit(hit(at=T0 + 60, rate_limit=limit, idempotency_key="k"))
     ).outcome == "accepted"
@@ -255,7 +255,7 @@ async def test_an_ignored_or_suspended_hit_is_recorded_with_its_reason_and_no_in
     result = await store.record_hit(hit(disposition=disposition, reason="because"))
     assert result.outcome == disposition
     assert await store.pending_intents(TARGET) == []
-    last = (await store.last_hits())["default/up"]
+    last = (await store.read_status()).last_hits["default/up"]
     assert (last.hit_id, last.outcome, last.reason, last.intent_state) == (
         result.hit_id,
         disposition,
@@ -288,14 +288,14 @@ async def test_commit_fold_records_desired_and_marks_the_steps_folded(store: Int
     assert state is not None
     assert (state.desired, state.converged, state.updated_at) == (4, False, T0)
     assert await pending_hit_ids(store) == [b.hit_id]
-    assert (await store.last_hits())["default/up"].intent_state == "pending"
+    assert (await store.read_status()).last_hits["default/up"].intent_state == "pending"
 
 
 async def test_folded_steps_show_in_last_hits(store: IntentStore) -> None:
     a = await store.record_hit(hit())
     [p] = await store.pending_intents(TARGET)
     await store.commit_fold(TARGET, 10, [FoldStep(p.seq, a.hit_id, before=10, after=10, clamped=True)])
-    last = (await store.last_hits())["default/up"]
+    last = (await store.read_status()).last_hits["default/up"]
     assert (last.intent_state, last.before, last.after, last.clamped) == ("folded", 10, 10, True)
 
 
@@ -328,7 +328,7 @@ async def test_fail_intents_fails_the_pending_intents_and_records_the_error(stor
 async def test_last_hits_shows_a_failed_intent_with_its_reason(store: IntentStore) -> None:
     await store.record_hit(hit())
     await store.fail_intents(TARGET, "service not found")
-    last = (await store.last_hits())["default/up"]
+    last = (await store.read_status()).last_hits["default/up"]
     assert (last.outcome, last.intent_state, last.reason) == ("accepted", "failed", "service not found")
 
 
@@ -336,7 +336,7 @@ async def test_last_hits_shows_each_receivers_latest_hit(store: IntentStore) -> 
     await store.record_hit(hit())
     latest = await store.record_hit(hit(at=T0 + 1, disposition="ignored", reason="resolved"))
     down = await store.record_hit(hit(receiver="default/down", target="scaleService:1a5/1s8"))
-    hits = await store.last_hits()
+    hits = (await store.read_status()).last_hits
     assert {k: v.hit_id for k, v in hits.items()} == {
         "default/up": latest.hit_id,
         "default/down": down.hit_id,
@@ -360,7 +360,7 @@ async def test_set_observed_keeps_desired_and_replaces_the_rest(store: IntentSto
     state = await store.get_target(TARGET)
     assert state is not None
     assert (state.desired, state.observed, state.converged, state.last_error) == (5, 5, True, None)
-    assert [t.target_id for t in await store.list_targets()] == [TARGET]
+    assert [t.target_id for t in (await store.read_status()).targets] == [TARGET]
 
 
 async def test_an_unknown_target_has_no_state(store: IntentStore) -> None:

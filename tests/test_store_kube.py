@@ -263,16 +263,17 @@ async def test_a_full_ledger_posts_one_warning_event_a_minute_on_the_refused_rec
         async def events() -> list[KubeObject]:
             return await client.list(EVENTS.within("shop"))
 
-        async def two_events() -> bool:
-            return len(await events()) == 2
+        async def two_events() -> list[KubeObject]:
+            posted = await events()
+            return posted if len(posted) == 2 else []
 
         found: list[KubeObject] = await until(events, what="the Warning Event")
         clock.advance(31.0)  # a minute after the first: told again
         with pytest.raises(LedgerFull):
             await store.record_hit(HIT)
-        second: bool = await until(two_events, what="a second Event")
-        assert second
+        both: list[KubeObject] = await until(two_events, what="a second Event")
         await store.close()
+    assert [e["reason"] for e in both] == ["TargetBacklogFull"] * 2
     [event] = found
     assert (event["type"], event["reason"]) == ("Warning", "TargetBacklogFull")
     involved = event["involvedObject"]
@@ -389,7 +390,7 @@ async def test_a_ledger_filled_while_cattle_is_down_drains_once_it_is_back(
             await reconciler.stop()
             await runner.cleanup()
     assert await store.pending_intents(TARGET) == []
-    hits = await store.last_hits()
+    hits = (await store.read_status()).last_hits
     assert hits[HIT.receiver].hit_id == accepted[-1] and hits[HIT.receiver].intent_state == "folded"
     assert ledgers.encoded_size(stored_ledger(kube)) < full
 

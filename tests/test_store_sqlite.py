@@ -205,7 +205,7 @@ async def test_a_target_never_folded_is_no_longer_converged_once_migrated(db_pat
     conn.close()
     store = SqliteStore(db_path)
     await store.open()
-    targets = {t.target_id: t.converged for t in await store.list_targets()}
+    targets = {t.target_id: t.converged for t in (await store.read_status()).targets}
     await store.close()
     assert targets == {"t:refused": False, "t:done": True}
 
@@ -238,7 +238,7 @@ async def test_a_version_4_file_keeps_its_intents_and_hits_once_migrated(db_path
     await store.open()
     try:
         [pending] = await store.pending_intents(TARGET)
-        latest = (await store.last_hits())["default/up"]
+        latest = (await store.read_status()).last_hits["default/up"]
         again = await store.record_hit(hit(at=T0 + 3, idempotency_key="k"))
     finally:
         await store.close()
@@ -481,7 +481,7 @@ async def test_a_failed_commit_fails_every_job_of_its_batch(store: GatedStore) -
     outcomes = await asyncio.gather(*tasks, return_exceptions=True)
     assert [type(o) for o in outcomes] == [StoreUnavailable, StoreUnavailable]
     assert isinstance(outcomes[0].__cause__, sqlite3.IntegrityError)
-    assert await store.last_hits() == {}
+    assert (await store.read_status()).last_hits == {}
     assert (await store.record_hit(hit(at=T0 + 1))).outcome == "accepted"  # the store keeps working
 
 
@@ -533,9 +533,9 @@ async def test_a_batch_run_again_after_a_failing_job_counts_each_hit_once(store:
 
 
 async def test_tokens_can_be_put_replaced_listed_and_deleted(store: SqliteStore) -> None:
-    await store.put_token(token("up", "j1"))
-    await store.put_token(token("down", "j2"))
-    await store.put_token(token("up", "j3"))
+    await store.put_tokens([token("up", "j1")])
+    await store.put_tokens([token("down", "j2")])
+    await store.put_tokens([token("up", "j3")])
     assert await store.get_token("default", "up") == token("up", "j3")
     assert [t.receiver for t in await store.list_tokens()] == ["default/down", "default/up"]
     await store.delete_token("default", "up")
@@ -564,7 +564,7 @@ async def test_meta_values_are_upserted(store: SqliteStore) -> None:
 async def test_read_snapshot_sees_committed_state_while_the_store_is_open(
     store: SqliteStore, db_path: Path
 ) -> None:
-    await store.put_token(token())
+    await store.put_tokens([token()])
     result = await store.record_hit(hit())
     await store.set_problems([Problem("spec", "bad")])
     await store.set_meta("pid", "42")

@@ -273,12 +273,6 @@ class IntentStore(Protocol):
     ) -> None: ...
 
     # -- status
-    async def list_targets(self) -> list[TargetState]: ...
-
-    async def last_hits(self) -> dict[str, HitRecord]:
-        """The latest hit of every receiver, keyed "namespace/name"."""
-        ...
-
     async def read_status(self) -> StoreStatus:
         """Targets, pending counts, hits and each target's history, for the status views."""
         ...
@@ -289,8 +283,6 @@ class Store(IntentStore, Protocol):
 
     # -- receivers' tokens
     async def get_token(self, namespace: str, name: str) -> StoredToken | None: ...
-
-    async def put_token(self, token: StoredToken) -> None: ...
 
     async def put_tokens(self, tokens: Sequence[StoredToken]) -> None:
         """Store every record in one transaction."""

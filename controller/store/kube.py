@@ -274,17 +274,6 @@ class KubeStore:
             target_id, lambda led: (ledgers.set_observed(led, observed, converged, error, now), None)
         )
 
-    async def list_targets(self) -> list[TargetState]:
-        return [ledgers.target_state(led) for led in await self._list()]
-
-    async def last_hits(self) -> dict[str, HitRecord]:
-        hits: dict[str, HitRecord] = {}
-        for led in await self._list():
-            for key, record in ledgers.last_hits(led).items():
-                if key not in hits or record.received_at > hits[key].received_at:
-                    hits[key] = record
-        return hits
-
     async def read_status(self) -> StoreStatus:
         listed = await self._list()
         hits: dict[str, HitRecord] = {}

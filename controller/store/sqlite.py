@@ -37,7 +37,6 @@ from controller.store import sqlite_queries as queries
 from controller.store.base import (
     FoldStep,
     HitRateLimited,
-    HitRecord,
     HitRequest,
     HitResult,
     PendingIntent,
@@ -134,9 +133,6 @@ class SqliteStore:
     async def get_token(self, namespace: str, name: str) -> StoredToken | None:
         return await self._submit(lambda c: queries.get_token(c, namespace, name))
 
-    async def put_token(self, token: StoredToken) -> None:
-        await self._submit(lambda c: queries.put_token(c, token))
-
     async def put_tokens(self, tokens: Sequence[StoredToken]) -> None:
         """Every token record in one transaction: one commit for the thousands a start may mint."""
         await self._submit(lambda c: queries.put_tokens(c, tokens))
@@ -183,12 +179,6 @@ class SqliteStore:
         )
 
     # -- status
-
-    async def list_targets(self) -> list[TargetState]:
-        return await self._submit(queries.list_targets, alone=True)
-
-    async def last_hits(self) -> dict[str, HitRecord]:
-        return await self._submit(queries.last_hits, alone=True)
 
     async def read_status(self) -> StoreStatus:
         return await self._submit(queries.read_status, alone=True)
