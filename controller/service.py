@@ -42,7 +42,7 @@ from controller.store.base import CATTLE_PROBLEM_META
 from controller.store.sqlite import SqliteStore
 from controller.store.sqlite_schema import DB_NAME
 from controller.tokens import KeyRing, TokenVerifier, trigger_url
-from controller.wiring import NO_CATTLE, WIRING, CleanupCtx, Wiring, running, stop_on_signals, wire
+from controller.wiring import WIRING, CleanupCtx, Wiring, cattle_label, running, stop_on_signals, wire
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ async def serve_folder(settings: Settings, *, print_urls: bool) -> None:
                 settings.base_url,
             )
             if print_urls:
-                print_trigger_urls(settings, receiver_set, cattle_label(wiring))
+                print_trigger_urls(settings, receiver_set, cattle_label(wiring.cattle))
             await stop.wait()
             logger.info("shutting down")
     finally:
@@ -133,7 +133,7 @@ def noting_start(store: SqliteStore, settings: Settings) -> CleanupCtx:
     async def entry(app: web.Application) -> AsyncIterator[None]:
         await store.set_meta("public_url", settings.base_url)
         logger.info("store durability: %s", await store.pragmas())
-        await store.set_meta("cattle", cattle_label(app[WIRING]))
+        await store.set_meta("cattle", cattle_label(app[WIRING].cattle))
         await store.set_meta(CATTLE_PROBLEM_META, "")  # not an earlier run's: this run's check writes its own
         yield
 
@@ -150,10 +150,6 @@ def following(watcher: ReceiverWatcher) -> CleanupCtx:
             yield
 
     return entry
-
-
-def cattle_label(wiring: Wiring) -> str:
-    return NO_CATTLE if wiring.cattle is None else wiring.cattle.label
 
 
 def print_trigger_urls(settings: Settings, receiver_set: ReceiverSet, cattle: str) -> None:

@@ -69,6 +69,13 @@ from controller.store.base import IntentStore
 from controller.tokens import TokenVerifier
 
 NO_CATTLE = "none (no --cattle-url)"  # the Cattle label when no default Cattle is configured
+
+
+def cattle_label(cattle: CattleEndpoint | None) -> str:
+    """How the default Cattle is shown (status, the page, ``--print-urls``): masked, or NO_CATTLE."""
+    return NO_CATTLE if cattle is None else cattle.label
+
+
 CleanupCtx = Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]
 
 
@@ -164,7 +171,7 @@ def wire(
             store=store,
             drivers=drivers,
             health=health,
-            cattle_label=NO_CATTLE if cattle is None else cattle.label,
+            cattle_label=cattle_label(cattle),
             clock=clock,
         )
     )
